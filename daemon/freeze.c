@@ -1,0 +1,154 @@
+// SPDX-License-Identifier: GPL-2.0-only
+#include "freeze.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
+
+#include "util.h"
+
+static bool have_thread(const struct freeze *f, pid_t tid)
+{
+	for (size_t i = 0; i < f->n; i++)
+		if (f->t[i].tid == tid)
+			return true;
+	return false;
+}
+
+static int add_thread(struct freeze *f, pid_t tid)
+{
+	if (f->n == f->cap) {
+		size_t ncap = f->cap ? f->cap * 2 : 16;
+		struct frozen_thread *nt = reallocarray(f->t, ncap, sizeof(*nt));
+
+		if (!nt)
+			return -ENOMEM;
+		f->t = nt;
+		f->cap = ncap;
+	}
+	f->t[f->n++] = (struct frozen_thread){ .tid = tid };
+	return 0;
+}
+
+static void drop_thread(struct freeze *f, size_t i)
+{
+	f->t[i] = f->t[--f->n];
+}
+
+/* Wait until thread i is in a ptrace stop; drop it if it exited. */
+static int wait_thread(struct freeze *f, size_t i, bool *dropped)
+{
+	int status;
+
+	*dropped = false;
+	for (;;) {
+		pid_t w = waitpid(f->t[i].tid, &status, __WALL);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 || WIFEXITED(status) || WIFSIGNALED(status)) {
+			drop_thread(f, i);
+			*dropped = true;
+			return 0;
+		}
+		if (!WIFSTOPPED(status))
+			continue;
+		if ((status >> 16) == 0 && WSTOPSIG(status) != SIGTRAP)
+			f->t[i].sig = WSTOPSIG(status); /* keep it for the thaw */
+		else if ((status >> 16) == 0)
+			f->t[i].sig = SIGTRAP;
+		return 0;
+	}
+}
+
+/* Seize and interrupt every thread not yet held; returns how many were new. */
+static int seize_new_threads(struct freeze *f, size_t *n_new)
+{
+	char path[64];
+	struct dirent *de;
+	DIR *d;
+
+	*n_new = 0;
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)f->pid);
+	d = opendir(path);
+	if (!d)
+		return -errno == -ENOENT ? -ESRCH : -errno;
+	while ((de = readdir(d))) {
+		pid_t tid = (pid_t)atoi(de->d_name);
+
+		if (tid <= 0 || have_thread(f, tid))
+			continue;
+		if (ptrace(PTRACE_SEIZE, tid, NULL, NULL) < 0) {
+			if (errno == ESRCH)
+				continue; /* exited meanwhile */
+			int r = -errno;
+			closedir(d);
+			return r;
+		}
+		if (add_thread(f, tid) < 0) {
+			ptrace(PTRACE_DETACH, tid, NULL, NULL);
+			closedir(d);
+			return -ENOMEM;
+		}
+		ptrace(PTRACE_INTERRUPT, tid, NULL, NULL);
+		(*n_new)++;
+	}
+	closedir(d);
+	return 0;
+}
+
+int freeze_process(pid_t pid, struct freeze *f)
+{
+	size_t n_new, waited = 0;
+	int r;
+
+	*f = (struct freeze){ .pid = pid, .t_start_ns = now_ns() };
+	/* A thread may clone before it stops: list again until nothing new. */
+	do {
+		r = seize_new_threads(f, &n_new);
+		if (r < 0)
+			goto fail;
+		while (waited < f->n) {
+			bool dropped;
+
+			wait_thread(f, waited, &dropped);
+			if (!dropped)
+				waited++;
+		}
+	} while (n_new);
+	if (f->n == 0) {
+		r = -ESRCH;
+		goto fail;
+	}
+	f->t_frozen_ns = now_ns();
+	return 0;
+fail:
+	thaw_process(f, false);
+	return r;
+}
+
+int thaw_process(struct freeze *f, bool leave_stopped)
+{
+	int r = 0;
+
+	if (leave_stopped && f->n && kill(f->pid, SIGSTOP) < 0)
+		r = -errno;
+	for (size_t i = 0; i < f->n; i++) {
+		pid_t tid = f->t[i].tid;
+
+		if (ptrace(PTRACE_DETACH, tid, NULL, (void *)(long)f->t[i].sig) < 0 &&
+		    errno == ESRCH) {
+			int status;
+			while (waitpid(tid, &status, __WALL) < 0 && errno == EINTR)
+				;
+		}
+	}
+	free(f->t);
+	f->t = NULL;
+	f->n = f->cap = 0;
+	return r;
+}

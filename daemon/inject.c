@@ -1,0 +1,490 @@
+// SPDX-License-Identifier: GPL-2.0-only
+#include "inject.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kcmp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+
+#include "maps.h"
+#include "uapi.h"
+#include "util.h"
+
+#define PF_KTHREAD 0x00200000
+
+/*
+ * Syscalls that fail with EINTR instead of restarting when the thread is
+ * stopped and resumed (signal(7), "Interruption of system calls ... by stop
+ * signals"); socket calls are listed because a timeout may be set.  A thread
+ * blocked in one of these is only chosen when no other thread is.
+ */
+static const long eintr_on_stop[] = {
+	SYS_epoll_wait, SYS_epoll_pwait, 441 /* epoll_pwait2 */, SYS_semop,
+	SYS_semtimedop, SYS_rt_sigtimedwait, SYS_accept, SYS_accept4,
+	SYS_recvfrom, SYS_recvmsg, SYS_recvmmsg, SYS_connect, SYS_sendto,
+	SYS_sendmsg, SYS_sendmmsg, SYS_io_getevents,
+};
+
+static long pidfd_open_(pid_t pid)
+{
+	return syscall(SYS_pidfd_open, pid, 0);
+}
+
+static int proc_status_field(pid_t pid, const char *key, char *buf, size_t len)
+{
+	char path[64];
+	_cleanup_free_ char *text = NULL;
+	size_t klen = strlen(key);
+	int r;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	r = read_full_file(path, &text, NULL);
+	if (r < 0)
+		return r;
+	for (char *l = text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+		if (strncmp(l, key, klen) || l[klen] != ':')
+			continue;
+		l += klen + 1;
+		l += strspn(l, " \t");
+		size_t n = strcspn(l, "\n");
+		if (n >= len)
+			n = len - 1;
+		memcpy(buf, l, n);
+		buf[n] = 0;
+		return 0;
+	}
+	return -ENOENT;
+}
+
+static unsigned long proc_stat_flags(pid_t pid)
+{
+	char path[64];
+	_cleanup_free_ char *text = NULL;
+	unsigned long flags = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (read_full_file(path, &text, NULL) < 0)
+		return 0;
+	/* comm may hold spaces and parentheses: parse after the last ')'. */
+	char *p = strrchr(text, ')');
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %lu", &flags) != 1)
+		return 0;
+	return flags;
+}
+
+int target_check(pid_t pid, char *why, size_t why_len)
+{
+	char v[64];
+	int r;
+
+	if (pid <= 0) {
+		snprintf(why, why_len, "invalid PID %d", (int)pid);
+		return -EINVAL;
+	}
+	if (pid == 1 || pid == getpid()) {
+		snprintf(why, why_len, "refusing to track PID %d (%s)", (int)pid,
+			 pid == 1 ? "init" : "wpmig itself");
+		return -EPERM;
+	}
+	r = proc_status_field(pid, "State", v, sizeof(v));
+	if (r < 0) {
+		snprintf(why, why_len, "no such process: %d", (int)pid);
+		return -ESRCH;
+	}
+	if (v[0] == 'Z' || v[0] == 'X') {
+		snprintf(why, why_len, "process %d is a zombie (exited, not reaped)", (int)pid);
+		return -ESRCH;
+	}
+	if (proc_stat_flags(pid) & PF_KTHREAD) {
+		snprintf(why, why_len, "process %d is a kernel thread (no user memory)", (int)pid);
+		return -EINVAL;
+	}
+	if (proc_status_field(pid, "Seccomp", v, sizeof(v)) == 0 && strcmp(v, "0")) {
+		snprintf(why, why_len,
+			 "process %d runs under a seccomp %s; injecting userfaultfd() could kill it",
+			 (int)pid, strcmp(v, "1") ? "filter" : "strict mode");
+		return -EPERM;
+	}
+	if (proc_status_field(pid, "TracerPid", v, sizeof(v)) == 0 && strcmp(v, "0")) {
+		snprintf(why, why_len, "process %d is already traced by PID %s", (int)pid, v);
+		return -EBUSY;
+	}
+	return 0;
+}
+
+static bool thread_safe_to_stop(pid_t pid, pid_t tid)
+{
+	char path[96];
+	_cleanup_free_ char *text = NULL;
+	long nr;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/syscall", (int)pid, (int)tid);
+	if (read_full_file(path, &text, NULL) < 0)
+		return false;
+	if (!strncmp(text, "running", 7))
+		return true;
+	if (sscanf(text, "%ld", &nr) != 1)
+		return false;
+	for (size_t i = 0; i < ARRAY_SIZE(eintr_on_stop); i++)
+		if (nr == eintr_on_stop[i])
+			return false;
+	return true;
+}
+
+/* Prefer a running thread or one in a restartable syscall. */
+static pid_t choose_thread(pid_t pid)
+{
+	char path[64];
+	pid_t fallback = pid;
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return pid;
+	while ((de = readdir(d))) {
+		pid_t tid = (pid_t)atoi(de->d_name);
+
+		if (tid <= 0)
+			continue;
+		if (thread_safe_to_stop(pid, tid)) {
+			closedir(d);
+			return tid;
+		}
+	}
+	closedir(d);
+	return fallback;
+}
+
+static int find_vdso_syscall(pid_t pid, uint64_t *ret)
+{
+	struct vma_list maps = { 0 };
+	int r = maps_read(pid, &maps);
+
+	if (r < 0)
+		return r;
+	r = -ENOENT;
+	for (size_t i = 0; i < maps.n; i++) {
+		const struct vma *v = &maps.v[i];
+		size_t len = v->end - v->start;
+
+		if (strcmp(v->path, "[vdso]") || len > (1 << 20))
+			continue;
+		_cleanup_free_ uint8_t *buf = malloc(len);
+		if (!buf) {
+			r = -ENOMEM;
+			break;
+		}
+		struct iovec lio = { buf, len }, rio = { (void *)v->start, len };
+		if (process_vm_readv(pid, &lio, 1, &rio, 1, 0) != (ssize_t)len) {
+			r = -errno;
+			break;
+		}
+		for (size_t o = 0; o + 1 < len; o++)
+			if (buf[o] == 0x0f && buf[o + 1] == 0x05) {
+				*ret = v->start + o;
+				r = 0;
+				break;
+			}
+		break;
+	}
+	vma_list_free(&maps);
+	return r;
+}
+
+static bool is_syscall_insn(pid_t tid, uint64_t ip)
+{
+	errno = 0;
+	long word = ptrace(PTRACE_PEEKTEXT, tid, (void *)ip, NULL);
+
+	return errno == 0 && (word & 0xffff) == 0x050f;
+}
+
+/* Wait for tid to stop; returns 0 with *status, or -ESRCH if it is gone. */
+static int wait_stop(pid_t tid, int *status)
+{
+	for (;;) {
+		pid_t w = waitpid(tid, status, __WALL);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		if (WIFEXITED(*status) || WIFSIGNALED(*status))
+			return -ESRCH;
+		if (WIFSTOPPED(*status))
+			return 0;
+	}
+}
+
+static bool is_event_stop(int status)
+{
+	return (status >> 16) == PTRACE_EVENT_STOP;
+}
+
+/*
+ * Bring the seized thread to a PTRACE_EVENT_STOP.  Signals that arrive
+ * first are delivered on (the target sees them exactly once).
+ */
+static int interrupt_to_event_stop(struct inject *in, int resume_sig, bool resume,
+				   bool drop_sigtrap)
+{
+	int status, r;
+
+	if (ptrace(PTRACE_INTERRUPT, in->tid, NULL, NULL) < 0)
+		return -errno;
+	if (resume && ptrace(PTRACE_CONT, in->tid, NULL, (void *)(long)resume_sig) < 0)
+		return -errno;
+	for (;;) {
+		r = wait_stop(in->tid, &status);
+		if (r < 0)
+			return r;
+		if (is_event_stop(status))
+			return 0;
+		/* Signal-delivery-stop: pass the signal on, ask again.  The
+		 * trap our own single step queued is dropped, once. */
+		int sig = WSTOPSIG(status);
+		if (sig == SIGTRAP && drop_sigtrap) {
+			drop_sigtrap = false;
+			sig = 0;
+		} else {
+			in->signals_redelivered++;
+		}
+		if (ptrace(PTRACE_INTERRUPT, in->tid, NULL, NULL) < 0 ||
+		    ptrace(PTRACE_CONT, in->tid, NULL, (void *)(long)sig) < 0)
+			return -errno;
+	}
+}
+
+/* A thread in an rseq critical section restarts at its abort handler. */
+static void rseq_fixup(struct inject *in)
+{
+	struct wpmig_rseq_configuration conf = { 0 };
+	uint64_t cs_ptr, cs[4];
+	struct iovec lio, rio;
+
+	if (ptrace((enum __ptrace_request)PTRACE_GET_RSEQ_CONFIGURATION, in->tid, (void *)sizeof(conf), &conf) <= 0 ||
+	    !conf.rseq_abi_pointer)
+		return;
+	lio = (struct iovec){ &cs_ptr, sizeof(cs_ptr) };
+	rio = (struct iovec){ (void *)(conf.rseq_abi_pointer + 8), sizeof(cs_ptr) };
+	if (process_vm_readv(in->pid, &lio, 1, &rio, 1, 0) != sizeof(cs_ptr) || !cs_ptr)
+		return;
+	/* struct rseq_cs: u32 version, u32 flags, u64 start_ip, post_commit_offset, abort_ip */
+	lio = (struct iovec){ cs, sizeof(cs) };
+	rio = (struct iovec){ (void *)cs_ptr, sizeof(cs) };
+	if (process_vm_readv(in->pid, &lio, 1, &rio, 1, 0) != sizeof(cs))
+		return;
+	if (in->saved.rip - cs[1] < cs[2])
+		in->saved.rip = cs[3];
+}
+
+int inject_attach(struct inject *in, pid_t pid)
+{
+	int r;
+
+	*in = (struct inject){ .pid = pid, .pidfd = -1 };
+	in->pidfd = (int)pidfd_open_(pid);
+	if (in->pidfd < 0)
+		return -errno;
+	r = find_vdso_syscall(pid, &in->syscall_ip);
+	if (r < 0 && r != -ENOENT)
+		goto fail;
+	in->tid = choose_thread(pid);
+	if (ptrace(PTRACE_SEIZE, in->tid, NULL, NULL) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	in->seized = true;
+	r = interrupt_to_event_stop(in, 0, false, false);
+	if (r < 0)
+		goto fail;
+	if (ptrace(PTRACE_GETREGS, in->tid, NULL, &in->saved) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if (in->saved.cs != 0x33) { /* not a 64-bit thread */
+		r = -EPROTONOSUPPORT;
+		goto fail;
+	}
+	rseq_fixup(in);
+	return 0;
+fail:
+	inject_detach(in);
+	return r;
+}
+
+int inject_detach(struct inject *in)
+{
+	int r = 0;
+
+	if (in->seized) {
+		if (ptrace(PTRACE_DETACH, in->tid, NULL, NULL) < 0) {
+			int status;
+			r = -errno;
+			/* Gone: reap the tracee so its real parent is not left waiting. */
+			if (errno == ESRCH)
+				while (waitpid(in->tid, &status, __WALL) < 0 && errno == EINTR)
+					;
+		}
+		in->seized = false;
+	}
+	if (in->pidfd >= 0)
+		close(in->pidfd);
+	in->pidfd = -1;
+	return r;
+}
+
+static uint64_t pick_syscall_ip(struct inject *in)
+{
+	if (in->syscall_ip && is_syscall_insn(in->tid, in->syscall_ip))
+		return in->syscall_ip;
+	/* No vDSO (or it changed under an exec): the insn the thread sits after. */
+	if ((long long)in->saved.orig_rax >= 0 && is_syscall_insn(in->tid, in->saved.rip - 2))
+		return in->saved.rip - 2;
+	return 0;
+}
+
+/*
+ * One attempt.  Returns 0 when the syscall ran, -EAGAIN when a signal came
+ * first (registers restored, signal delivered, thread at an event stop
+ * again with fresh saved registers), other negative on failure.
+ */
+static int try_syscall(struct inject *in, long nr, const long a[6], long *ret)
+{
+	struct user_regs_struct regs = in->saved;
+	uint64_t ip = pick_syscall_ip(in);
+	int status, r;
+
+	if (!ip)
+		return -ENOEXEC;
+	regs.rip = ip;
+	regs.rax = (uint64_t)nr;
+	regs.orig_rax = (uint64_t)-1; /* no restart logic for our syscall */
+	regs.rdi = (uint64_t)a[0];
+	regs.rsi = (uint64_t)a[1];
+	regs.rdx = (uint64_t)a[2];
+	regs.r10 = (uint64_t)a[3];
+	regs.r8 = (uint64_t)a[4];
+	regs.r9 = (uint64_t)a[5];
+
+	/* The window: from here until the registers are back, a dying tracer
+	 * must take the target with it rather than leave it running wrong. */
+	if (ptrace(PTRACE_SETOPTIONS, in->tid, NULL, (void *)PTRACE_O_EXITKILL) < 0)
+		return -errno;
+	if (ptrace(PTRACE_SETREGS, in->tid, NULL, &regs) < 0 ||
+	    ptrace(PTRACE_SINGLESTEP, in->tid, NULL, NULL) < 0)
+		return -errno;
+	r = wait_stop(in->tid, &status);
+	if (r < 0)
+		return r;
+	if (ptrace(PTRACE_GETREGS, in->tid, NULL, &regs) < 0)
+		return -errno;
+	bool ran = regs.rip == ip + 2;
+	int sig = is_event_stop(status) ? 0 : WSTOPSIG(status);
+	if (ptrace(PTRACE_SETREGS, in->tid, NULL, &in->saved) < 0)
+		return -errno;
+	if (ran)
+		*ret = (long)regs.rax;
+	/* Leave single-step mode at a clean event stop; a foreign signal that
+	 * stopped us is delivered now (a stale SIGTRAP of ours is dropped). */
+	bool trap_pending = ran && sig != SIGTRAP;
+	if (sig == SIGTRAP && ran)
+		sig = 0;
+	if (sig)
+		in->signals_redelivered++;
+	r = interrupt_to_event_stop(in, sig, true, trap_pending);
+	if (r < 0)
+		return r;
+	if (ptrace(PTRACE_SETOPTIONS, in->tid, NULL, NULL) < 0)
+		return -errno;
+	if (ptrace(PTRACE_GETREGS, in->tid, NULL, &in->saved) < 0)
+		return -errno;
+	rseq_fixup(in);
+	return ran ? 0 : -EAGAIN;
+}
+
+int inject_syscall(struct inject *in, long nr, const long a[6], long *ret)
+{
+	for (int attempt = 0; attempt < 64; attempt++) {
+		int r = try_syscall(in, nr, a, ret);
+
+		if (r != -EAGAIN)
+			return r;
+	}
+	return -EAGAIN;
+}
+
+static int close_in_target(struct inject *in, int target_fd, int our_fd)
+{
+	long args[6] = { target_fd }, ret;
+
+	/* Another thread may have closed or dup2()ed over it meanwhile. */
+	if (syscall(SYS_kcmp, in->pid, getpid(), KCMP_FILE, target_fd, our_fd) != 0)
+		return -ESTALE;
+	int r = inject_syscall(in, SYS_close, args, &ret);
+	if (r < 0)
+		return r;
+	return ret < 0 ? (int)ret : 0;
+}
+
+/* Without our own copy kcmp cannot vouch for it: check what the fd is. */
+static int close_uffd_blind(struct inject *in, int target_fd)
+{
+	char path[64], link[64];
+	long args[6] = { target_fd }, ret;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)in->pid, target_fd);
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n < 0)
+		return -ESTALE;
+	link[n] = 0;
+	if (strcmp(link, "anon_inode:[userfaultfd]"))
+		return -ESTALE;
+	return inject_syscall(in, SYS_close, args, &ret);
+}
+
+int inject_acquire_uffd(pid_t pid, int uffd_flags, int *ret_fd, int *ret_pidfd)
+{
+	struct inject in;
+	long args[6] = { uffd_flags }, tfd;
+	int r, fd = -1;
+
+	r = inject_attach(&in, pid);
+	if (r < 0)
+		return r;
+	r = inject_syscall(&in, SYS_userfaultfd, args, &tfd);
+	if (r == 0 && tfd < 0)
+		r = (int)tfd;
+	if (r < 0)
+		goto out;
+	fd = (int)syscall(SYS_pidfd_getfd, in.pidfd, (int)tfd, 0);
+	if (fd < 0)
+		r = -errno;
+	/* Close the target's copy even if taking it failed. */
+	int rc = fd >= 0 ? close_in_target(&in, (int)tfd, fd) : close_uffd_blind(&in, (int)tfd);
+	if (r == 0 && rc < 0 && rc != -ESTALE)
+		r = rc;
+out:
+	if (r == 0) {
+		*ret_pidfd = in.pidfd;
+		in.pidfd = -1;
+	}
+	inject_detach(&in);
+	if (r < 0) {
+		if (fd >= 0)
+			close(fd);
+		return r;
+	}
+	*ret_fd = fd;
+	return 0;
+}

@@ -1,0 +1,119 @@
+// SPDX-License-Identifier: GPL-2.0-only
+#include "maps.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+static const char *const special_names[] = {
+	"[vvar]", "[vvar_vclock]", "[vdso]", "[vsyscall]", "[uprobes]",
+};
+
+static enum vma_kind classify(const struct vma *v)
+{
+	const char *p = v->path;
+
+	for (size_t i = 0; i < ARRAY_SIZE(special_names); i++)
+		if (!strcmp(p, special_names[i]))
+			return VMA_SPECIAL;
+	if (v->shared)
+		return VMA_SHARED;
+	/* Private: anonymous unless backed by an inode (memfd, file). */
+	if (v->ino == 0 || p[0] == '[')
+		return VMA_ANON;
+	return VMA_FILE_PRIVATE;
+}
+
+/* Parse one line in place; 0 or -EINVAL. */
+static int parse_line(char *line, struct vma *v)
+{
+	char perms[5];
+	unsigned long long start, end, pgoff, ino;
+	unsigned maj, min;
+	int pos = 0;
+
+	if (sscanf(line, "%llx-%llx %4s %llx %x:%x %llu%n", &start, &end, perms,
+		   &pgoff, &maj, &min, &ino, &pos) != 7)
+		return -EINVAL;
+	if (start >= end || strlen(perms) != 4)
+		return -EINVAL;
+	while (line[pos] == ' ')
+		pos++;
+	*v = (struct vma){
+		.start = start, .end = end, .pgoff = pgoff, .ino = ino,
+		.dev_major = maj, .dev_minor = min,
+		.read = perms[0] == 'r', .write = perms[1] == 'w',
+		.exec = perms[2] == 'x', .shared = perms[3] == 's',
+		.path = line + pos,
+	};
+	v->kind = classify(v);
+	return 0;
+}
+
+int maps_parse(char *text, struct vma_list *out)
+{
+	size_t n = 0, cap = 0;
+	struct vma *v = NULL;
+	char *save = NULL;
+
+	for (char *line = strtok_r(text, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 64;
+			struct vma *nv = reallocarray(v, ncap, sizeof(*v));
+
+			if (!nv) {
+				free(v);
+				return -ENOMEM;
+			}
+			v = nv;
+			cap = ncap;
+		}
+		if (parse_line(line, &v[n]) < 0 || (n && v[n].start < v[n - 1].end)) {
+			free(v);
+			return -EINVAL;
+		}
+		n++;
+	}
+	*out = (struct vma_list){ .v = v, .n = n, .text = text };
+	return 0;
+}
+
+int maps_read(pid_t pid, struct vma_list *out)
+{
+	char path[64];
+	char *text;
+	int r;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	r = read_full_file(path, &text, NULL);
+	if (r < 0)
+		return r;
+	r = maps_parse(text, out);
+	if (r < 0)
+		free(text);
+	return r;
+}
+
+void vma_list_free(struct vma_list *l)
+{
+	if (!l)
+		return;
+	free(l->v);
+	free(l->text);
+	*l = (struct vma_list){ 0 };
+}
+
+const char *vma_kind_name(enum vma_kind k)
+{
+	switch (k) {
+	case VMA_ANON: return "anon";
+	case VMA_FILE_PRIVATE: return "file-private";
+	case VMA_SHARED: return "shared";
+	case VMA_SPECIAL: return "special";
+	}
+	return "?";
+}

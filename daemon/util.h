@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* Small helpers shared by daemon, client and tests: cleanup, sizes, time. */
+#pragma once
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PAGE_SIZE_4K 4096UL
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+
+static inline void freep(void *p)
+{
+	free(*(void **)p);
+}
+
+static inline void closep(int *fd)
+{
+	if (*fd >= 0) {
+		int saved = errno;
+		close(*fd);
+		errno = saved;
+	}
+}
+
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#define _cleanup_free_ _cleanup_(freep)
+#define _cleanup_close_ _cleanup_(closep)
+
+/* Hand a cleanup-owned value to the caller. */
+#define TAKE_PTR(p)                          \
+	({                                   \
+		__typeof__(p) _tp = (p);     \
+		(p) = NULL;                  \
+		_tp;                         \
+	})
+#define TAKE_FD(fd)                          \
+	({                                   \
+		int _tf = (fd);              \
+		(fd) = -1;                   \
+		_tf;                         \
+	})
+
+static inline uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static inline double ns_to_ms(uint64_t ns)
+{
+	return (double)ns / 1e6;
+}
+
+/* Read a whole small file (procfs) into a NUL-terminated buffer. */
+int read_full_file(const char *path, char **ret, size_t *ret_len);
+/* Parse an unsigned decimal or 0x-hex number; 0 or -EINVAL/-ERANGE. */
+int parse_u64(const char *s, uint64_t *ret);
+/* Parse a size with optional K/M/G/T suffix (powers of 1024). */
+int parse_size(const char *s, uint64_t *ret);
