@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Page encoding: a chunk of pages read from the target becomes extents
+ * (runs of data pages and of all-zero pages, by address), an XXH3-64 sum of
+ * every data page, and one zstd-compressed payload of the data pages.  The
+ * same encoded chunk is stored by the local store and sent by the peer link.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum ext_kind {
+	EXT_DATA = 0, /* pages follow, in order, in the chunk payload */
+	EXT_ZERO = 1, /* pages are zero; nothing stored */
+};
+
+struct ext {
+	uint64_t addr;  /* page aligned */
+	uint32_t pages;
+	uint32_t kind;  /* enum ext_kind */
+};
+
+enum {
+	ENC_RAW = 0,  /* payload is the data pages as they are */
+	ENC_ZSTD = 1, /* payload is one zstd frame of the data pages */
+};
+
+struct enc_chunk {
+	uint64_t seq;        /* pass number in the generation: a higher seq wins */
+	struct ext *ext;
+	uint32_t n_ext;
+	uint32_t n_data_pages;
+	uint64_t *page_sums; /* n_data_pages XXH3-64 sums of the raw pages */
+	uint8_t *payload;
+	uint32_t payload_len;
+	uint32_t encoding;   /* ENC_RAW or ENC_ZSTD */
+	uint64_t payload_sum; /* XXH3-64 of the payload as stored */
+	/* owned buffers, reused between encodes */
+	size_t ext_cap, sums_cap, payload_cap;
+};
+
+struct codec; /* one per worker thread: holds the zstd contexts */
+
+struct codec *codec_new(int zstd_level);
+void codec_free(struct codec *c);
+
+/*
+ * Encode the pages at addrs[i] (n pages, in address order, page i at
+ * buf + i * 4096) into out.  All-zero pages become EXT_ZERO extents.
+ * Falls back to ENC_RAW when zstd does not shrink the data.
+ */
+int codec_encode(struct codec *c, uint64_t seq, const uint64_t *addrs, size_t n,
+		 const uint8_t *buf, struct enc_chunk *out);
+/*
+ * Decode the data pages of in into dst (in->n_data_pages * 4096 bytes),
+ * checking payload_sum and every page sum.  -EBADMSG names the first bad
+ * page in *bad_page (index among the data pages) when it is a page sum.
+ */
+int codec_decode(struct codec *c, const struct enc_chunk *in, uint8_t *dst, int64_t *bad_page);
+void enc_chunk_free(struct enc_chunk *ch);
+
+/* Fast all-zero test of one 4 KiB page. */
+int page_is_zero(const uint8_t *p);
