@@ -380,14 +380,21 @@ static int try_syscall(struct inject *in, long nr, const long a[6], long *ret)
 	 * must take the target with it rather than leave it running wrong. */
 	if (ptrace(PTRACE_SETOPTIONS, in->tid, NULL, (void *)PTRACE_O_EXITKILL) < 0)
 		return -errno;
-	if (ptrace(PTRACE_SETREGS, in->tid, NULL, &regs) < 0 ||
-	    ptrace(PTRACE_SINGLESTEP, in->tid, NULL, NULL) < 0)
+	if (ptrace(PTRACE_SETREGS, in->tid, NULL, &regs) < 0)
 		return -errno;
+	if (ptrace(PTRACE_SINGLESTEP, in->tid, NULL, NULL) < 0) {
+		r = -errno;
+		ptrace(PTRACE_SETREGS, in->tid, NULL, &in->saved); /* never leave ours */
+		return r;
+	}
 	r = wait_stop(in->tid, &status);
 	if (r < 0)
+		return r; /* gone: EXITKILL or its own death */
+	if (ptrace(PTRACE_GETREGS, in->tid, NULL, &regs) < 0) {
+		r = -errno;
+		ptrace(PTRACE_SETREGS, in->tid, NULL, &in->saved);
 		return r;
-	if (ptrace(PTRACE_GETREGS, in->tid, NULL, &regs) < 0)
-		return -errno;
+	}
 	bool ran = regs.rip == ip + 2;
 	int sig = is_event_stop(status) ? 0 : WSTOPSIG(status);
 	if (ptrace(PTRACE_SETREGS, in->tid, NULL, &in->saved) < 0)
