@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 
 #include "maps.h"
+#include "seccomp.h"
 #include "uapi.h"
 #include "util.h"
 
@@ -106,10 +107,12 @@ int target_check(pid_t pid, char *why, size_t why_len)
 		snprintf(why, why_len, "process %d is a kernel thread (no user memory)", (int)pid);
 		return -EINVAL;
 	}
-	if (proc_status_field(pid, "Seccomp", v, sizeof(v)) == 0 && strcmp(v, "0")) {
+	/* Strict mode kills for any syscall but read/write/exit; filters are
+	 * evaluated at attach (seccomp_check). */
+	if (proc_status_field(pid, "Seccomp", v, sizeof(v)) == 0 && !strcmp(v, "1")) {
 		snprintf(why, why_len,
-			 "process %d runs under a seccomp %s; injecting userfaultfd() could kill it",
-			 (int)pid, strcmp(v, "1") ? "filter" : "strict mode");
+			 "process %d runs in seccomp strict mode; injecting userfaultfd() would kill it",
+			 (int)pid);
 		return -EPERM;
 	}
 	if (proc_status_field(pid, "TracerPid", v, sizeof(v)) == 0 && strcmp(v, "0")) {
@@ -460,20 +463,67 @@ static int close_uffd_blind(struct inject *in, int target_fd)
 	return inject_syscall(in, SYS_close, args, &ret);
 }
 
-int inject_acquire_uffd(pid_t pid, int uffd_flags, int *ret_fd, int *ret_pidfd)
+/*
+ * A seccomp filter of the chosen thread must let both syscalls we inject
+ * run: one that kills, traps or defers would hurt the target, one that
+ * fails close() would leave our fd behind.
+ */
+static int seccomp_check(struct inject *in, int uffd_flags, char *why, size_t why_len)
+{
+	char v[16];
+	const struct seccomp_call calls[] = {
+		{ .nr = SYS_userfaultfd, .ip = in->syscall_ip + 2, .args = { (uint64_t)uffd_flags } },
+		{ .nr = SYS_close, .ip = in->syscall_ip + 2, .args = { 3 } },
+	};
+
+	if (proc_status_field(in->tid, "Seccomp", v, sizeof(v)) < 0 || strcmp(v, "2"))
+		return 0;
+	for (size_t i = 0; i < ARRAY_SIZE(calls); i++) {
+		uint32_t action;
+		int r = seccomp_evaluate(in->tid, &calls[i], &action);
+
+		if (r < 0) {
+			snprintf(why, why_len, "process %d runs under a seccomp filter that cannot be "
+				 "evaluated (%s); refusing to inject syscalls", (int)in->pid,
+				 r == -EACCES ? "reading it needs CAP_SYS_ADMIN" : strerror(-r));
+			return -EPERM;
+		}
+		if (!seccomp_action_allows(action)) {
+			snprintf(why, why_len, "the seccomp filter of process %d would %s for %s()",
+				 (int)in->pid, seccomp_action_name(action),
+				 i == 0 ? "userfaultfd" : "close");
+			return -EPERM;
+		}
+	}
+	return 0;
+}
+
+int inject_acquire_uffd(pid_t pid, int uffd_flags, int *ret_fd, int *ret_pidfd, char *why,
+			size_t why_len)
 {
 	struct inject in;
 	long args[6] = { uffd_flags }, tfd;
 	int r, fd = -1;
 
 	r = inject_attach(&in, pid);
-	if (r < 0)
+	if (r < 0) {
+		snprintf(why, why_len, "cannot stop a thread of process %d: %s", (int)pid,
+			 strerror(-r));
 		return r;
+	}
+	r = seccomp_check(&in, uffd_flags, why, why_len);
+	if (r < 0) {
+		inject_detach(&in);
+		return r;
+	}
 	r = inject_syscall(&in, SYS_userfaultfd, args, &tfd);
 	if (r == 0 && tfd < 0)
 		r = (int)tfd;
-	if (r < 0)
+	if (r < 0) {
+		snprintf(why, why_len, "userfaultfd() in process %d failed: %s", (int)pid,
+			 strerror(-r));
 		goto out;
+	}
 	fd = (int)syscall(SYS_pidfd_getfd, in.pidfd, (int)tfd, 0);
 	if (fd < 0)
 		r = -errno;

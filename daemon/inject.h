@@ -36,4 +36,5 @@ int inject_detach(struct inject *in);
  * take it over with pidfd_getfd, close the target's copy, detach.
  * On success *ret_fd is our fd and *ret_pidfd a pidfd of the target.
  */
-int inject_acquire_uffd(pid_t pid, int uffd_flags, int *ret_fd, int *ret_pidfd);
+int inject_acquire_uffd(pid_t pid, int uffd_flags, int *ret_fd, int *ret_pidfd, char *why,
+			size_t why_len);

@@ -250,12 +250,9 @@ int tracker_attach(pid_t pid, const struct tracker_opts *opts, struct tracker **
 	if (!t)
 		return -ENOMEM;
 	r = inject_acquire_uffd(pid, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY, &t->uffd,
-				&t->pidfd);
-	if (r < 0) {
-		snprintf(why, why_len, "cannot create a userfaultfd in process %d: %s", (int)pid,
-			 strerror(-r));
+				&t->pidfd, why, why_len);
+	if (r < 0)
 		goto fail;
-	}
 	r = uffd_api(t->uffd);
 	if (r < 0) {
 		snprintf(why, why_len, "UFFDIO_API with WP_ASYNC|WP_UNPOPULATED failed: %s",
