@@ -1,0 +1,20 @@
+#!/bin/sh
+# Install what wpmig needs to build and test on Debian 12, as root.
+# Used by both set-up commands in README.md and by .ci/run.
+set -eu
+pkgs="gcc libc6-dev pkg-config meson ninja-build
+      libevent-dev libprotobuf-c-dev protobuf-c-compiler libzstd-dev libsystemd-dev
+      libjson-c-dev libxxhash-dev libinih-dev libssl-dev
+      systemd procps iproute2 util-linux
+      clang libclang-rt-14-dev llvm"
+missing=""
+for p in $pkgs; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+	echo "installing:$missing"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	# shellcheck disable=SC2086
+	apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
