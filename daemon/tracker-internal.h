@@ -34,6 +34,7 @@ struct tracker {
 	struct range_set untracked;  /* image ranges we could not register */
 	struct range_set pending_new; /* registered, first capture still due */
 	struct range_set gen_removed; /* removed since the last final pass */
+	struct range_set resync;      /* owed again by a failed generation */
 	struct backing *backing;
 	size_t n_backing;
 	struct page_region *vec;

@@ -209,6 +209,7 @@ static void tracker_free(struct tracker *t)
 	range_set_free(&t->untracked);
 	range_set_free(&t->pending_new);
 	range_set_free(&t->gen_removed);
+	range_set_free(&t->resync);
 	pthread_mutex_destroy(&t->lock);
 	pthread_mutex_destroy(&t->pass_lock);
 	free(t->vec);
@@ -483,6 +484,11 @@ int tracker_pass(struct tracker *t, unsigned flags, struct pass *out)
 					capture_removed);
 	if (r == 0)
 		r = for_each_in_regions(t, &t->untracked, out, capture_removed);
+	if (r == 0 && t->resync.n) {
+		r = for_each_in_regions(t, &t->resync, out, capture_removed);
+		if (r == 0)
+			range_set_clear(&t->resync);
+	}
 	/* Another process writes these without faulting here: read whole. */
 	for (size_t i = 0; r == 0 && i < out->n_regions; i++)
 		if (out->regions[i].flags & REGION_SHARED_ELSEWHERE)
@@ -508,6 +514,17 @@ int tracker_pass(struct tracker *t, unsigned flags, struct pass *out)
 	out->st.total_ns = now_ns() - t0;
 	if (r < 0)
 		pass_free(out);
+	return r;
+}
+
+int tracker_resync(struct tracker *t, const struct range_set *ranges)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&t->pass_lock);
+	for (size_t i = 0; r == 0 && i < ranges->n; i++)
+		r = range_set_add(&t->resync, ranges->r[i].start, ranges->r[i].end);
+	pthread_mutex_unlock(&t->pass_lock);
 	return r;
 }
 

@@ -73,6 +73,12 @@ struct tracker;
 int tracker_attach(pid_t pid, const struct tracker_opts *opts, struct tracker **ret,
 		   char *why, size_t why_len);
 int tracker_pass(struct tracker *t, unsigned flags, struct pass *out);
+/*
+ * Pages a failed generation collected (and re-protected) are owed to the
+ * next one: read ranges again in the next pass, as if their content had
+ * changed without a write fault.
+ */
+int tracker_resync(struct tracker *t, const struct range_set *ranges);
 /* Unregister everything, close the uffd; the target keeps no trace of us. */
 void tracker_detach(struct tracker *t);
 void tracker_get_info(struct tracker *t, struct tracker_info *info);

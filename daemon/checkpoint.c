@@ -1,0 +1,157 @@
+// SPDX-License-Identifier: GPL-2.0-only
+#include "checkpoint.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "freeze.h"
+#include "util.h"
+
+struct run {
+	struct tracker *t;
+	struct pipeline *pl;
+	struct sink *s;
+	const struct checkpoint_opts *o;
+	struct checkpoint_result *res;
+	struct range_set taken; /* everything this generation collected */
+	char phase[32];
+	char *why;
+	size_t why_len;
+};
+
+static void on_progress(void *ud, uint64_t done, uint64_t total, uint64_t bytes_out)
+{
+	struct run *run = ud;
+
+	if (run->o->progress)
+		run->o->progress(run->o->ud, run->phase, done, total, bytes_out);
+}
+
+static int note_taken(struct run *run, const struct pass *p)
+{
+	int r = 0;
+
+	for (size_t i = 0; r == 0 && i < p->data.n; i++)
+		r = range_set_add(&run->taken, p->data.r[i].start, p->data.r[i].end);
+	for (size_t i = 0; r == 0 && i < p->zero.n; i++)
+		r = range_set_add(&run->taken, p->zero.r[i].start, p->zero.r[i].end);
+	return r;
+}
+
+static void account(struct run *run, const struct pass *p, const struct pipeline_stats *st)
+{
+	uint64_t data = range_set_bytes(&p->data) / PAGE_SIZE_4K;
+	uint64_t zero = range_set_bytes(&p->zero) / PAGE_SIZE_4K;
+
+	run->res->passes++;
+	run->res->data_pages += data - st->zero_pages;
+	run->res->zero_pages += zero + st->zero_pages;
+	run->res->unreadable += st->unreadable;
+}
+
+/* Passes while the target runs, until they find little. */
+static int live_passes(struct run *run, uint64_t *seq)
+{
+	unsigned max = run->o->max_live_passes ? run->o->max_live_passes : 4;
+	uint64_t converge = run->o->converge_pages ? run->o->converge_pages : 2048;
+
+	for (unsigned i = 0; i < max; i++) {
+		struct pipeline_stats st = { 0 };
+		struct pass p;
+		int r = tracker_pass(run->t, 0, &p);
+
+		if (r < 0)
+			return r;
+		snprintf(run->phase, sizeof(run->phase), "live-pass %u", i + 1);
+		r = note_taken(run, &p);
+		if (r == 0)
+			r = pipeline_run(run->pl, run->t, &p, (*seq)++, run->s, on_progress, run, &st);
+		uint64_t found = (range_set_bytes(&p.data) + range_set_bytes(&p.zero)) / PAGE_SIZE_4K;
+		if (r == 0)
+			account(run, &p, &st);
+		pass_free(&p);
+		if (r < 0)
+			return r;
+		if (found < converge)
+			break;
+	}
+	return 0;
+}
+
+/* Freeze, final pass, copy out, thaw: the only time the target waits. */
+static int frozen_pass(struct run *run, struct pass *p, struct capture **cap)
+{
+	struct pipeline_stats st = { 0 };
+	struct freeze f;
+	int r = freeze_process(tracker_pid(run->t), &f);
+
+	if (r < 0) {
+		snprintf(run->why, run->why_len, "cannot stop process %d: %s",
+			 (int)tracker_pid(run->t), strerror(-r));
+		return r;
+	}
+	uint64_t t0 = now_ns();
+	r = tracker_pass(run->t, PASS_FINAL, p);
+	run->res->final_scan_ns = now_ns() - t0;
+	if (r == 0) {
+		r = pipeline_capture(run->pl, run->t, p, cap, &st);
+		run->res->final_copy_ns = st.ns;
+		run->res->unreadable += st.unreadable;
+	}
+	/* On failure never leave it stopped, whatever was asked. */
+	int rt = thaw_process(&f, r == 0 && run->o->leave_stopped);
+	run->res->pause_ns = now_ns() - f.t_start_ns;
+	if (r == 0 && rt < 0)
+		r = rt;
+	if (r < 0 && p->regions)
+		pass_free(p);
+	return r;
+}
+
+int checkpoint_run(struct tracker *t, struct pipeline *pl, struct sink *s,
+		   const struct checkpoint_opts *opts, struct checkpoint_result *res,
+		   char *why, size_t why_len)
+{
+	struct run run = { .t = t, .pl = pl, .s = s, .o = opts, .res = res, .why = why,
+			   .why_len = why_len };
+	uint64_t t0 = now_ns(), seq = 1;
+	struct capture *cap = NULL;
+	struct pass final = { 0 };
+	int r;
+
+	*res = (struct checkpoint_result){ 0 };
+	r = live_passes(&run, &seq);
+	if (r == 0)
+		r = frozen_pass(&run, &final, &cap);
+	if (r == 0) {
+		struct pipeline_stats st = { 0 };
+
+		snprintf(run.phase, sizeof(run.phase), "store");
+		r = note_taken(&run, &final);
+		if (r == 0)
+			r = pipeline_flush(pl, cap, seq, s, on_progress, &run, &st);
+		else
+			capture_free(cap);
+		if (r == 0) {
+			account(&run, &final, &st);
+			r = s->ops->commit(s, final.regions, final.n_regions, &res->gen);
+		}
+		res->regions = (uint32_t)final.n_regions;
+		pass_free(&final);
+	}
+	if (r < 0) {
+		if (!why[0])
+			snprintf(why, why_len, "checkpoint of process %d failed: %s", (int)tracker_pid(t),
+				 strerror(-r));
+		s->ops->abort(s);
+		tracker_resync(t, &run.taken);
+	} else {
+		s->ops->close(s);
+	}
+	res->pages = res->data_pages + res->zero_pages;
+	res->bytes = res->gen.bytes_stored;
+	res->duration_ns = now_ns() - t0;
+	range_set_free(&run.taken);
+	return r;
+}
