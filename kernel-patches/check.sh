@@ -193,7 +193,8 @@ run_test() {
 	(cd "$TREE/$MM" && "./$TEST") || rc=$?
 	case $rc in
 	0)	log "PASS" ;;
-	4)	skip "$TEST: the running kernel lacks a feature (see above)" ;;
+	4)	skip "$TEST skipped itself: the kernel lacks a feature" \
+		     "or we lack a privilege (reason above)" ;;
 	*)	fail "$TEST exited with $rc" ;;
 	esac
 }
