@@ -9,7 +9,8 @@
 #   (default: ${TMPDIR:-/tmp}/wpmig-kernel-selftest).
 #
 # Exit status: 0 pass, 1 failure, 77 skipped (the source package cannot be
-# installed or unpacked, or the running kernel lacks a feature).
+# installed or unpacked, or the test skipped itself: the running kernel lacks
+# a feature, or we are not root).
 # Needs root: it installs packages with apt-get, and the test itself needs
 # userfaultfd without UFFD_USER_MODE_ONLY and may raise nr_hugepages.
 set -euo pipefail
@@ -167,8 +168,9 @@ apply_series() {
 			printf '%s\n' "$out" >&2
 			fail "${p##*/} does not apply to $PKG"
 		fi
-		patch -d "$TREE" -p1 -N -s --fuzz=0 -i "$p" >/dev/null
+		# recorded first: a half-done run is undone by the next one
 		cp "$p" "$APPLIED/"
+		patch -d "$TREE" -p1 -N -s --fuzz=0 -i "$p" >/dev/null
 		log "applied ${p##*/}"
 	done
 }
