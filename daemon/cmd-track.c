@@ -111,11 +111,21 @@ struct track_job {
 static int track_run(struct job *j, void *userdata)
 {
 	struct track_job *tj = userdata;
-	int r = daemon_job_delay(tj->d, j);
+	struct job_progress p = { .phase = "attaching" };
+	int r;
 
+	job_post_progress(j, &p);
+	r = daemon_job_delay(tj->d, j);
 	if (r < 0)
 		return r;
 	return tracker_attach(tj->pid, &tj->opts, &tj->t, tj->why, sizeof(tj->why));
+}
+
+static void track_progress(struct job *j, const struct job_progress *p, void *userdata)
+{
+	struct track_job *tj = userdata;
+
+	daemon_forward_progress(tj->req, p);
 }
 
 static void track_done(struct job *j, int r, void *userdata)
@@ -142,7 +152,7 @@ static void track_done(struct job *j, int r, void *userdata)
 	daemon_session_settle(d, s);
 }
 
-static const struct job_ops track_ops = { "track", track_run, track_done, NULL };
+static const struct job_ops track_ops = { "track", track_run, track_done, track_progress };
 
 /* Quick refusals on the loop, before a session exists. */
 static int track_precheck(struct daemon *d, struct request *req, pid_t pid)

@@ -72,7 +72,9 @@ static int check_pid_ns(int fd, pid_t pid, char *why, size_t why_len)
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) < 0)
 		pidfd = -1; /* older kernel: /proc alone */
 	r = same_pid_ns(pid);
-	if (r >= 0 && pidfd >= 0 && syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) < 0)
+	/* EPERM (no CAP_KILL over that user) still means it is alive */
+	if (r >= 0 && pidfd >= 0 && syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) < 0 &&
+	    errno == ESRCH)
 		r = -ESRCH;
 	if (r < 0) {
 		snprintf(why, why_len, "cannot read the PID namespace of client %d: %s", (int)pid,

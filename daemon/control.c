@@ -34,6 +34,7 @@ struct conn {
 	struct peer_cred cred;
 	bool closing; /* answered an error: flush, then wait for the client's EOF */
 	bool dropped; /* freed on the next loop iteration; sends nothing more */
+	bool read_eof; /* the client shut its side: close once all is answered */
 	struct event *free_ev;
 	unsigned n_requests;
 	TAILQ_HEAD(, request) requests;
@@ -122,6 +123,9 @@ static void conn_on_write(struct bufferevent *bev, void *arg)
 	/* A refusal is out: tell the client we are done, wait for its EOF. */
 	if (cn->closing)
 		shutdown(bufferevent_getfd(bev), SHUT_WR);
+	/* A half-closed client has all its answers. */
+	else if (cn->read_eof && cn->n_requests == 0)
+		conn_drop(cn);
 }
 
 /* Answer a protocol or permission error with id 0 and close, gracefully:
@@ -238,6 +242,12 @@ static void conn_on_event(struct bufferevent *bev, short what, void *arg)
 	}
 	if ((what & BEV_EVENT_EOF) && pending) {
 		conn_refuse(cn, -EBADMSG, "truncated frame: connection closed mid-frame");
+		return;
+	}
+	if ((what & BEV_EVENT_EOF) && cn->n_requests) {
+		/* shutdown(SHUT_WR) after its requests: answer them first */
+		cn->read_eof = true;
+		bufferevent_disable(bev, EV_READ);
 		return;
 	}
 	if (what & BEV_EVENT_ERROR)
@@ -399,7 +409,9 @@ void request_reply(struct request *req, Wpmig__Response *resp)
 	if (cn) {
 		TAILQ_REMOVE(&cn->requests, req, link);
 		cn->n_requests--;
-		conn_send(cn, FRAME_CTL_RESPONSE, &resp->base);
+		if (conn_send(cn, FRAME_CTL_RESPONSE, &resp->base) && cn->read_eof &&
+		    !cn->n_requests && !evbuffer_get_length(bufferevent_get_output(cn->bev)))
+			conn_drop(cn);
 	}
 	free(req);
 }

@@ -53,7 +53,7 @@ void daemon_notify_status(struct daemon *d)
 	unsigned running = 0, queued = 0, tracking = 0;
 	struct session *s;
 
-	if (!getenv("NOTIFY_SOCKET"))
+	if (!getenv("NOTIFY_SOCKET") || !d->jobs)
 		return;
 	TAILQ_FOREACH(s, &d->sessions.head, link)
 		tracking += s->state != SESSION_ATTACHING && s->state != SESSION_FAILED;
@@ -95,6 +95,18 @@ void daemon_session_settle(struct daemon *d, struct session *s)
 	if (s->exited || d->stopping || s->state == SESSION_FAILED)
 		daemon_session_detach(d, s, NULL);
 	daemon_notify_status(d);
+}
+
+void daemon_forward_progress(struct request *req, const struct job_progress *p)
+{
+	Wpmig__Progress msg = WPMIG__PROGRESS__INIT;
+
+	msg.phase = (char *)p->phase;
+	msg.done = p->done;
+	msg.total = p->total;
+	msg.bytes = p->bytes;
+	msg.rate = p->rate;
+	request_progress(req, &msg);
 }
 
 int daemon_job_delay(const struct daemon *d, struct job *j)
@@ -270,8 +282,12 @@ int daemon_run(struct daemon *d)
 
 void daemon_done(struct daemon *d)
 {
+	/* Connections first: closing one refreshes STATUS=, which reads jobs. */
+	control_free(d->control);
+	d->control = NULL;
 	/* Normally empty: shutdown detaches everything before the loop ends. */
 	job_pool_free(d->jobs);
+	d->jobs = NULL;
 	while (!TAILQ_EMPTY(&d->sessions.head)) {
 		struct session *s = TAILQ_FIRST(&d->sessions.head);
 		tracker_detach(s->tracker);
@@ -279,7 +295,6 @@ void daemon_done(struct daemon *d)
 		s->job = NULL;
 		session_free(s);
 	}
-	control_free(d->control);
 	struct event *evs[] = { d->sig_term, d->sig_int, d->sig_hup, d->watchdog };
 	for (size_t i = 0; i < ARRAY_SIZE(evs); i++)
 		if (evs[i])

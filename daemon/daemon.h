@@ -49,6 +49,8 @@ void daemon_session_settle(struct daemon *d, struct session *s);
 void daemon_session_detach(struct daemon *d, struct session *s, struct request *req);
 /* Free s (no tracker, no job) and see whether a shutdown is complete. */
 void daemon_session_end(struct daemon *d, struct session *s);
+/* A job's progress() callback hands its report to the client this way. */
+void daemon_forward_progress(struct request *req, const struct job_progress *p);
 /* Worker side, at the start of a job's run(): the test-only delay. */
 int daemon_job_delay(const struct daemon *d, struct job *j);
 /* Refresh the STATUS= line systemd shows. */

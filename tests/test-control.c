@@ -195,6 +195,20 @@ static void test_frames(void)
 		}
 		send_bad(&d, witness, &b[i]);
 	}
+	/* a client that half-closes after its request still gets the answer */
+	{
+		Wpmig__Request req = WPMIG__REQUEST__INIT;
+		Wpmig__SessionsRequest sr = WPMIG__SESSIONS_REQUEST__INIT;
+		int fd = raw_connect(d.sock), error = -1;
+		req.id = 9;
+		req.verb_case = WPMIG__REQUEST__VERB_SESSIONS;
+		req.sessions = &sr;
+		CHECK(frame_write_fd(fd, FRAME_CTL_REQUEST, &req.base) == 0, "write");
+		shutdown(fd, SHUT_WR);
+		CHECK(raw_read_response(fd, 1000, &error, NULL, 0) == 0 && error == 0,
+		      "half-closed client not answered (%d)", error);
+		close(fd);
+	}
 	long rss1 = proc_rss_kib(d.pid);
 	printf("daemon RSS %ld KiB before, %ld KiB after the hostile frames\n", rss0, rss1);
 	CHECK(rss1 - rss0 < 1024, "RSS grew by %ld KiB", rss1 - rss0);

@@ -263,12 +263,14 @@ static void test_responsive(void)
 	struct wpmigd d = { 0 };
 	struct wl w = { 0 };
 	double worst = 0;
-	int status;
+	int status, p[2];
 
 	require_tracking();
 	CHECK(wpmigd_start(&d, "", env) == 0, "daemon start");
 	start_wl(&w);
-	pid_t bg = ctl_background(&d, "track", w.pid, 2);
+	CHECK(pipe(p) == 0, "pipe");
+	pid_t bg = ctl_background(&d, "track", w.pid, p[1]);
+	close(p[1]);
 	CHECK(wait_state(&d, w.pid, "ATTACHING", 1000), "not ATTACHING");
 	int fd = raw_connect(d.sock);
 	for (int i = 0; i < 20; i++) {
@@ -288,6 +290,13 @@ static void test_responsive(void)
 	free(err);
 	waitpid(bg, &status, 0);
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "background track failed");
+	char bgout[512];
+	ssize_t n = read(p[0], bgout, sizeof(bgout) - 1);
+	bgout[n > 0 ? n : 0] = 0;
+	close(p[0]);
+	/* the job's progress reached the client: a plain line, not a terminal */
+	CHECK(strstr(bgout, "attaching...\n") && strstr(bgout, "Tracking pid"),
+	      "background client said: %s", bgout);
 	CHECK(wait_state(&d, w.pid, "TRACKING", 1000), "not TRACKING after the job");
 	CHECK(CTL(&d, NULL, NULL, "untrack", arg) == 0, "untrack");
 	wl_stop(&w);
