@@ -386,6 +386,38 @@ static void test_reload(void)
 	wpmigd_cleanup(&d);
 }
 
+/* ---- the installed default config parses, commented and uncommented ---- */
+
+static void test_config(void)
+{
+	const char *path = getenv("WPMIG_DEFAULT_CONF");
+	char *text = NULL, *open_text;
+	struct wpmigd d = { 0 };
+
+	CHECK(path && read_full_file(path, &text, NULL) == 0, "cannot read %s", path);
+	if (!text)
+		return;
+	CHECK(wpmigd_start(&d, text, NULL) == 0, "daemon refuses the default config");
+	CHECK(wpmigd_stop(&d, 5000) == 0, "daemon exit status");
+	wpmigd_cleanup(&d);
+	/* every documented key, uncommented: "# key = value" -> "key = value" */
+	open_text = calloc(1, strlen(text) + 1);
+	for (char *l = strtok(text, "\n"); l; l = strtok(NULL, "\n")) {
+		char key[64], eq[2];
+		if (sscanf(l, "# %63[a-z_] %1[=]", key, eq) == 2 && strcmp(key, "control") &&
+		    strcmp(key, "state_dir"))
+			sprintf(open_text + strlen(open_text), "%s\n", l + 2);
+	}
+	CHECK(strstr(open_text, "max_connections = 64") && strstr(open_text, "log_level = info"),
+	      "keys not found:\n%s", open_text);
+	CHECK(wpmigd_start(&d, open_text, NULL) == 0, "daemon refuses:\n%s", open_text);
+	CHECK(wpmigd_stop(&d, 5000) == 0, "daemon exit status");
+	CHECK(!wpmigd_log_has(&d, "unknown key"), "a documented key is unknown");
+	wpmigd_cleanup(&d);
+	free(open_text);
+	free(text);
+}
+
 /* ---- verbs whose daemon side is not in this build: answered, not hung ---- */
 
 static void test_later_verbs(void)
@@ -419,7 +451,7 @@ int main(int argc, char **argv)
 	} tests[] = {
 		{ "usage", test_usage }, { "frames", test_frames }, { "auth", test_auth },
 		{ "limits", test_limits }, { "reload", test_reload },
-		{ "later-verbs", test_later_verbs },
+		{ "config", test_config }, { "later-verbs", test_later_verbs },
 	};
 
 	signal(SIGPIPE, SIG_IGN);
