@@ -445,21 +445,11 @@ static void test_later_verbs(void)
 
 int main(int argc, char **argv)
 {
-	static const struct {
-		const char *name;
-		void (*fn)(void);
-	} tests[] = {
+	static const struct subtest tests[] = {
 		{ "usage", test_usage }, { "frames", test_frames }, { "auth", test_auth },
 		{ "limits", test_limits }, { "reload", test_reload },
 		{ "config", test_config }, { "later-verbs", test_later_verbs },
 	};
 
-	signal(SIGPIPE, SIG_IGN);
-	for (size_t i = 0; i < ARRAY_SIZE(tests); i++) {
-		if (argc > 1 && strcmp(argv[1], tests[i].name))
-			continue;
-		fprintf(stderr, "== %s\n", tests[i].name);
-		tests[i].fn();
-	}
-	return test_failures ? 1 : 0;
+	return run_subtests(argc, argv, tests, ARRAY_SIZE(tests));
 }

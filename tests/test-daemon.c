@@ -358,21 +358,11 @@ static void test_sigterm(void)
 
 int main(int argc, char **argv)
 {
-	static const struct {
-		const char *name;
-		void (*fn)(void);
-	} tests[] = {
+	static const struct subtest tests[] = {
 		{ "check", test_check }, { "track", test_track }, { "exit", test_exit },
 		{ "bad-targets", test_bad_targets }, { "responsive", test_responsive },
 		{ "sigterm", test_sigterm },
 	};
 
-	signal(SIGPIPE, SIG_IGN);
-	for (size_t i = 0; i < ARRAY_SIZE(tests); i++) {
-		if (argc > 1 && strcmp(argv[1], tests[i].name))
-			continue;
-		fprintf(stderr, "== %s\n", tests[i].name);
-		tests[i].fn();
-	}
-	return test_failures ? 1 : 0;
+	return run_subtests(argc, argv, tests, ARRAY_SIZE(tests));
 }

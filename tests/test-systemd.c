@@ -21,36 +21,6 @@
 #include "util.h"
 #include "wpmigd-harness.h"
 
-static pid_t spawn(const char *log, const char *const *env, const char *const *argv)
-{
-	pid_t p = fork();
-
-	if (p == 0) {
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-		for (; env && *env; env++)
-			putenv((char *)*env);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execvp(argv[0], (char *const *)argv);
-		_exit(127);
-	}
-	return p;
-}
-
-static int wait_exit(pid_t p, int ms)
-{
-	int status;
-
-	for (int i = 0; i < ms / 10; i++) {
-		if (waitpid(p, &status, WNOHANG) == p)
-			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-		usleep(10000);
-	}
-	kill(p, SIGKILL);
-	waitpid(p, NULL, 0);
-	return -1;
-}
-
 static void mkdir_tmp(struct wpmigd *d)
 {
 	snprintf(d->dir, sizeof(d->dir), "/tmp/wpmigd-sd.XXXXXX");
@@ -75,7 +45,7 @@ static void test_activate(void)
 	snprintf(own, sizeof(own), "%s/own/control.sock", d.dir);
 	const char *argv[] = { "systemd-socket-activate", "-l", d.sock, getenv("WPMIGD"),
 			       "--control", own, "--state-dir", d.state, NULL };
-	pid_t p = spawn(d.log, NULL, argv);
+	pid_t p = spawn_logged(d.log, NULL, argv);
 	for (int i = 0; i < 300 && fd < 0; i++) {
 		fd = raw_connect(d.sock);
 		if (fd < 0)
@@ -130,15 +100,19 @@ static void read_notes(int fd, int ms, struct notes *n)
 	}
 }
 
-static int notify_socket(struct wpmigd *d, char *path, size_t len)
+/* A temp dir for d, and the datagram socket the daemon notifies; *env
+ * gets "NOTIFY_SOCKET=..." (free it). */
+static int notify_setup(struct wpmigd *d, char **env)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 
-	snprintf(path, len, "%s/notify", d->dir);
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+	mkdir_tmp(d);
+	snprintf(d->sock, sizeof(d->sock), "%s/control.sock", d->dir);
+	if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%.100s/notify", d->dir) >=
+	    sizeof(sa.sun_path) || fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		abort();
+	*env = xstrdup_printf("NOTIFY_SOCKET=%s", sa.sun_path);
 	return fd;
 }
 
@@ -146,23 +120,20 @@ static void test_notify(void)
 {
 	struct wpmigd d = { 0 };
 	struct notes n = { 0 };
-	char path[256], *env_notify;
+	char *env_notify;
+	int fd = notify_setup(&d, &env_notify);
 
-	mkdir_tmp(&d);
-	snprintf(d.sock, sizeof(d.sock), "%s/control.sock", d.dir);
-	int fd = notify_socket(&d, path, sizeof(path));
-	env_notify = xstrdup_printf("NOTIFY_SOCKET=%s", path);
 	const char *env[] = { env_notify, "WATCHDOG_USEC=200000", NULL };
 	const char *argv[] = { getenv("WPMIGD"), "--control", d.sock, "--state-dir", d.state,
 			       "--config", "/nonexistent/default-is-fine.conf", NULL };
 	/* an explicit config that does not exist is an error... */
-	pid_t p = spawn(d.log, env, argv);
+	pid_t p = spawn_logged(d.log, env, argv);
 	CHECK(wait_exit(p, 3000) == 1, "missing explicit config accepted");
 	read_notes(fd, 100, &n);
 	CHECK(n.ready == 0, "READY=1 from a daemon that failed");
 	/* ...so run with the default file, which may be missing */
 	argv[5] = NULL;
-	p = spawn(d.log, env, argv);
+	p = spawn_logged(d.log, env, argv);
 	read_notes(fd, 1200, &n);
 	printf("in 1.2 s with WATCHDOG_USEC=200000: READY=1 x%d, STATUS= x%d, WATCHDOG=1 x%d; "
 	       "status '%s'\n", n.ready, n.status, n.watchdog, n.last_status);
@@ -199,16 +170,13 @@ static void test_idle(void)
 {
 	struct wpmigd d = { 0 };
 	struct notes n = { 0 };
-	char path[256], *env_notify;
+	char *env_notify;
+	int fd = notify_setup(&d, &env_notify);
 
-	mkdir_tmp(&d);
-	snprintf(d.sock, sizeof(d.sock), "%s/control.sock", d.dir);
-	int fd = notify_socket(&d, path, sizeof(path));
-	env_notify = xstrdup_printf("NOTIFY_SOCKET=%s", path);
 	const char *env[] = { env_notify, NULL };
 	const char *argv[] = { getenv("WPMIGD"), "--control", d.sock, "--state-dir", d.state,
 			       NULL };
-	pid_t p = spawn(d.log, env, argv);
+	pid_t p = spawn_logged(d.log, env, argv);
 	read_notes(fd, 300, &n);
 	CHECK(n.ready == 1, "not ready");
 	unsigned long long t0 = cpu_ticks(p);
@@ -229,19 +197,9 @@ static void test_idle(void)
 
 int main(int argc, char **argv)
 {
-	static const struct {
-		const char *name;
-		void (*fn)(void);
-	} tests[] = {
+	static const struct subtest tests[] = {
 		{ "activate", test_activate }, { "notify", test_notify }, { "idle", test_idle },
 	};
 
-	signal(SIGPIPE, SIG_IGN);
-	for (size_t i = 0; i < ARRAY_SIZE(tests); i++) {
-		if (argc > 1 && strcmp(argv[1], tests[i].name))
-			continue;
-		fprintf(stderr, "== %s\n", tests[i].name);
-		tests[i].fn();
-	}
-	return test_failures ? 1 : 0;
+	return run_subtests(argc, argv, tests, ARRAY_SIZE(tests));
 }

@@ -53,17 +53,46 @@ int wpmigd_write_config(struct wpmigd *d, const char *config_text)
 	return write_file(d->conf, config_text);
 }
 
-static void spawn_daemon(struct wpmigd *d, const char *const *env)
+pid_t spawn_logged(const char *log, const char *const *env, const char *const *argv)
 {
-	int log = open(d->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	pid_t p = fork();
 
-	for (; env && *env; env++)
-		putenv((char *)*env);
-	dup2(log, 1);
-	dup2(log, 2);
-	execl(bin("WPMIGD", "./wpmigd"), "wpmigd", "--config", d->conf, "--control", d->sock,
-	      "--state-dir", d->state, (char *)NULL);
-	_exit(127);
+	if (p == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		for (; env && *env; env++)
+			putenv((char *)*env);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execvp(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	return p;
+}
+
+int wait_exit(pid_t pid, int ms)
+{
+	int status;
+
+	for (int i = 0; i < ms / 10; i++) {
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+		usleep(10000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	return -1;
+}
+
+int run_subtests(int argc, char **argv, const struct subtest *t, size_t n)
+{
+	signal(SIGPIPE, SIG_IGN);
+	for (size_t i = 0; i < n; i++) {
+		if (argc > 1 && strcmp(argv[1], t[i].name))
+			continue;
+		fprintf(stderr, "== %s\n", t[i].name);
+		t[i].fn();
+	}
+	return test_failures ? 1 : 0;
 }
 
 int wpmigd_start(struct wpmigd *d, const char *config_text, const char *const *env)
@@ -77,11 +106,11 @@ int wpmigd_start(struct wpmigd *d, const char *config_text, const char *const *e
 	snprintf(d->log, sizeof(d->log), "%s/wpmigd.log", d->dir);
 	if (wpmigd_write_config(d, config_text) < 0)
 		return -EIO;
-	d->pid = fork();
+	const char *argv[] = { bin("WPMIGD", "./wpmigd"), "--config", d->conf, "--control",
+			       d->sock, "--state-dir", d->state, NULL };
+	d->pid = spawn_logged(d->log, env, argv);
 	if (d->pid < 0)
 		return -errno;
-	if (d->pid == 0)
-		spawn_daemon(d, env);
 	for (int i = 0; i < 500; i++) {
 		int fd = raw_connect(d->sock);
 		if (fd >= 0) {
@@ -99,22 +128,14 @@ int wpmigd_start(struct wpmigd *d, const char *config_text, const char *const *e
 
 int wpmigd_stop(struct wpmigd *d, int timeout_ms)
 {
-	int status;
+	int r;
 
 	if (d->pid <= 0)
 		return -1;
 	kill(d->pid, SIGTERM);
-	for (int i = 0; i < timeout_ms / 10; i++) {
-		if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
-			d->pid = 0;
-			return status;
-		}
-		usleep(10000);
-	}
-	kill(d->pid, SIGKILL);
-	waitpid(d->pid, NULL, 0);
+	r = wait_exit(d->pid, timeout_ms);
 	d->pid = 0;
-	return -1;
+	return r;
 }
 
 void wpmigd_cleanup(struct wpmigd *d)

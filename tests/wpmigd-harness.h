@@ -18,7 +18,7 @@ struct wpmigd {
 int wpmigd_start(struct wpmigd *d, const char *config_text, const char *const *env);
 /* Rewrite the config file (for SIGHUP tests). */
 int wpmigd_write_config(struct wpmigd *d, const char *config_text);
-/* SIGTERM and wait up to timeout_ms; returns the wait status or -1. */
+/* SIGTERM and wait up to timeout_ms: its exit code (see wait_exit). */
 int wpmigd_stop(struct wpmigd *d, int timeout_ms);
 void wpmigd_cleanup(struct wpmigd *d);
 bool wpmigd_log_has(const struct wpmigd *d, const char *needle);
@@ -37,6 +37,19 @@ int raw_connect(const char *sock);
 int raw_status(int fd, int timeout_ms);
 /* Read one Response frame within timeout_ms: error and message. */
 int raw_read_response(int fd, int timeout_ms, int *error, char *msg, size_t len);
+
+/* fork + exec argv[0] (PATH searched) with stdout and stderr appended
+ * to log and env ("NAME=VALUE", NULL-terminated, may be NULL) added. */
+pid_t spawn_logged(const char *log, const char *const *env, const char *const *argv);
+/* Wait up to ms for pid: its exit code, 128+signal, or -1 (then killed). */
+int wait_exit(pid_t pid, int ms);
+
+/* main() of a test binary: run the named subtest (or all). */
+struct subtest {
+	const char *name;
+	void (*fn)(void);
+};
+int run_subtests(int argc, char **argv, const struct subtest *t, size_t n);
 
 /* Exit 77 when this kernel or user cannot track (probe table). */
 void require_tracking(void);
