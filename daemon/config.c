@@ -124,10 +124,11 @@ static int set_key(struct config *c, const char *k, const char *v)
 	if (!strcmp(k, "max_output"))
 		return parse_size(v, &c->max_output) < 0 || c->max_output < 65536 ? -EINVAL : 0;
 	if (!strcmp(k, "zstd_level")) {
-		int n = (int)strtol(v, NULL, 10);
-		if (!*v || n < -7 || n > 19)
+		char *end;
+		long n = strtol(v, &end, 10);
+		if (!*v || *end || n < -7 || n > 19)
 			return -EINVAL;
-		return c->zstd_level = n, 0;
+		return c->zstd_level = (int)n, 0;
 	}
 	if (!strcmp(k, "log_level"))
 		return (r = config_parse_log_level(v)) < 0 ? r : (c->log_level = r, 0);

@@ -342,11 +342,34 @@ static bool wait_one_connection(struct wpmigd *d)
 	return false;
 }
 
+/* A client that sends and never reads is dropped at max_output. */
+static void flood_without_reading(struct wpmigd *d)
+{
+	Wpmig__Request req = WPMIG__REQUEST__INIT;
+	Wpmig__StatusRequest sr = WPMIG__STATUS_REQUEST__INIT;
+	struct timeval tv = { 5, 0 };
+	int fd = raw_connect(d->sock), sent = 0;
+
+	req.verb_case = WPMIG__REQUEST__VERB_STATUS;
+	req.status = &sr;
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	for (; sent < 100000; sent++)
+		if (frame_write_fd(fd, FRAME_CTL_REQUEST, &req.base) < 0)
+			break;
+	printf("flood: %d requests sent before the daemon hung up\n", sent);
+	CHECK(sent < 100000, "never dropped");
+	CHECK(wpmigd_wait_log(d, "reads too slowly", 2000), "drop not logged");
+	CHECK(proc_rss_kib(d->pid) < 16 * 1024, "RSS %ld KiB", proc_rss_kib(d->pid));
+	close(fd);
+}
+
 static void test_limits(void)
 {
 	struct wpmigd d = { 0 };
 
-	CHECK(wpmigd_start(&d, "max_connections = 50\n", NULL) == 0, "daemon start");
+	CHECK(wpmigd_start(&d, "max_connections = 50\nmax_output = 64K\n", NULL) == 0,
+	      "daemon start");
+	flood_without_reading(&d);
 	CHECK(wait_one_connection(&d), "start-up probe connection still counted");
 	count_answers(&d, 50, 100);
 	/* the slots come back once the clients are gone */
