@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/* checkpoint, restore */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "ctl.h"
+
+enum { CK_SET, CK_PEER, CK_LEAVE_STOPPED };
+
+static const struct option checkpoint_opts[] = {
+	{ "set", required_argument, NULL, CK_SET },
+	{ "peer", required_argument, NULL, CK_PEER },
+	{ "leave-stopped", no_argument, NULL, CK_LEAVE_STOPPED },
+	{ 0 },
+};
+
+static int show_checkpoint(struct ctl *c, const Wpmig__Response *resp)
+{
+	const Wpmig__CheckpointResult *r = resp->checkpoint;
+	char b[32], raw[32];
+
+	if (c->json) {
+		json_print(pb_to_json(&r->base));
+		return EXIT_OK;
+	}
+	printf("%s/%" PRIu64 ": %" PRIu64 " pages (%" PRIu64 " data, %" PRIu64 " zero), "
+	       "%s stored of %s%s%s\n", r->set, r->generation, r->pages, r->data_pages,
+	       r->zero_pages, fmt_bytes(r->bytes, b, sizeof(b)),
+	       fmt_bytes(r->raw_bytes, raw, sizeof(raw)), r->peer[0] ? " at " : "", r->peer);
+	printf("paused %.2f ms, took %.1f ms, %" PRIu64 " passes%s\n", r->pause_ms,
+	       r->duration_ms, r->passes, r->parent ? "" : " (full generation)");
+	return EXIT_OK;
+}
+
+static int run_checkpoint(struct ctl *c, char **args, int n, const struct verb_opts *o)
+{
+	Wpmig__Request req = WPMIG__REQUEST__INIT;
+	Wpmig__CheckpointRequest cr = WPMIG__CHECKPOINT_REQUEST__INIT;
+
+	if (parse_pid_arg(args[0], &cr.pid) < 0)
+		return usage_error(&verb_checkpoint, "invalid PID '%s'", args[0]);
+	if (o->set[CK_SET] && check_set_name(o->val[CK_SET]) < 0)
+		return usage_error(&verb_checkpoint, "invalid set name '%s' (letters, digits, "
+				   "'.', '_', '-'; at most 64)", o->val[CK_SET]);
+	if (o->set[CK_PEER] && check_addr(o->val[CK_PEER]) < 0)
+		return usage_error(&verb_checkpoint, "invalid peer '%s' (HOST:PORT or unix:PATH)",
+				   o->val[CK_PEER]);
+	cr.set = (char *)(o->set[CK_SET] ? o->val[CK_SET] : "");
+	cr.peer = (char *)(o->set[CK_PEER] ? o->val[CK_PEER] : "");
+	cr.leave_stopped = o->set[CK_LEAVE_STOPPED];
+	req.verb_case = WPMIG__REQUEST__VERB_CHECKPOINT;
+	req.checkpoint = &cr;
+	return ctl_run_request(c, &req, show_checkpoint);
+}
+
+const struct verb_def verb_checkpoint = {
+	"checkpoint", 1, 1, checkpoint_opts,
+	"checkpoint PID [--set NAME] [--peer ADDR] [--leave-stopped]", run_checkpoint,
+};
+
+static int show_restore(struct ctl *c, const Wpmig__Response *resp)
+{
+	const Wpmig__RestoreResult *r = resp->restore;
+	char b[32];
+
+	if (c->json) {
+		json_print(pb_to_json(&r->base));
+		return EXIT_OK;
+	}
+	printf("restored %s/%" PRIu64 ": %" PRIu64 " pages (%s), paused %.2f ms, took %.1f ms\n",
+	       r->set, r->generation, r->pages, fmt_bytes(r->bytes, b, sizeof(b)), r->pause_ms,
+	       r->duration_ms);
+	return EXIT_OK;
+}
+
+static int run_restore(struct ctl *c, char **args, int n, const struct verb_opts *o)
+{
+	Wpmig__Request req = WPMIG__REQUEST__INIT;
+	Wpmig__RestoreRequest rr = WPMIG__RESTORE_REQUEST__INIT;
+	char *set = NULL;
+	int r;
+
+	if (parse_pid_arg(args[0], &rr.pid) < 0)
+		return usage_error(&verb_restore, "invalid PID '%s'", args[0]);
+	if (parse_set_gen(args[1], true, &set, &rr.generation) < 0)
+		return usage_error(&verb_restore, "invalid image '%s' (expected SET/GEN)", args[1]);
+	rr.set = set;
+	req.verb_case = WPMIG__REQUEST__VERB_RESTORE;
+	req.restore = &rr;
+	r = ctl_run_request(c, &req, show_restore);
+	free(set);
+	return r;
+}
+
+const struct verb_def verb_restore = {
+	"restore", 2, 2, NULL, "restore PID SET/GEN", run_restore,
+};

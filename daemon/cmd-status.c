@@ -1,0 +1,87 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/* status and sessions: answered on the loop from cached counters, never
+ * waiting for a job. */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "build-config.h"
+#include "util.h"
+#include "verbs.h"
+
+struct status_buf {
+	Wpmig__StatusResult res;
+	Wpmig__SessionInfo *info;
+	Wpmig__LinkInfo *link;
+	Wpmig__SessionInfo **ptrs;
+};
+
+static int status_fill(struct daemon *d, pid_t only, struct status_buf *b)
+{
+	unsigned n = d->sessions.n ? d->sessions.n : 1, i = 0;
+	struct session *s;
+
+	wpmig__status_result__init(&b->res);
+	b->info = calloc(n, sizeof(*b->info));
+	b->link = calloc(n, sizeof(*b->link));
+	b->ptrs = calloc(n, sizeof(*b->ptrs));
+	if (!b->info || !b->link || !b->ptrs)
+		return -ENOMEM;
+	TAILQ_FOREACH(s, &d->sessions.head, link) {
+		if (only && s->pid != only)
+			continue;
+		session_refresh_info(s);
+		session_to_info(s, &b->info[i], &b->link[i]);
+		b->ptrs[i] = &b->info[i];
+		i++;
+	}
+	b->res.version = (char *)WPMIG_VERSION;
+	b->res.uptime_ms = (now_ns() - d->started_ns) / 1000000;
+	b->res.connections = control_n_connections(d->control);
+	job_pool_counts(d->jobs, &b->res.jobs_running, &b->res.jobs_queued);
+	b->res.max_sessions = d->cfg.max_sessions;
+	b->res.n_sessions = i;
+	b->res.sessions = b->ptrs;
+	return 0;
+}
+
+static void status_buf_free(struct status_buf *b)
+{
+	free(b->info);
+	free(b->link);
+	free(b->ptrs);
+}
+
+static void reply_status(struct daemon *d, struct request *req, pid_t only, bool sessions)
+{
+	Wpmig__Response resp = WPMIG__RESPONSE__INIT;
+	struct status_buf b = { 0 };
+
+	if (only && !session_find(&d->sessions, only)) {
+		request_fail(req, -ENOENT, "pid %d is not tracked", (int)only);
+		return;
+	}
+	if (status_fill(d, only, &b) < 0) {
+		status_buf_free(&b);
+		request_fail(req, -ENOMEM, "out of memory");
+		return;
+	}
+	if (sessions) {
+		resp.result_case = WPMIG__RESPONSE__RESULT_SESSIONS;
+		resp.sessions = &b.res;
+	} else {
+		resp.result_case = WPMIG__RESPONSE__RESULT_STATUS;
+		resp.status = &b.res;
+	}
+	request_reply(req, &resp);
+	status_buf_free(&b);
+}
+
+void cmd_status(struct daemon *d, struct request *req, const Wpmig__Request *msg)
+{
+	reply_status(d, req, msg->status->pid, false);
+}
+
+void cmd_sessions(struct daemon *d, struct request *req, const Wpmig__Request *msg)
+{
+	reply_status(d, req, 0, true);
+}

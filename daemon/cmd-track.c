@@ -1,0 +1,280 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/* check, track, untrack, and the detach every session ends with. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "inject.h"
+#include "log.h"
+#include "probe.h"
+#include "util.h"
+#include "verbs.h"
+
+/* ---- check ---- */
+
+struct check_job {
+	struct daemon *d;
+	struct request *req;
+	struct probe_result res[PROBE_MAX];
+	int n;
+};
+
+static int check_run(struct job *j, void *userdata)
+{
+	struct check_job *c = userdata;
+	int r = daemon_job_delay(c->d, j);
+
+	if (r == 0)
+		c->n = probe_run(c->res);
+	return r;
+}
+
+static void check_done(struct job *j, int r, void *userdata)
+{
+	struct check_job *c = userdata;
+	Wpmig__Response resp = WPMIG__RESPONSE__INIT;
+	Wpmig__CheckResult cr = WPMIG__CHECK_RESULT__INIT;
+	Wpmig__Feature f[PROBE_MAX], *fp[PROBE_MAX];
+
+	if (r < 0) {
+		request_fail(c->req, r, "check: %s", strerror(-r));
+		free(c);
+		return;
+	}
+	for (int i = 0; i < c->n; i++) {
+		wpmig__feature__init(&f[i]);
+		f[i].name = (char *)c->res[i].name;
+		f[i].ok = c->res[i].ok;
+		f[i].detail = c->res[i].detail;
+		fp[i] = &f[i];
+	}
+	cr.n_features = (size_t)c->n;
+	cr.features = fp;
+	cr.all_ok = probe_all_ok(c->res, c->n);
+	resp.result_case = WPMIG__RESPONSE__RESULT_CHECK;
+	resp.check = &cr;
+	request_reply(c->req, &resp);
+	free(c);
+}
+
+static const struct job_ops check_ops = { "check", check_run, check_done, NULL };
+
+void cmd_check(struct daemon *d, struct request *req, const Wpmig__Request *msg)
+{
+	struct check_job *c = calloc(1, sizeof(*c));
+	int r;
+
+	if (!c) {
+		request_fail(req, -ENOMEM, "out of memory");
+		return;
+	}
+	*c = (struct check_job){ .d = d, .req = req };
+	r = job_submit(d->jobs, &check_ops, c, NULL);
+	if (r < 0) {
+		request_fail(req, r, "cannot start the check: %s", strerror(-r));
+		free(c);
+	}
+}
+
+/* ---- answers carrying one session ---- */
+
+static void reply_session(struct request *req, struct session *s, bool untrack)
+{
+	Wpmig__Response resp = WPMIG__RESPONSE__INIT;
+	Wpmig__SessionInfo info;
+	Wpmig__LinkInfo link;
+
+	session_to_info(s, &info, &link);
+	if (untrack) {
+		resp.result_case = WPMIG__RESPONSE__RESULT_UNTRACK;
+		resp.untrack = &info;
+	} else {
+		resp.result_case = WPMIG__RESPONSE__RESULT_TRACK;
+		resp.track = &info;
+	}
+	request_reply(req, &resp);
+}
+
+/* ---- track ---- */
+
+struct track_job {
+	struct daemon *d;
+	struct session *s;
+	struct request *req;
+	pid_t pid;
+	struct tracker_opts opts;
+	struct tracker *t;
+	char why[256];
+};
+
+static int track_run(struct job *j, void *userdata)
+{
+	struct track_job *tj = userdata;
+	struct job_progress p = { .phase = "attaching" };
+	int r;
+
+	job_post_progress(j, &p);
+	r = daemon_job_delay(tj->d, j);
+	if (r < 0)
+		return r;
+	return tracker_attach(tj->pid, &tj->opts, &tj->t, tj->why, sizeof(tj->why));
+}
+
+static void track_progress(struct job *j, const struct job_progress *p, void *userdata)
+{
+	struct track_job *tj = userdata;
+
+	daemon_forward_progress(tj->req, p);
+}
+
+static void track_done(struct job *j, int r, void *userdata)
+{
+	struct track_job *tj = userdata;
+	struct session *s = tj->s;
+	struct daemon *d = tj->d;
+
+	s->job = NULL;
+	if (r < 0) {
+		if (!tj->why[0])
+			snprintf(tj->why, sizeof(tj->why), "%s", r == -ECANCELED ?
+				 "cancelled: wpmigd is shutting down" : strerror(-r));
+		log_warning("pid %d: cannot track: %s", (int)s->pid, tj->why);
+		request_fail(tj->req, r, "cannot track pid %d: %s", (int)s->pid, tj->why);
+		session_enter_state(s, SESSION_FAILED);
+	} else {
+		s->tracker = tj->t;
+		session_enter_state(s, SESSION_TRACKING);
+		session_refresh_info(s);
+		reply_session(tj->req, s, false);
+	}
+	free(tj);
+	daemon_session_settle(d, s);
+}
+
+static const struct job_ops track_ops = { "track", track_run, track_done, track_progress };
+
+/* Quick refusals on the loop, before a session exists. */
+static int track_precheck(struct daemon *d, struct request *req, pid_t pid)
+{
+	struct session *s;
+	char why[256] = "";
+
+	if (pid <= 0)
+		return request_fail(req, -EINVAL, "invalid pid %d", (int)pid);
+	s = session_find(&d->sessions, pid);
+	if (s)
+		return request_fail(req, -EEXIST, "pid %d is already tracked (session %s)",
+				    (int)pid, session_state_name(s->state));
+	if (d->sessions.n >= d->cfg.max_sessions)
+		return request_fail(req, -ENOSPC, "session limit reached (max_sessions=%u)",
+				    d->cfg.max_sessions);
+	int r = target_check(pid, why, sizeof(why));
+	if (r < 0)
+		return request_fail(req, r, "cannot track pid %d: %s", (int)pid,
+				    why[0] ? why : strerror(-r));
+	return 0;
+}
+
+void cmd_track(struct daemon *d, struct request *req, const Wpmig__Request *msg)
+{
+	pid_t pid = msg->track->pid;
+	struct track_job *tj;
+	struct session *s;
+	int r;
+
+	if (track_precheck(d, req, pid) < 0)
+		return;
+	tj = calloc(1, sizeof(*tj));
+	r = tj ? session_new(&d->sessions, pid, &s) : -ENOMEM;
+	if (r < 0) {
+		free(tj);
+		request_fail(req, r, "cannot track pid %d: %s", (int)pid, strerror(-r));
+		return;
+	}
+	*tj = (struct track_job){ .d = d, .s = s, .req = req, .pid = pid,
+				  .opts = { .allow_pinned = d->cfg.allow_pinned } };
+	r = job_submit(d->jobs, &track_ops, tj, &s->job);
+	if (r < 0) {
+		free(tj);
+		request_fail(req, r, "cannot start the attach: %s", strerror(-r));
+		session_enter_state(s, SESSION_FAILED);
+		daemon_session_end(d, s);
+		return;
+	}
+	daemon_notify_status(d);
+}
+
+/* ---- detach (untrack, target exit, shutdown) ---- */
+
+struct detach_job {
+	struct daemon *d;
+	struct session *s;
+	struct request *req; /* may be NULL */
+	struct tracker *t;
+};
+
+static int detach_run(struct job *j, void *userdata)
+{
+	struct detach_job *dj = userdata;
+
+	/* Not cancellable: a half-detached target is worse than a late exit. */
+	tracker_detach(dj->t);
+	return 0;
+}
+
+static void detach_done(struct job *j, int r, void *userdata)
+{
+	struct detach_job *dj = userdata;
+	struct session *s = dj->s;
+
+	s->job = NULL;
+	if (r < 0) /* cancelled before it ran: do it here, it is short */
+		tracker_detach(dj->t);
+	session_enter_state(s, SESSION_DETACHED);
+	if (dj->req)
+		reply_session(dj->req, s, true);
+	daemon_session_end(dj->d, s);
+	free(dj);
+}
+
+static const struct job_ops detach_ops = { "detach", detach_run, detach_done, NULL };
+
+void daemon_session_detach(struct daemon *d, struct session *s, struct request *req)
+{
+	struct detach_job *dj = calloc(1, sizeof(*dj));
+	int r;
+
+	session_refresh_info(s);
+	if (session_enter_state(s, SESSION_DETACHING) < 0 || !dj) {
+		free(dj);
+		if (req)
+			request_fail(req, -EINVAL, "pid %d cannot be detached now", (int)s->pid);
+		return;
+	}
+	*dj = (struct detach_job){ .d = d, .s = s, .req = req, .t = s->tracker };
+	s->tracker = NULL;
+	r = job_submit(d->jobs, &detach_ops, dj, &s->job);
+	if (r < 0) {
+		log_warning_errno(r, "pid %d: detaching on the loop: %m", (int)s->pid);
+		detach_done(NULL, r, dj);
+	}
+	daemon_notify_status(d);
+}
+
+void cmd_untrack(struct daemon *d, struct request *req, const Wpmig__Request *msg)
+{
+	pid_t pid = msg->untrack->pid;
+	struct session *s = session_find(&d->sessions, pid);
+
+	if (!s) {
+		request_fail(req, -ENOENT, "pid %d is not tracked", (int)pid);
+		return;
+	}
+	if (s->state != SESSION_TRACKING) {
+		request_fail(req, -EBUSY, "pid %d is %s; try again when it is TRACKING", (int)pid,
+			     session_state_name(s->state));
+		return;
+	}
+	daemon_session_detach(d, s, req);
+}

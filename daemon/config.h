@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * wpmigd's settings: built-in defaults, then the config file (inih, flat
+ * "key = value" lines, an optional [wpmigd] section), then the command
+ * line.  SIGHUP re-reads the file and re-applies the same command line;
+ * config_reload_apply() says what changed and what needs a restart.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "build-config.h"
+
+#define WPMIGD_DEFAULT_CONTROL "/run/wpmigd/control.sock"
+#define WPMIGD_DEFAULT_STATE_DIR "/var/lib/wpmig"
+#define WPMIGD_DEFAULT_CONFIG WPMIG_SYSCONFDIR "/wpmig/wpmigd.conf"
+
+struct config {
+	/* fixed for the daemon's lifetime */
+	char *control;
+	char *state_dir;
+	char *listen; /* HOST:PORT or unix:PATH, or NULL */
+	unsigned workers;
+	/* re-read on SIGHUP */
+	char *control_group; /* a group allowed besides root, or NULL */
+	char *peer_key_file;
+	unsigned max_connections;
+	unsigned max_sessions;
+	unsigned max_requests; /* in flight per connection */
+	uint64_t max_output;   /* queued reply bytes per connection */
+	int zstd_level;
+	int log_level; /* LOG_ERR .. LOG_DEBUG */
+	bool allow_pinned;
+};
+
+/* What the command line set; it wins over the file, also after SIGHUP. */
+struct config_overrides {
+	const char *config_file;
+	const char *control, *state_dir, *listen;
+	int verbose; /* each -v raises the log level once */
+};
+
+void config_init(struct config *c);
+void config_free(struct config *c);
+/* Defaults, file (a missing default file is fine), overrides. */
+int config_load(const struct config_overrides *o, struct config *c);
+/* Take the settings that may change at runtime from new into cur; log
+ * the ones that would need a restart. */
+void config_reload_apply(struct config *cur, struct config *newc);
+/* "HOST:PORT" or "unix:/PATH". */
+int config_check_addr(const char *addr);
+int config_parse_log_level(const char *s);
+/* gid of the control group; -ENOENT when it does not exist. */
+int config_group_gid(const struct config *c, gid_t *ret);

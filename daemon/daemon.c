@@ -1,0 +1,306 @@
+// SPDX-License-Identifier: GPL-2.0-only
+#include "build-config.h"
+#include "daemon.h"
+
+#include <errno.h>
+#include <event2/thread.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+#include "verbs.h"
+
+static void on_control_changed(void *userdata)
+{
+	daemon_notify_status(userdata);
+}
+
+static void on_dispatch(void *userdata, struct request *req, const Wpmig__Request *msg)
+{
+	daemon_dispatch(userdata, req, msg);
+}
+
+static const struct control_ops control_ops = {
+	.dispatch = on_dispatch,
+	.changed = on_control_changed,
+};
+
+void daemon_dispatch(struct daemon *d, struct request *req, const Wpmig__Request *msg)
+{
+	const struct verb *v = verb_find(msg->verb_case);
+
+	if (!v) {
+		request_fail(req, -EOPNOTSUPP, "unknown request (verb %d)", (int)msg->verb_case);
+		return;
+	}
+	log_debug("request %u: %s", request_id(req), v->name);
+	if (d->stopping) {
+		request_fail(req, -ESHUTDOWN, "wpmigd is shutting down");
+		return;
+	}
+	v->handler(d, req, msg);
+}
+
+void daemon_notify_status(struct daemon *d)
+{
+	unsigned running = 0, queued = 0, tracking = 0;
+	struct session *s;
+
+	if (!getenv("NOTIFY_SOCKET") || !d->jobs)
+		return;
+	TAILQ_FOREACH(s, &d->sessions.head, link)
+		tracking += s->state != SESSION_ATTACHING && s->state != SESSION_FAILED;
+	job_pool_counts(d->jobs, &running, &queued);
+	sd_notifyf(0, "STATUS=%s%u sessions (%u attached), %u jobs, %u connections",
+		   d->stopping ? "Stopping: " : "", d->sessions.n, tracking, running + queued,
+		   d->control ? control_n_connections(d->control) : 0);
+}
+
+static void maybe_finish(struct daemon *d)
+{
+	unsigned running, queued;
+	struct timeval flush = { 0, 50000 }; /* let the last replies go out */
+
+	if (!d->stopping || d->sessions.n)
+		return;
+	job_pool_counts(d->jobs, &running, &queued);
+	if (running + queued == 0)
+		event_base_loopexit(d->base, &flush);
+}
+
+void daemon_session_end(struct daemon *d, struct session *s)
+{
+	session_free(s);
+	daemon_notify_status(d);
+	maybe_finish(d);
+}
+
+void daemon_session_settle(struct daemon *d, struct session *s)
+{
+	if (s->job)
+		return;
+	if (!s->tracker) {
+		if (s->exited || d->stopping || s->state == SESSION_FAILED)
+			daemon_session_end(d, s);
+		return;
+	}
+	session_refresh_info(s);
+	if (s->exited || d->stopping || s->state == SESSION_FAILED)
+		daemon_session_detach(d, s, NULL);
+	daemon_notify_status(d);
+}
+
+void daemon_forward_progress(struct request *req, const struct job_progress *p)
+{
+	Wpmig__Progress msg = WPMIG__PROGRESS__INIT;
+
+	msg.phase = (char *)p->phase;
+	msg.done = p->done;
+	msg.total = p->total;
+	msg.bytes = p->bytes;
+	msg.rate = p->rate;
+	request_progress(req, &msg);
+}
+
+int daemon_job_delay(const struct daemon *d, struct job *j)
+{
+	return d->debug_job_delay_ms ? job_wait_cancel(j, d->debug_job_delay_ms) : 0;
+}
+
+static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+	struct session *s, *next;
+
+	if (d->stopping) {
+		log_notice("Still stopping: %u sessions left", d->sessions.n);
+		return;
+	}
+	log_info("Got %s: stopping", strsignal((int)sig));
+	d->stopping = true;
+	sd_notify(0, "STOPPING=1");
+	control_stop_accepting(d->control);
+	/* Queued jobs end now with -ECANCELED, running ones are asked to. */
+	job_pool_cancel_all(d->jobs);
+	for (s = TAILQ_FIRST(&d->sessions.head); s; s = next) {
+		next = TAILQ_NEXT(s, link);
+		daemon_session_settle(d, s);
+	}
+	daemon_notify_status(d);
+	maybe_finish(d);
+}
+
+static void apply_limits(struct daemon *d)
+{
+	struct control_limits l = {
+		.max_connections = d->cfg.max_connections,
+		.max_requests = d->cfg.max_requests,
+		.max_output = d->cfg.max_output,
+	};
+	int r = config_group_gid(&d->cfg, &l.group);
+
+	if (r == 0)
+		l.has_group = true;
+	else if (d->cfg.control_group)
+		log_warning("control_group '%s' does not exist: only root may connect",
+			    d->cfg.control_group);
+	log_set_max_level(d->cfg.log_level);
+	control_set_limits(d->control, &l);
+}
+
+static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+	struct config n;
+
+	sd_notify(0, "RELOADING=1");
+	if (config_load(&d->ovr, &n) < 0) {
+		log_error("Reload failed: keeping the running configuration");
+	} else {
+		config_reload_apply(&d->cfg, &n);
+		config_free(&n);
+		apply_limits(d);
+		log_info("Reloaded the configuration (log level %d, max_connections %u, "
+			 "max_sessions %u)", d->cfg.log_level, d->cfg.max_connections,
+			 d->cfg.max_sessions);
+		log_debug("Debug logging is on");
+	}
+	sd_notify(0, "READY=1");
+	daemon_notify_status(d);
+}
+
+static void on_watchdog(evutil_socket_t fd, short what, void *arg)
+{
+	sd_notify(0, "WATCHDOG=1");
+}
+
+/* Only with WATCHDOG_USEC: an idle daemon must not wake up otherwise. */
+static int setup_watchdog(struct daemon *d)
+{
+	uint64_t usec = 0;
+	int r = sd_watchdog_enabled(0, &usec);
+
+	if (r < 0)
+		log_warning_errno(r, "Ignoring WATCHDOG_USEC: %m");
+	if (r <= 0)
+		return 0;
+	struct timeval tv = { (time_t)(usec / 2 / 1000000), (suseconds_t)(usec / 2 % 1000000) };
+	d->watchdog = event_new(d->base, -1, EV_PERSIST, on_watchdog, d);
+	if (!d->watchdog || event_add(d->watchdog, &tv) < 0)
+		return -ENOMEM;
+	log_debug("Watchdog: pinging every %llu us", (unsigned long long)usec / 2);
+	return 0;
+}
+
+static int setup_signals(struct daemon *d)
+{
+	signal(SIGPIPE, SIG_IGN);
+	d->sig_term = evsignal_new(d->base, SIGTERM, on_stop_signal, d);
+	d->sig_int = evsignal_new(d->base, SIGINT, on_stop_signal, d);
+	d->sig_hup = evsignal_new(d->base, SIGHUP, on_reload_signal, d);
+	if (!d->sig_term || !d->sig_int || !d->sig_hup || event_add(d->sig_term, NULL) < 0 ||
+	    event_add(d->sig_int, NULL) < 0 || event_add(d->sig_hup, NULL) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+/* One daemon per state directory. */
+static int lock_state_dir(struct daemon *d)
+{
+	_cleanup_free_ char *path = NULL;
+
+	if (mkdir(d->cfg.state_dir, 0700) < 0 && errno != EEXIST)
+		return log_error_errno(errno, "Cannot create state directory %s: %m",
+				       d->cfg.state_dir);
+	if (asprintf(&path, "%s/wpmigd.lock", d->cfg.state_dir) < 0)
+		return -ENOMEM;
+	d->state_lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (d->state_lock_fd < 0)
+		return log_error_errno(errno, "Cannot open %s: %m", path);
+	if (flock(d->state_lock_fd, LOCK_EX | LOCK_NB) < 0)
+		return log_error_errno(errno, "Another wpmigd uses state directory %s (%m)",
+				       d->cfg.state_dir);
+	return 0;
+}
+
+static void on_session_exit(struct session *s, void *userdata)
+{
+	daemon_session_settle(userdata, s);
+}
+
+int daemon_init(struct daemon *d, const struct config_overrides *ovr)
+{
+	const char *delay = getenv("WPMIGD_DEBUG_JOB_DELAY_MS");
+	int r;
+
+	*d = (struct daemon){ .ovr = *ovr, .state_lock_fd = -1, .started_ns = now_ns() };
+	r = config_load(ovr, &d->cfg);
+	if (r < 0)
+		return r;
+	log_set_max_level(d->cfg.log_level);
+	if (delay)
+		d->debug_job_delay_ms = (unsigned)strtoul(delay, NULL, 10);
+	r = lock_state_dir(d);
+	if (r < 0)
+		return r;
+	/* Before the base exists: workers activate its events. */
+	if (evthread_use_pthreads() < 0 || !(d->base = event_base_new()))
+		return log_error_errno(ENOMEM, "Cannot create the event loop");
+	session_list_init(&d->sessions, d->base, on_session_exit, d);
+	d->jobs = job_pool_new(d->base, d->cfg.workers);
+	if (!d->jobs)
+		return -ENOMEM;
+	r = setup_signals(d);
+	if (r == 0)
+		r = control_open(d->base, d->cfg.control, &control_ops, d, &d->control);
+	if (r < 0)
+		return r;
+	apply_limits(d);
+	if (d->cfg.listen)
+		log_notice("The peer protocol is not in this build: not listening on %s",
+			   d->cfg.listen);
+	return setup_watchdog(d);
+}
+
+int daemon_run(struct daemon *d)
+{
+	sd_notify(0, "READY=1");
+	daemon_notify_status(d);
+	log_info("wpmigd %s ready (pid %d)", WPMIG_VERSION, (int)getpid());
+	if (event_base_dispatch(d->base) < 0)
+		return log_error_errno(EIO, "The event loop failed");
+	log_info("Stopped");
+	return 0;
+}
+
+void daemon_done(struct daemon *d)
+{
+	/* Connections first: closing one refreshes STATUS=, which reads jobs. */
+	control_free(d->control);
+	d->control = NULL;
+	/* Normally empty: shutdown detaches everything before the loop ends. */
+	job_pool_free(d->jobs);
+	d->jobs = NULL;
+	while (!TAILQ_EMPTY(&d->sessions.head)) {
+		struct session *s = TAILQ_FIRST(&d->sessions.head);
+		tracker_detach(s->tracker);
+		s->tracker = NULL;
+		s->job = NULL;
+		session_free(s);
+	}
+	struct event *evs[] = { d->sig_term, d->sig_int, d->sig_hup, d->watchdog };
+	for (size_t i = 0; i < ARRAY_SIZE(evs); i++)
+		if (evs[i])
+			event_free(evs[i]);
+	if (d->base)
+		event_base_free(d->base);
+	closep(&d->state_lock_fd);
+	config_free(&d->cfg);
+}

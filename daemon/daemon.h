@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * wpmigd's top-level state: the event loop, settings, the control socket,
+ * the worker pool and the sessions; signals, systemd notification and
+ * the end of a session's jobs.  Verb handlers live in cmd-*.c and are
+ * listed in verbs.c.
+ */
+#pragma once
+
+#include <event2/event.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "control.h"
+#include "job.h"
+#include "session.h"
+
+struct daemon {
+	struct event_base *base;
+	struct config cfg;
+	struct config_overrides ovr;
+	struct control *control;
+	struct job_pool *jobs;
+	struct session_list sessions;
+	struct event *sig_term, *sig_int, *sig_hup, *watchdog;
+	int state_lock_fd;
+	uint64_t started_ns;
+	unsigned debug_job_delay_ms; /* $WPMIGD_DEBUG_JOB_DELAY_MS, tests only */
+	bool stopping;
+};
+
+int daemon_init(struct daemon *d, const struct config_overrides *ovr);
+/* Serve until SIGTERM/SIGINT and a clean shutdown; 0 or negative errno. */
+int daemon_run(struct daemon *d);
+void daemon_done(struct daemon *d);
+
+/* Dispatch a request through the verb table (verbs.c). */
+void daemon_dispatch(struct daemon *d, struct request *req, const Wpmig__Request *msg);
+
+/*
+ * Call on the loop when a job on session s has finished (after clearing
+ * s->job and leaving the job's state): a session whose target exited, or
+ * any session while the daemon stops, goes on to DETACHING.
+ */
+void daemon_session_settle(struct daemon *d, struct session *s);
+/* Start DETACHING s (its tracker is detached on a worker) and answer req
+ * (may be NULL) with the final SessionInfo once DETACHED. */
+void daemon_session_detach(struct daemon *d, struct session *s, struct request *req);
+/* Free s (no tracker, no job) and see whether a shutdown is complete. */
+void daemon_session_end(struct daemon *d, struct session *s);
+/* A job's progress() callback hands its report to the client this way. */
+void daemon_forward_progress(struct request *req, const struct job_progress *p);
+/* Worker side, at the start of a job's run(): the test-only delay. */
+int daemon_job_delay(const struct daemon *d, struct job *j);
+/* Refresh the STATUS= line systemd shows. */
+void daemon_notify_status(struct daemon *d);

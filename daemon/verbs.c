@@ -1,0 +1,35 @@
+// SPDX-License-Identifier: GPL-2.0-only
+#include "verbs.h"
+
+#include <errno.h>
+#include <stddef.h>
+
+#include "util.h"
+
+/* Replace cmd_not_available with a verb's handler once it exists. */
+static const struct verb verbs[] = {
+	{ WPMIG__REQUEST__VERB_CHECK, "check", cmd_check },
+	{ WPMIG__REQUEST__VERB_TRACK, "track", cmd_track },
+	{ WPMIG__REQUEST__VERB_UNTRACK, "untrack", cmd_untrack },
+	{ WPMIG__REQUEST__VERB_STATUS, "status", cmd_status },
+	{ WPMIG__REQUEST__VERB_SESSIONS, "sessions", cmd_sessions },
+	{ WPMIG__REQUEST__VERB_CHECKPOINT, "checkpoint", cmd_not_available },
+	{ WPMIG__REQUEST__VERB_IMAGES, "images", cmd_not_available },
+	{ WPMIG__REQUEST__VERB_RESTORE, "restore", cmd_not_available },
+	{ WPMIG__REQUEST__VERB_MIGRATE, "migrate", cmd_not_available },
+};
+
+const struct verb *verb_find(Wpmig__Request__VerbCase v)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(verbs); i++)
+		if (verbs[i].verb == v)
+			return &verbs[i];
+	return NULL;
+}
+
+void cmd_not_available(struct daemon *d, struct request *req, const Wpmig__Request *msg)
+{
+	const struct verb *v = verb_find(msg->verb_case);
+
+	request_fail(req, -EOPNOTSUPP, "%s: not available in this build of wpmigd", v->name);
+}

@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* A private wpmigd (own socket, state dir, config, log) and wpmig-ctl runs. */
+#pragma once
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "harness.h"
+
+struct wpmigd {
+	pid_t pid;
+	char dir[128];
+	char sock[192], state[192], conf[192], log[192];
+};
+
+/* Temp dir, config file with config_text, daemon started and answering.
+ * env: NULL-terminated "NAME=VALUE" list added to the daemon's env. */
+int wpmigd_start(struct wpmigd *d, const char *config_text, const char *const *env);
+/* Rewrite the config file (for SIGHUP tests). */
+int wpmigd_write_config(struct wpmigd *d, const char *config_text);
+/* SIGTERM and wait up to timeout_ms: its exit code (see wait_exit). */
+int wpmigd_stop(struct wpmigd *d, int timeout_ms);
+void wpmigd_cleanup(struct wpmigd *d);
+bool wpmigd_log_has(const struct wpmigd *d, const char *needle);
+bool wpmigd_wait_log(const struct wpmigd *d, const char *needle, int timeout_ms);
+/* VmRSS of a process in KiB. */
+long proc_rss_kib(pid_t pid);
+
+/* Runs wpmig-ctl --socket SOCK ARGS... (sock may be NULL: no --socket);
+ * returns its exit code; out/err get its output (free them). */
+int ctl_run(const char *sock, char **out, char **err, const char *const *args);
+#define CTL(d, out, err, ...) ctl_run((d)->sock, out, err, (const char *const[]){ __VA_ARGS__, NULL })
+
+/* Raw control connection: connect, one request, one response (ms budget). */
+int raw_connect(const char *sock);
+/* status over an open fd; 0 when answered without error. */
+int raw_status(int fd, int timeout_ms);
+/* Read one Response frame within timeout_ms: error and message. */
+int raw_read_response(int fd, int timeout_ms, int *error, char *msg, size_t len);
+
+/* fork + exec argv[0] (PATH searched) with stdout and stderr appended
+ * to log and env ("NAME=VALUE", NULL-terminated, may be NULL) added. */
+pid_t spawn_logged(const char *log, const char *const *env, const char *const *argv);
+/* Wait up to ms for pid: its exit code, 128+signal, or -1 (then killed). */
+int wait_exit(pid_t pid, int ms);
+
+/* main() of a test binary: run the named subtest (or all). */
+struct subtest {
+	const char *name;
+	void (*fn)(void);
+};
+int run_subtests(int argc, char **argv, const struct subtest *t, size_t n);
+
+/* Exit 77 when this kernel or user cannot track (probe table). */
+void require_tracking(void);
+char *xstrdup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
