@@ -102,6 +102,8 @@ struct track_job {
 	struct daemon *d;
 	struct session *s;
 	struct request *req;
+	session_attached_fn then; /* NULL: answer the track request */
+	void *then_ud;
 	pid_t pid;
 	struct tracker_opts opts;
 	struct tracker *t;
@@ -146,7 +148,17 @@ static void track_done(struct job *j, int r, void *userdata)
 		s->tracker = tj->t;
 		session_enter_state(s, SESSION_TRACKING);
 		session_refresh_info(s);
-		reply_session(tj->req, s, false);
+		if (tj->then && !s->exited && !d->stopping) {
+			struct track_job copy = *tj;
+			free(tj);
+			copy.then(d, s, copy.req, copy.then_ud);
+			return;
+		}
+		if (tj->then)
+			request_fail(tj->req, -ESRCH, "pid %d: %s", (int)s->pid,
+				     s->exited ? "the process exited" : "wpmigd is shutting down");
+		else
+			reply_session(tj->req, s, false);
 	}
 	free(tj);
 	daemon_session_settle(d, s);
@@ -176,23 +188,24 @@ static int track_precheck(struct daemon *d, struct request *req, pid_t pid)
 	return 0;
 }
 
-void cmd_track(struct daemon *d, struct request *req, const Wpmig__Request *msg)
+int daemon_session_attach(struct daemon *d, struct request *req, pid_t pid,
+			  session_attached_fn then, void *then_ud)
 {
-	pid_t pid = msg->track->pid;
 	struct track_job *tj;
 	struct session *s;
 	int r;
 
-	if (track_precheck(d, req, pid) < 0)
-		return;
+	r = track_precheck(d, req, pid);
+	if (r < 0)
+		return r;
 	tj = calloc(1, sizeof(*tj));
 	r = tj ? session_new(&d->sessions, pid, &s) : -ENOMEM;
 	if (r < 0) {
 		free(tj);
-		request_fail(req, r, "cannot track pid %d: %s", (int)pid, strerror(-r));
-		return;
+		return request_fail(req, r, "cannot track pid %d: %s", (int)pid, strerror(-r));
 	}
-	*tj = (struct track_job){ .d = d, .s = s, .req = req, .pid = pid,
+	*tj = (struct track_job){ .d = d, .s = s, .req = req, .pid = pid, .then = then,
+				  .then_ud = then_ud,
 				  .opts = { .allow_pinned = d->cfg.allow_pinned } };
 	r = job_submit(d->jobs, &track_ops, tj, &s->job);
 	if (r < 0) {
@@ -200,9 +213,15 @@ void cmd_track(struct daemon *d, struct request *req, const Wpmig__Request *msg)
 		request_fail(req, r, "cannot start the attach: %s", strerror(-r));
 		session_enter_state(s, SESSION_FAILED);
 		daemon_session_end(d, s);
-		return;
+		return r;
 	}
 	daemon_notify_status(d);
+	return 0;
+}
+
+void cmd_track(struct daemon *d, struct request *req, const Wpmig__Request *msg)
+{
+	daemon_session_attach(d, req, msg->track->pid, NULL, NULL);
 }
 
 /* ---- detach (untrack, target exit, shutdown) ---- */

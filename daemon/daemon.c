@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "pipeline.h"
+#include "store.h"
 #include "util.h"
 #include "verbs.h"
 
@@ -250,6 +252,11 @@ int daemon_init(struct daemon *d, const struct config_overrides *ovr)
 	r = lock_state_dir(d);
 	if (r < 0)
 		return r;
+	pthread_mutex_init(&d->store_lock, NULL);
+	pthread_mutex_init(&d->pipeline_lock, NULL);
+	r = store_open(d->cfg.state_dir, &d->store);
+	if (r < 0)
+		return log_error_errno(r, "Cannot open the image store in %s: %m", d->cfg.state_dir);
 	/* Before the base exists: workers activate its events. */
 	if (evthread_use_pthreads() < 0 || !(d->base = event_base_new()))
 		return log_error_errno(ENOMEM, "Cannot create the event loop");
@@ -267,6 +274,20 @@ int daemon_init(struct daemon *d, const struct config_overrides *ovr)
 		log_notice("The peer protocol is not in this build: not listening on %s",
 			   d->cfg.listen);
 	return setup_watchdog(d);
+}
+
+int daemon_pipeline(struct daemon *d, struct pipeline **ret)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&d->pipeline_lock);
+	if (!d->pipeline) {
+		struct pipeline_opts o = { .zstd_level = d->cfg.zstd_level };
+		r = pipeline_new(&o, &d->pipeline);
+	}
+	*ret = d->pipeline;
+	pthread_mutex_unlock(&d->pipeline_lock);
+	return r;
 }
 
 int daemon_run(struct daemon *d)
@@ -301,6 +322,8 @@ void daemon_done(struct daemon *d)
 			event_free(evs[i]);
 	if (d->base)
 		event_base_free(d->base);
+	pipeline_free(d->pipeline);
+	store_close(d->store);
 	closep(&d->state_lock_fd);
 	config_free(&d->cfg);
 }

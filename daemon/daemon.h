@@ -8,6 +8,7 @@
 #pragma once
 
 #include <event2/event.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -16,6 +17,9 @@
 #include "job.h"
 #include "session.h"
 
+struct store;
+struct pipeline;
+
 struct daemon {
 	struct event_base *base;
 	struct config cfg;
@@ -23,6 +27,10 @@ struct daemon {
 	struct control *control;
 	struct job_pool *jobs;
 	struct session_list sessions;
+	struct store *store;        /* the local image store under state_dir */
+	pthread_mutex_t store_lock; /* store calls from job threads, one at a time */
+	struct pipeline *pipeline;  /* read/encode workers, made on first use */
+	pthread_mutex_t pipeline_lock;
 	struct event *sig_term, *sig_int, *sig_hup, *watchdog;
 	int state_lock_fd;
 	uint64_t started_ns;
@@ -44,6 +52,17 @@ void daemon_dispatch(struct daemon *d, struct request *req, const Wpmig__Request
  * any session while the daemon stops, goes on to DETACHING.
  */
 void daemon_session_settle(struct daemon *d, struct session *s);
+/*
+ * Attach pid in a new session (answering req on failure); once TRACKING,
+ * then() runs on the loop and owns req.
+ */
+typedef void (*session_attached_fn)(struct daemon *d, struct session *s, struct request *req,
+				    void *userdata);
+int daemon_session_attach(struct daemon *d, struct request *req, pid_t pid,
+			  session_attached_fn then, void *userdata);
+/* Worker side: the shared pipeline, made on first use. */
+int daemon_pipeline(struct daemon *d, struct pipeline **ret);
+
 /* Start DETACHING s (its tracker is detached on a worker) and answer req
  * (may be NULL) with the final SessionInfo once DETACHED. */
 void daemon_session_detach(struct daemon *d, struct session *s, struct request *req);

@@ -14,7 +14,6 @@
 
 enum job_kind {
 	JOB_READ_ENCODE, /* live pass: read, encode, sink */
-	JOB_READ,        /* frozen pass: read into the capture buffer only */
 	JOB_ENCODE,      /* after thaw: encode the capture, sink */
 };
 
@@ -25,7 +24,7 @@ struct job {
 	const struct read_plan *plan;
 	struct sink *sink;
 	uint64_t seq;
-	uint8_t *capture;        /* JOB_READ / JOB_ENCODE */
+	uint8_t *capture;        /* JOB_ENCODE */
 	const uint64_t *offset;  /* byte offset of each chunk in capture */
 	atomic_size_t next;
 	atomic_uint_least64_t pages, zero_pages, unreadable, bytes_out;
@@ -42,6 +41,7 @@ struct worker {
 };
 
 struct pipeline {
+	pthread_mutex_t run_lock; /* one job on the pool at a time */
 	unsigned n;
 	uint64_t chunk_bytes;
 	struct worker *w;
@@ -101,9 +101,6 @@ static int do_chunk(struct worker *w, struct job *j, size_t i)
 		if (r == 0)
 			r = encode_put(w, j, c, w->buf);
 		break;
-	case JOB_READ:
-		r = read_chunk(j->t, j->p, j->plan, c, j->capture + j->offset[i], &unreadable);
-		break;
 	case JOB_ENCODE:
 		r = encode_put(w, j, c, j->capture + j->offset[i]);
 		break;
@@ -159,6 +156,7 @@ int pipeline_new(const struct pipeline_opts *opts, struct pipeline **ret)
 	pl->chunk_bytes = opts && opts->chunk_bytes ? opts->chunk_bytes : (1 << 20);
 	pl->chunk_bytes = MAX(pl->chunk_bytes & ~(PAGE_SIZE_4K - 1), PAGE_SIZE_4K);
 	pthread_mutex_init(&pl->lock, NULL);
+	pthread_mutex_init(&pl->run_lock, NULL);
 	pthread_cond_init(&pl->work, NULL);
 	pthread_cond_init(&pl->done, NULL);
 	pl->w = calloc(pl->n, sizeof(*pl->w));
@@ -205,6 +203,7 @@ void pipeline_free(struct pipeline *pl)
 	}
 	free(pl->w);
 	pthread_mutex_destroy(&pl->lock);
+	pthread_mutex_destroy(&pl->run_lock);
 	pthread_cond_destroy(&pl->work);
 	pthread_cond_destroy(&pl->done);
 	free(pl);
@@ -216,6 +215,7 @@ static int run_job(struct pipeline *pl, struct job *j, pipeline_progress_fn prog
 {
 	uint64_t t0 = now_ns(), total = j->plan->bytes / PAGE_SIZE_4K;
 
+	pthread_mutex_lock(&pl->run_lock);
 	pthread_mutex_lock(&pl->lock);
 	pl->job = j;
 	pl->job_no++;
@@ -242,6 +242,7 @@ static int run_job(struct pipeline *pl, struct job *j, pipeline_progress_fn prog
 	}
 	pl->job = NULL;
 	pthread_mutex_unlock(&pl->lock);
+	pthread_mutex_unlock(&pl->run_lock);
 	if (st) {
 		st->pages += atomic_load(&j->pages);
 		st->zero_pages += atomic_load(&j->zero_pages);
@@ -299,11 +300,20 @@ int pipeline_capture(struct pipeline *pl, struct tracker *t, const struct pass *
 	r = -ENOMEM;
 	if (!c->buf || !c->offset)
 		goto fail;
+	r = 0;
 	for (size_t i = 1; i < c->plan.n_chunks; i++)
 		c->offset[i] = c->offset[i - 1] + c->plan.chunks[i - 1].bytes;
-	struct job j = { .kind = JOB_READ, .t = t, .p = p, .plan = &c->plan,
-			 .capture = c->buf, .offset = c->offset };
-	r = run_job(pl, &j, NULL, NULL, st);
+	/* On this thread, not the pool: a frozen target must never wait
+	 * behind another session's job. */
+	uint64_t t0 = now_ns(), unreadable = 0;
+	for (size_t i = 0; r == 0 && i < c->plan.n_chunks; i++)
+		r = read_chunk(t, p, &c->plan, &c->plan.chunks[i], c->buf + c->offset[i],
+			       &unreadable);
+	if (st) {
+		st->pages += c->plan.bytes / PAGE_SIZE_4K;
+		st->unreadable += unreadable;
+		st->ns += now_ns() - t0;
+	}
 	if (r < 0)
 		goto fail;
 	/* Keep what the flush needs after the caller's pass is gone. */

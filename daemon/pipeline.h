@@ -43,7 +43,8 @@ int pipeline_run(struct pipeline *pl, struct tracker *t, const struct pass *p, u
 		 struct sink *s, pipeline_progress_fn progress, void *ud,
 		 struct pipeline_stats *st);
 
-/* Copy out every data page of p (target frozen); nothing is encoded yet. */
+/* Copy out every data page of p (target frozen), on the calling thread so
+ * it never waits for the pool; nothing is encoded yet. */
 int pipeline_capture(struct pipeline *pl, struct tracker *t, const struct pass *p,
 		     struct capture **ret, struct pipeline_stats *st);
 /* Encode and sink a capture as pass seq; frees it. */

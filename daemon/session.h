@@ -25,6 +25,7 @@ enum session_state {
 	SESSION_ATTACHING,     /* attach job queued or running */
 	SESSION_TRACKING,      /* attached, idle */
 	SESSION_CHECKPOINTING, /* a checkpoint job holds the tracker */
+	SESSION_RESTORING,     /* a restore job writes the target's memory */
 	SESSION_DETACHING,     /* detach job queued or running */
 	SESSION_DETACHED,      /* terminal: about to be freed */
 	SESSION_FAILED,        /* terminal unless a tracker remains to detach */

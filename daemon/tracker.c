@@ -224,8 +224,11 @@ static int open_pagemap(struct tracker *t)
 	t->pagemap_fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (t->pagemap_fd < 0)
 		return -errno;
-	/* The pidfd proves the PID was not recycled before the open. */
-	if (syscall(SYS_pidfd_send_signal, t->pidfd, 0, NULL, 0) < 0)
+	/* The pidfd proves the PID was not recycled before the open: it turns
+	 * readable once the process exits.  (pidfd_send_signal(0) would need
+	 * CAP_KILL for another user's process.) */
+	struct pollfd p = { .fd = t->pidfd, .events = POLLIN };
+	if (poll(&p, 1, 0) != 0)
 		return -ESRCH;
 	return 0;
 }
@@ -525,6 +528,22 @@ int tracker_resync(struct tracker *t, const struct range_set *ranges)
 	for (size_t i = 0; r == 0 && i < ranges->n; i++)
 		r = range_set_add(&t->resync, ranges->r[i].start, ranges->r[i].end);
 	pthread_mutex_unlock(&t->pass_lock);
+	return r;
+}
+
+int tracker_invalidate(struct tracker *t)
+{
+	struct range_set all = { 0 };
+	int r = 0;
+
+	pthread_mutex_lock(&t->pass_lock);
+	for (size_t i = 0; r == 0 && i < t->registered.n; i++)
+		r = range_set_add(&all, t->registered.r[i].start, t->registered.r[i].end);
+	pthread_mutex_unlock(&t->pass_lock);
+	/* Untracked ranges are read whole at every pass anyway. */
+	if (r == 0)
+		r = tracker_resync(t, &all);
+	range_set_free(&all);
 	return r;
 }
 

@@ -79,6 +79,8 @@ int tracker_pass(struct tracker *t, unsigned flags, struct pass *out);
  * changed without a write fault.
  */
 int tracker_resync(struct tracker *t, const struct range_set *ranges);
+/* The next pass covers every page of every region: a full generation. */
+int tracker_invalidate(struct tracker *t);
 /* Unregister everything, close the uffd; the target keeps no trace of us. */
 void tracker_detach(struct tracker *t);
 void tracker_get_info(struct tracker *t, struct tracker_info *info);

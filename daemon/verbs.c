@@ -13,9 +13,9 @@ static const struct verb verbs[] = {
 	{ WPMIG__REQUEST__VERB_UNTRACK, "untrack", cmd_untrack },
 	{ WPMIG__REQUEST__VERB_STATUS, "status", cmd_status },
 	{ WPMIG__REQUEST__VERB_SESSIONS, "sessions", cmd_sessions },
-	{ WPMIG__REQUEST__VERB_CHECKPOINT, "checkpoint", cmd_not_available },
-	{ WPMIG__REQUEST__VERB_IMAGES, "images", cmd_not_available },
-	{ WPMIG__REQUEST__VERB_RESTORE, "restore", cmd_not_available },
+	{ WPMIG__REQUEST__VERB_CHECKPOINT, "checkpoint", cmd_checkpoint },
+	{ WPMIG__REQUEST__VERB_IMAGES, "images", cmd_images },
+	{ WPMIG__REQUEST__VERB_RESTORE, "restore", cmd_restore },
 	{ WPMIG__REQUEST__VERB_MIGRATE, "migrate", cmd_not_available },
 };
 

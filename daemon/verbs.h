@@ -31,5 +31,9 @@ void cmd_untrack(struct daemon *d, struct request *req, const Wpmig__Request *ms
 /* cmd-status.c */
 void cmd_status(struct daemon *d, struct request *req, const Wpmig__Request *msg);
 void cmd_sessions(struct daemon *d, struct request *req, const Wpmig__Request *msg);
+/* cmd-checkpoint.c, cmd-images.c, cmd-restore.c */
+void cmd_checkpoint(struct daemon *d, struct request *req, const Wpmig__Request *msg);
+void cmd_images(struct daemon *d, struct request *req, const Wpmig__Request *msg);
+void cmd_restore(struct daemon *d, struct request *req, const Wpmig__Request *msg);
 /* verbs.c: the answer of a verb whose daemon side is not in this build */
 void cmd_not_available(struct daemon *d, struct request *req, const Wpmig__Request *msg);

@@ -1,0 +1,218 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * checkpoint PID [--set NAME] [--leave-stopped]: the next generation of a
+ * set from the session tracking PID (attached first if need be).  The first
+ * generation of a session, or one into another set, is full; later ones
+ * hold what changed since the previous one.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checkpoint.h"
+#include "log.h"
+#include "pipeline.h"
+#include "store.h"
+#include "util.h"
+#include "verbs.h"
+
+struct ckpt_job {
+	struct daemon *d;
+	struct session *s;
+	struct request *req;
+	struct job *job;
+	char *set;
+	bool leave_stopped, full;
+	uint64_t parent;
+	uint64_t t0;
+	struct checkpoint_result res;
+	char why[256];
+};
+
+static void ckpt_free(struct ckpt_job *c)
+{
+	free(c->set);
+	free(c);
+}
+
+static void on_progress(void *ud, const char *phase, uint64_t done, uint64_t total,
+			uint64_t bytes_out)
+{
+	struct ckpt_job *c = ud;
+	struct job_progress p = { .done = done, .total = total, .bytes = bytes_out };
+	double s = ns_to_ms(now_ns() - c->t0) / 1000.0;
+
+	snprintf(p.phase, sizeof(p.phase), "%s", phase);
+	p.rate = s > 0 ? (double)done * PAGE_SIZE_4K / s : 0;
+	job_post_progress(c->job, &p);
+}
+
+static int begin_sink(struct ckpt_job *c, struct sink **sink, uint64_t *gen)
+{
+	int r;
+
+	pthread_mutex_lock(&c->d->store_lock);
+	r = store_begin(c->d->store, c->set, c->s->pid, c->full, c->parent, sink, gen);
+	/* The set moved on without us (rm, another writer): start afresh. */
+	if ((r == -ESTALE || r == -ENOENT) && !c->full) {
+		c->full = true;
+		r = tracker_invalidate(c->s->tracker);
+		if (r == 0)
+			r = store_begin(c->d->store, c->set, c->s->pid, true, 0, sink, gen);
+	}
+	pthread_mutex_unlock(&c->d->store_lock);
+	if (r < 0)
+		snprintf(c->why, sizeof(c->why), "cannot start generation of set %s: %s", c->set,
+			 r == -EBUSY ? "another checkpoint or rm holds the set" : strerror(-r));
+	return r;
+}
+
+static int ckpt_run(struct job *j, void *userdata)
+{
+	struct ckpt_job *c = userdata;
+	struct checkpoint_opts o = { .leave_stopped = c->leave_stopped, .progress = on_progress,
+				     .ud = c };
+	struct pipeline *pl;
+	struct sink *sink;
+	uint64_t gen;
+	int r;
+
+	c->job = j;
+	c->t0 = now_ns();
+	r = daemon_job_delay(c->d, j);
+	if (r == 0)
+		r = daemon_pipeline(c->d, &pl);
+	if (r < 0)
+		return r;
+	struct tracker_info info;
+	tracker_get_info(c->s->tracker, &info);
+	if (c->full && info.passes > 0)
+		r = tracker_invalidate(c->s->tracker); /* a new set: cover everything */
+	if (r == 0)
+		r = begin_sink(c, &sink, &gen);
+	if (r < 0)
+		return r;
+	return checkpoint_run(c->s->tracker, pl, sink, &o, &c->res, c->why, sizeof(c->why));
+}
+
+static void ckpt_progress(struct job *j, const struct job_progress *p, void *userdata)
+{
+	daemon_forward_progress(((struct ckpt_job *)userdata)->req, p);
+}
+
+static void reply(struct ckpt_job *c)
+{
+	Wpmig__Response resp = WPMIG__RESPONSE__INIT;
+	Wpmig__CheckpointResult cr = WPMIG__CHECKPOINT_RESULT__INIT;
+	const struct checkpoint_result *res = &c->res;
+
+	cr.set = c->set;
+	cr.generation = res->gen.generation;
+	cr.parent = res->gen.parent;
+	cr.pages = res->pages;
+	cr.bytes = res->bytes;
+	cr.pause_ms = ns_to_ms(res->pause_ns);
+	cr.duration_ms = ns_to_ms(res->duration_ns);
+	cr.passes = res->passes;
+	cr.data_pages = res->data_pages;
+	cr.zero_pages = res->zero_pages;
+	cr.raw_bytes = res->data_pages * PAGE_SIZE_4K;
+	cr.regions = res->regions;
+	resp.result_case = WPMIG__RESPONSE__RESULT_CHECKPOINT;
+	resp.checkpoint = &cr;
+	request_reply(c->req, &resp);
+}
+
+static void ckpt_done(struct job *j, int r, void *userdata)
+{
+	struct ckpt_job *c = userdata;
+	struct session *s = c->s;
+	struct daemon *d = c->d;
+
+	s->job = NULL;
+	if (r == 0) {
+		free(s->set);
+		s->set = strdup(c->set);
+		s->generation = c->res.gen.generation;
+		session_account_pass(s, c->res.data_pages + c->res.zero_pages, now_ns());
+		log_info("pid %d: generation %llu of %s: %llu pages, %llu bytes, pause %.2f ms",
+			 (int)s->pid, (unsigned long long)s->generation, c->set,
+			 (unsigned long long)c->res.pages, (unsigned long long)c->res.bytes,
+			 ns_to_ms(c->res.pause_ns));
+		reply(c);
+	} else {
+		if (!c->why[0])
+			snprintf(c->why, sizeof(c->why), "%s", r == -ECANCELED ?
+				 "cancelled: wpmigd is shutting down" : strerror(-r));
+		log_warning("pid %d: checkpoint failed: %s", (int)s->pid, c->why);
+		request_fail(c->req, r, "checkpoint of pid %d failed: %s", (int)s->pid, c->why);
+	}
+	session_enter_state(s, s->exited ? SESSION_FAILED : SESSION_TRACKING);
+	session_refresh_info(s);
+	ckpt_free(c);
+	daemon_session_settle(d, s);
+}
+
+static const struct job_ops ckpt_ops = { "checkpoint", ckpt_run, ckpt_done, ckpt_progress };
+
+static void start(struct daemon *d, struct session *s, struct request *req, void *userdata)
+{
+	struct ckpt_job *c = userdata;
+	int r;
+
+	c->s = s;
+	c->req = req;
+	/* Continuity: increments only over what this session wrote to this set. */
+	c->full = !s->set || strcmp(s->set, c->set) || !s->generation;
+	c->parent = c->full ? 0 : s->generation;
+	session_enter_state(s, SESSION_CHECKPOINTING);
+	r = job_submit(d->jobs, &ckpt_ops, c, &s->job);
+	if (r < 0) {
+		request_fail(req, r, "cannot start the checkpoint: %s", strerror(-r));
+		session_enter_state(s, SESSION_TRACKING);
+		ckpt_free(c);
+		return;
+	}
+	daemon_notify_status(d);
+}
+
+void cmd_checkpoint(struct daemon *d, struct request *req, const Wpmig__Request *msg)
+{
+	const Wpmig__CheckpointRequest *m = msg->checkpoint;
+	struct session *s = session_find(&d->sessions, m->pid);
+	struct ckpt_job *c;
+
+	if (m->peer && m->peer[0]) {
+		request_fail(req, -EOPNOTSUPP, "checkpoint --peer: the peer link is not in this build");
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c || (m->set && m->set[0] ? asprintf(&c->set, "%s", m->set)
+				       : asprintf(&c->set, "pid-%d", (int)m->pid)) < 0) {
+		free(c);
+		request_fail(req, -ENOMEM, "out of memory");
+		return;
+	}
+	c->d = d;
+	c->leave_stopped = m->leave_stopped;
+	if (!store_set_name_valid(c->set)) {
+		request_fail(req, -EINVAL, "invalid set name \"%s\": use 1-%d of [A-Za-z0-9._+@:-], "
+			     "not starting with '.'", c->set, STORE_SET_NAME_MAX);
+		ckpt_free(c);
+		return;
+	}
+	if (!s) {
+		/* Not tracked yet: attach, then this is its first (full) generation. */
+		if (daemon_session_attach(d, req, m->pid, start, c) < 0)
+			ckpt_free(c);
+		return;
+	}
+	if (s->state != SESSION_TRACKING || s->job) {
+		request_fail(req, -EBUSY, "pid %d is %s; a checkpoint needs it TRACKING", (int)s->pid,
+			     session_state_name(s->state));
+		ckpt_free(c);
+		return;
+	}
+	start(d, s, req, c);
+}
