@@ -260,21 +260,15 @@ static int64_t first_bad_page(const struct enc_chunk *in, const uint8_t *dst, ui
 	return -1;
 }
 
-/*
- * The payload sum failed: decode as far as the damage allows and name the
- * first page that does not come out intact.  For zstd, pages after the
- * point where decoding stopped cannot be vouched for; the first is named.
- */
-static int64_t locate_damage(struct codec *c, const struct enc_chunk *in, uint8_t *dst)
+uint32_t codec_salvage(struct codec *c, const struct enc_chunk *in, uint8_t *dst)
 {
 	size_t bytes = (size_t)in->n_data_pages * PAGE_SIZE_4K;
 	ZSTD_outBuffer ob = { dst, bytes, 0 };
 	ZSTD_inBuffer ib = { in->payload, in->payload_len, 0 };
-	int64_t bad;
 
 	if (in->encoding == ENC_RAW) {
 		memcpy(dst, in->payload, bytes);
-		return first_bad_page(in, dst, in->n_data_pages);
+		return in->n_data_pages;
 	}
 	ZSTD_DCtx_reset(c->dctx, ZSTD_reset_session_only);
 	while (ob.pos < ob.size) {
@@ -284,10 +278,20 @@ static int64_t locate_damage(struct codec *c, const struct enc_chunk *in, uint8_
 			break;
 	}
 	ZSTD_DCtx_reset(c->dctx, ZSTD_reset_session_only);
-	bad = first_bad_page(in, dst, (uint32_t)(ob.pos / PAGE_SIZE_4K));
-	if (bad < 0 && ob.pos < bytes)
-		bad = (int64_t)(ob.pos / PAGE_SIZE_4K);
-	return bad;
+	return (uint32_t)(ob.pos / PAGE_SIZE_4K);
+}
+
+/*
+ * The payload is damaged: name the first page that does not come out
+ * intact.  For zstd, pages after the point where decoding stopped cannot
+ * be vouched for; the first of them is named.
+ */
+static int64_t locate_damage(struct codec *c, const struct enc_chunk *in, uint8_t *dst)
+{
+	uint32_t n = codec_salvage(c, in, dst);
+	int64_t bad = first_bad_page(in, dst, n);
+
+	return bad < 0 && n < in->n_data_pages ? (int64_t)n : bad;
 }
 
 static int decompress(struct codec *c, const struct enc_chunk *in, uint8_t *dst)

@@ -66,6 +66,13 @@ int codec_encode(struct codec *c, uint64_t seq, const uint64_t *addrs, size_t n,
 int codec_decode(struct codec *c, const struct enc_chunk *in, uint8_t *dst, int64_t *bad_page);
 void enc_chunk_free(struct enc_chunk *ch);
 /*
+ * Decode what can be decoded, trusting nothing: returns how many leading
+ * data pages came out of the payload into dst (all of them for an intact
+ * payload); no sum is checked.  For verify, which checks each page itself.
+ * in must pass codec_check().
+ */
+uint32_t codec_salvage(struct codec *c, const struct enc_chunk *in, uint8_t *dst);
+/*
  * Is the chunk's metadata consistent (for chunks from a file or a peer)?
  * Extents page aligned, in increasing address order, not overlapping, their
  * data pages adding up to n_data_pages <= CODEC_MAX_PAGES, payload length
