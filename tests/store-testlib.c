@@ -30,9 +30,14 @@ void tl_page(uint8_t *p, uint64_t gen, uint64_t seq, uint64_t addr)
 {
 	uint64_t h = mix(gen, seq, addr);
 	int kinds[] = { PG_ZERO, PG_TEXT, PG_TEXT, PG_RANDOM, PG_RANDOM };
+	int kind = kinds[h % 5];
 
-	pg_fill(p, kinds[h % 5], &h);
-	if (kinds[h % 5] != PG_ZERO) /* make every page tell where it belongs */
+	if (addr >= TL_RANDOM_WINDOW && addr < TL_RANDOM_WINDOW + 0x100000)
+		kind = PG_RANDOM;
+	else if (addr >= TL_TEXT_WINDOW && addr < TL_TEXT_WINDOW + 0x100000)
+		kind = PG_TEXT;
+	pg_fill(p, kind, &h);
+	if (kind != PG_ZERO) /* make every page tell where it belongs */
 		memcpy(p, &h, sizeof(h));
 }
 
@@ -125,6 +130,20 @@ int tl_model_page(const struct tl_model *m, size_t gi, uint64_t addr, uint8_t *b
 	}
 }
 
+void tl_random_run(struct tl_pass *ps, uint64_t a, uint64_t b, bool first_full, uint64_t *rng)
+{
+	while (a < b) {
+		uint64_t len = (1 + pg_rand(rng) % 12) * TL_PG, e = MIN(b, a + len);
+		unsigned d = (unsigned)(pg_rand(rng) % 10);
+
+		if (first_full ? d < 8 : (d >= 4 && d < 8))
+			range_set_add(&ps->data, a, e);
+		else if (first_full || d >= 8)
+			range_set_add(&ps->zero, a, e);
+		a = e;
+	}
+}
+
 /* ---- writing ---- */
 
 struct job {
@@ -213,7 +232,7 @@ static int feed(struct sink *s, const struct tl_plan *plan, uint64_t gen, size_t
 	return r;
 }
 
-static void to_pass_regions(const struct tl_plan *plan, struct pass_region *out)
+void tl_pass_regions(const struct tl_plan *plan, struct pass_region *out)
 {
 	static const char *const paths[] = { "", "/memfd:guest-ram (deleted)", "[heap]" };
 
@@ -248,7 +267,7 @@ int tl_write_gen(struct store *st, const char *set, const struct tl_plan *plan,
 	if (r < 0)
 		return r;
 	r = feed(s, plan, *gen, SIZE_MAX);
-	to_pass_regions(plan, regs);
+	tl_pass_regions(plan, regs);
 	if (r == 0)
 		r = s->ops->commit(s, regs, plan->n_regions, &sum);
 	if (r < 0) {

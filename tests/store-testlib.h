@@ -16,7 +16,12 @@
 
 #define TL_PG 4096ULL
 
-/* Content of the data page generation gen wrote in pass seq at addr. */
+/* 1 MiB windows where pages are always random (stored raw) or text (zstd). */
+#define TL_RANDOM_WINDOW 0x7e0000000000ULL
+#define TL_TEXT_WINDOW 0x7e0000100000ULL
+
+/* Content of the data page generation gen wrote in pass seq at addr:
+   zero, text or random, chosen by a hash (or by the windows above). */
 void tl_page(uint8_t *p, uint64_t gen, uint64_t seq, uint64_t addr);
 
 struct tl_pass {
@@ -35,6 +40,8 @@ struct tl_plan {
 };
 
 void tl_plan_free(struct tl_plan *p);
+/* Runs of 1..12 pages over [a, b): data, zero or nothing (first_full: no gaps). */
+void tl_random_run(struct tl_pass *ps, uint64_t a, uint64_t b, bool first_full, uint64_t *rng);
 
 struct tl_entry {
 	uint64_t start, end, seq;
@@ -78,6 +85,9 @@ int tl_write_partial(struct store *st, const char *set, const struct tl_plan *pl
  * Returns the number of mismatches found. */
 int tl_check_gen(struct store *st, const char *set, const struct tl_model *m, size_t gi,
 		 const char *scratch_dir);
+
+/* The plan's regions as the tracker would give them (paths, kinds...). */
+void tl_pass_regions(const struct tl_plan *plan, struct pass_region *out);
 
 char *tl_tmpdir(const char *tag);
 void tl_rmrf(const char *path);

@@ -96,20 +96,6 @@ static void random_regions(struct tl_plan *p, const struct tl_plan *prev, uint64
 	p->n_regions = n;
 }
 
-static void random_run(struct tl_pass *ps, uint64_t a, uint64_t b, bool first_full, uint64_t *rng)
-{
-	while (a < b) {
-		uint64_t len = (1 + pg_rand(rng) % 12) * TL_PG, e = MIN(b, a + len);
-		unsigned d = (unsigned)(pg_rand(rng) % 10);
-
-		if (first_full ? d < 8 : (d >= 4 && d < 8))
-			range_set_add(&ps->data, a, e);
-		else if (first_full || d >= 8)
-			range_set_add(&ps->zero, a, e);
-		a = e;
-	}
-}
-
 static void random_passes(struct tl_plan *p, uint64_t *rng)
 {
 	p->n_passes = 1 + pg_rand(rng) % 4;
@@ -118,10 +104,10 @@ static void random_passes(struct tl_plan *p, uint64_t *rng)
 
 		*ps = (struct tl_pass){ .seq = i + 1 };
 		for (size_t r = 0; r < p->n_regions; r++)
-			random_run(ps, p->regions[r].start, p->regions[r].end, p->full && !i, rng);
+			tl_random_run(ps, p->regions[r].start, p->regions[r].end, p->full && !i, rng);
 		/* pages of a mapping gone by the final pass: must not show up */
 		if (pg_rand(rng) % 10 < 3)
-			random_run(ps, SLOT(14), SLOT(14) + 20 * TL_PG, false, rng);
+			tl_random_run(ps, SLOT(14), SLOT(14) + 20 * TL_PG, false, rng);
 	}
 	p->chunk_pages = (uint32_t)(1 + pg_rand(rng) % 48);
 	p->threads = (unsigned)(1 + pg_rand(rng) % 3);
@@ -276,7 +262,7 @@ static void test_threads(void)
 	for (size_t i = 0; i < p.n_passes; i++) {
 		p.passes[i].seq = i + 1;
 		for (size_t r = 0; r < p.n_regions; r++)
-			random_run(&p.passes[i], p.regions[r].start, p.regions[r].end, !i, &rng);
+			tl_random_run(&p.passes[i], p.regions[r].start, p.regions[r].end, !i, &rng);
 		want_chunks += (range_set_bytes(&p.passes[i].data) / TL_PG + 15) / 16;
 	}
 	CHECK(store_open(dir, &st) == 0, "open");
