@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "inject.h"
 #include "log.h"
 #include "restore.h"
 #include "store.h"

@@ -40,8 +40,14 @@ struct enc_chunk {
 	size_t ext_cap, sums_cap, payload_cap;
 };
 
+/* The largest chunk a codec encodes or decodes: 64 MiB of pages. */
+#define CODEC_MAX_PAGES 16384u
+/* zstd level used for level 0; measured, see docs/image-format.md. */
+#define CODEC_DEFAULT_LEVEL (-1)
+
 struct codec; /* one per worker thread: holds the zstd contexts */
 
+/* zstd_level 0 means CODEC_DEFAULT_LEVEL; NULL with errno set on failure. */
 struct codec *codec_new(int zstd_level);
 void codec_free(struct codec *c);
 
@@ -59,6 +65,22 @@ int codec_encode(struct codec *c, uint64_t seq, const uint64_t *addrs, size_t n,
  */
 int codec_decode(struct codec *c, const struct enc_chunk *in, uint8_t *dst, int64_t *bad_page);
 void enc_chunk_free(struct enc_chunk *ch);
+/*
+ * Decode what can be decoded, trusting nothing: returns how many leading
+ * data pages came out of the payload into dst (all of them for an intact
+ * payload); no sum is checked.  For verify, which checks each page itself.
+ * in must pass codec_check().
+ */
+uint32_t codec_salvage(struct codec *c, const struct enc_chunk *in, uint8_t *dst);
+/*
+ * Is the chunk's metadata consistent (for chunks from a file or a peer)?
+ * Extents page aligned, in increasing address order, not overlapping, their
+ * data pages adding up to n_data_pages <= CODEC_MAX_PAGES, payload length
+ * possible for the encoding.  0 or -EBADMSG.
+ */
+int codec_check(const struct enc_chunk *ch);
+/* Largest payload a valid chunk of n data pages can have. */
+size_t codec_payload_bound(uint32_t n_data_pages);
 
 /* Fast all-zero test of one 4 KiB page. */
 int page_is_zero(const uint8_t *p);

@@ -1,0 +1,268 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Codec and store throughput on mixed pages (runs of zero, text-like and
+ * random pages, about one third each), beside a reference measured in the
+ * same run: one thread of plain ZSTD level 1 over the same chunks.
+ *
+ *   bench-codec [--quick] [--mib N] [--reps N] [--chunk-kib N]
+ *               [--levels L,L,...] [--dir STATE_DIR]
+ *
+ * Speeds are input bytes per second (1 GB = 1e9 bytes), medians over reps.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <zstd.h>
+
+#include "codec.h"
+#include "pagegen.h"
+#include "util.h"
+
+#define PG PAGE_SIZE_4K
+
+struct bench_data {
+	uint8_t *buf;
+	uint64_t *addrs;
+	size_t pages, chunk_pages;
+	size_t kind_pages[PG_KINDS];
+};
+
+struct bench_opts {
+	size_t mib, chunk_kib;
+	int reps, levels[8], n_levels;
+	bool quick;
+	const char *dir;
+};
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, (size_t)n, sizeof(*v), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* Runs of 1..64 pages of a random kind; returns the page count per kind. */
+static void fill_mixed(struct bench_data *d, uint64_t seed)
+{
+	size_t i = 0;
+
+	while (i < d->pages) {
+		int kind = (int)(pg_rand(&seed) % PG_KINDS);
+		size_t run = 1 + pg_rand(&seed) % 64;
+
+		for (; run && i < d->pages; run--, i++) {
+			pg_fill(d->buf + i * PG, kind, &seed);
+			d->kind_pages[kind]++;
+		}
+	}
+	for (i = 0; i < d->pages; i++)
+		d->addrs[i] = 0x7f0000000000ULL + i * PG;
+}
+
+static double bench_zero_detect(const struct bench_data *d)
+{
+	size_t n = MIN(d->pages, (size_t)65536);
+	uint8_t *z = mmap(NULL, n * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	volatile size_t zeros = 0;
+	uint64_t t;
+
+	memset(z, 0, n * PG); /* real pages, not the shared zero page */
+	t = now_ns();
+	for (size_t i = 0; i < n; i++)
+		zeros += (size_t)page_is_zero(z + i * PG);
+	t = now_ns() - t;
+	munmap(z, n * PG);
+	return (double)(n * PG) / (double)t;
+}
+
+/* One thread of ZSTD level 1 over every chunk, zero pages included. */
+static double bench_reference(const struct bench_data *d, double *ratio)
+{
+	size_t chunk = d->chunk_pages * PG, cap = ZSTD_compressBound(chunk), out = 0;
+	ZSTD_CCtx *cctx = ZSTD_createCCtx();
+	void *dst = malloc(cap);
+	uint64_t t = now_ns();
+
+	for (size_t off = 0; off < d->pages * PG; off += chunk) {
+		size_t len = MIN(chunk, d->pages * PG - off);
+
+		out += ZSTD_compressCCtx(cctx, dst, cap, d->buf + off, len, 1);
+	}
+	t = now_ns() - t;
+	*ratio = (double)(d->pages * PG) / (double)out;
+	free(dst);
+	ZSTD_freeCCtx(cctx);
+	return (double)(d->pages * PG) / (double)t;
+}
+
+struct enc_job {
+	const struct bench_data *d;
+	int level;
+	atomic_size_t *next;
+	uint64_t out_bytes;
+	int (*put)(void *ud, const struct enc_chunk *ch);
+	void *ud;
+	int err;
+};
+
+static void *enc_worker(void *arg)
+{
+	struct enc_job *j = arg;
+	struct codec *c = codec_new(j->level);
+	struct enc_chunk ch = { 0 };
+	size_t n_chunks = (j->d->pages + j->d->chunk_pages - 1) / j->d->chunk_pages, i;
+
+	while (!j->err && (i = atomic_fetch_add(j->next, 1)) < n_chunks) {
+		size_t first = i * j->d->chunk_pages, n = MIN(j->d->chunk_pages, j->d->pages - first);
+
+		j->err = codec_encode(c, 1, j->d->addrs + first, n, j->d->buf + first * PG, &ch);
+		j->out_bytes += ch.payload_len;
+		if (!j->err && j->put)
+			j->err = j->put(j->ud, &ch);
+	}
+	enc_chunk_free(&ch);
+	codec_free(c);
+	return NULL;
+}
+
+static int run_encoders(const struct bench_data *d, int level, int threads,
+		 int (*put)(void *ud, const struct enc_chunk *ch), void *ud, uint64_t *out_bytes)
+{
+	struct enc_job jobs[8];
+	pthread_t th[8];
+	atomic_size_t next = 0;
+	int err = 0;
+
+	*out_bytes = 0;
+	for (int i = 0; i < threads; i++) {
+		jobs[i] = (struct enc_job){ .d = d, .level = level, .next = &next, .put = put, .ud = ud };
+		pthread_create(&th[i], NULL, enc_worker, &jobs[i]);
+	}
+	for (int i = 0; i < threads; i++) {
+		pthread_join(th[i], NULL);
+		*out_bytes += jobs[i].out_bytes;
+		if (jobs[i].err && !err)
+			err = jobs[i].err;
+	}
+	return err;
+}
+
+static double bench_codec(const struct bench_data *d, int level, int threads, double *ratio)
+{
+	uint64_t out, t = now_ns();
+
+	if (run_encoders(d, level, threads, NULL, NULL, &out) < 0)
+		return 0;
+	t = now_ns() - t;
+	*ratio = (double)(d->pages * PG) / (double)out;
+	return (double)(d->pages * PG) / (double)t;
+}
+
+static void report_codec(const struct bench_data *d, const struct bench_opts *o, double ref)
+{
+	for (int l = 0; l < o->n_levels; l++) {
+		for (int threads = 1; threads <= 2; threads++) {
+			double v[32], ratio = 0;
+
+			for (int r = 0; r < o->reps; r++)
+				v[r] = bench_codec(d, o->levels[l], threads, &ratio);
+			double m = median(v, o->reps);
+			printf("codec level %-3d   %d thread%s  %6.2f GB/s  ratio %.2f  (%.2fx reference)\n",
+			       o->levels[l], threads, threads > 1 ? "s" : " ", m, ratio, m / ref);
+		}
+	}
+}
+
+static int parse_levels(char *s, struct bench_opts *o)
+{
+	o->n_levels = 0;
+	for (char *tok = strtok(s, ","); tok && o->n_levels < 8; tok = strtok(NULL, ","))
+		o->levels[o->n_levels++] = atoi(tok);
+	return o->n_levels ? 0 : -EINVAL;
+}
+
+static int parse_args(int argc, char **argv, struct bench_opts *o)
+{
+	*o = (struct bench_opts){ .mib = 1024, .reps = 5, .chunk_kib = 1024, .dir = NULL };
+	o->levels[0] = CODEC_DEFAULT_LEVEL;
+	o->n_levels = 1;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (!strcmp(a, "--quick")) {
+			o->mib = 32;
+			o->reps = 1;
+			o->quick = true;
+		} else if (v && !strcmp(a, "--mib")) {
+			o->mib = (size_t)atol(argv[++i]);
+		} else if (v && !strcmp(a, "--reps")) {
+			o->reps = atoi(argv[++i]);
+		} else if (v && !strcmp(a, "--chunk-kib")) {
+			o->chunk_kib = (size_t)atol(argv[++i]);
+		} else if (v && !strcmp(a, "--levels")) {
+			if (parse_levels(argv[++i], o) < 0)
+				return -EINVAL;
+		} else if (v && !strcmp(a, "--dir")) {
+			o->dir = argv[++i];
+		} else {
+			return -EINVAL;
+		}
+	}
+	if (!o->mib || o->reps < 1 || o->reps > 32 || o->chunk_kib < 4 ||
+	    o->chunk_kib * 1024 / PG > CODEC_MAX_PAGES)
+		return -EINVAL;
+	return 0;
+}
+
+static int bench_store(const struct bench_data *d, const struct bench_opts *o, double ref)
+{
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct bench_data d = { 0 };
+	struct bench_opts o;
+	double v[32], ratio = 0, ref;
+
+	if (parse_args(argc, argv, &o) < 0) {
+		fprintf(stderr, "usage: %s [--quick] [--mib N] [--reps N] [--chunk-kib N] "
+				"[--levels L,L] [--dir STATE_DIR]\n", argv[0]);
+		return 2;
+	}
+	d.pages = o.mib * 256;
+	d.chunk_pages = o.chunk_kib * 1024 / PG;
+	d.buf = mmap(NULL, d.pages * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	d.addrs = calloc(d.pages, sizeof(*d.addrs));
+	if (d.buf == MAP_FAILED || !d.addrs)
+		return 1;
+	fill_mixed(&d, 42);
+	printf("data: %zu MiB mixed pages (zero %.1f%%, text %.1f%%, random %.1f%%), "
+	       "chunks of %zu KiB, medians of %d rep(s), zstd %s\n",
+	       o.mib, 100.0 * (double)d.kind_pages[PG_ZERO] / (double)d.pages,
+	       100.0 * (double)d.kind_pages[PG_TEXT] / (double)d.pages,
+	       100.0 * (double)d.kind_pages[PG_RANDOM] / (double)d.pages,
+	       o.chunk_kib, o.reps, ZSTD_versionString());
+	for (int r = 0; r < o.reps; r++)
+		v[r] = bench_zero_detect(&d);
+	printf("zero detection    1 thread   %6.2f GB/s\n", median(v, o.reps));
+	for (int r = 0; r < o.reps; r++)
+		v[r] = bench_reference(&d, &ratio);
+	ref = median(v, o.reps);
+	printf("reference zstd 1  1 thread   %6.2f GB/s  ratio %.2f\n", ref, ratio);
+	report_codec(&d, &o, ref);
+	int r = bench_store(&d, &o, ref);
+	munmap(d.buf, d.pages * PG);
+	free(d.addrs);
+	return r < 0 ? 1 : 0;
+}
