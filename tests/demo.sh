@@ -10,6 +10,13 @@ T=$(mktemp -d /tmp/wpmig-demo.XXXXXX)
 SOCK=$T/control.sock
 ctl() { "$B/client/wpmig-ctl" --socket "$SOCK" "$@"; }
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# Send the workload a command; print its one-line answer.
+wl() {
+	n=$(wc -l < "$T/out")
+	echo "$*" >&3
+	while [ "$(wc -l < "$T/out")" -le "$n" ]; do sleep 0.01; done
+	tail -n 1 "$T/out"
+}
 
 cleanup() {
 	[ -n "${WL:-}" ] && kill -CONT "$WL" 2>/dev/null; true
@@ -39,13 +46,11 @@ echo "workload pid $WL"
 say "checkpoint 1 (full)"
 ctl checkpoint "$WL"
 say "the workload rewrites 2000 random pages of its anon region"
-echo "write anon 2000 7" >&3
-sleep 0.2
+wl write anon 2000 7 >/dev/null
 say "checkpoint 2 (incremental)"
 ctl checkpoint "$WL"
 say "checkpoint 3, leaving the process stopped, as JSON"
-echo "poke memfd 500 9" >&3
-sleep 0.2
+wl poke memfd 500 9 >/dev/null
 ctl --json checkpoint "$WL" --leave-stopped
 echo
 grep State /proc/"$WL"/status
@@ -69,11 +74,11 @@ echo "$n regions, all equal to the stopped process byte for byte"
 kill -CONT "$WL"
 
 say "restore: the workload zeroes its anon region, then generation 3 is put back"
-echo "sum anon" >&3; sleep 0.1; before=$(tail -n1 "$T/out")
-echo "zero anon 0 65536" >&3; sleep 0.2
-echo "sum anon" >&3; sleep 0.1; zeroed=$(tail -n1 "$T/out")
+before=$(wl sum anon)
+wl zero anon 0 65536 >/dev/null
+zeroed=$(wl sum anon)
 ctl restore "$WL" "pid-$WL/3"
-echo "sum anon" >&3; sleep 0.1; after=$(tail -n1 "$T/out")
+after=$(wl sum anon)
 echo "checksum before: $before  zeroed: $zeroed  restored: $after"
 [ "$before" = "$after" ] && [ "$before" != "$zeroed" ] || { echo "restore FAILED"; exit 1; }
 
