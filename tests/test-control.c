@@ -441,13 +441,12 @@ static void test_config(void)
 	free(text);
 }
 
-/* ---- verbs whose daemon side is not in this build: answered, not hung ---- */
+/* ---- what this build does not do yet: answered clearly, not hung ---- */
 
 static void test_later_verbs(void)
 {
 	static const char *const cmds[][10] = {
-		{ "checkpoint", "1", "--set", "s" }, { "images", "list" },
-		{ "restore", "1", "s/1" },
+		{ "checkpoint", "1", "--peer", "h:1" },
 		{ "migrate", "--qmp", "/q", "--peer", "h:1", "--dest-qmp", "/d", "--dest-uri",
 		  "tcp:h:2" },
 	};
@@ -457,7 +456,8 @@ static void test_later_verbs(void)
 	CHECK(wpmigd_start(&d, "", NULL) == 0, "daemon start");
 	for (size_t i = 0; i < ARRAY_SIZE(cmds); i++) {
 		int rc = ctl_run(d.sock, &out, &err, cmds[i]);
-		CHECK(rc == 1 && strstr(err, cmds[i][0]) && strstr(err, "not available"),
+		CHECK(rc == 1 && strstr(err, cmds[i][0]) && strstr(err, "not") &&
+		      strstr(err, "in this build"),
 		      "%s: %d %s", cmds[i][0], rc, err);
 		free(out);
 		free(err);

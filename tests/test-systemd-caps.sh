@@ -50,6 +50,11 @@ run_case() {
 	track_rc=$?
 	uw=$(grep -c ' uw' /proc/$wl/smaps)
 	sock_gid=$(stat -c %g "$sock" 2>/dev/null)
+	# --leave-stopped sends SIGSTOP to another user's process (CAP_KILL)
+	ckpt_err=$("$ctl" --socket "$sock" checkpoint "$wl" --leave-stopped 2>&1 >/dev/null)
+	ckpt_rc=$?
+	stopped=$(awk '/^State:/ {print $2}' /proc/$wl/status)
+	kill -CONT "$wl"
 	[ $track_rc -eq 0 ] && "$ctl" --socket "$sock" untrack "$wl" >/dev/null
 	kill "$d"; wait "$d"
 	daemon_rc=$?
@@ -63,6 +68,7 @@ read -ra all <<< "$caps"
 run_case all "${all[@]}"
 echo "all: track rc=$track_rc uw=$uw socket gid=$sock_gid"
 check '[ $track_rc -eq 0 ] && [ $uw -gt 0 ]' "tracking with the unit's set: $track_err"
+check '[ $ckpt_rc -eq 0 ] && [ "$stopped" = T ]' "checkpoint --leave-stopped with the unit's set: $ckpt_err (state $stopped)"
 check '! grep -q "cannot open backing file" $tmp/all.log' "backing file not opened"
 check '[ "$sock_gid" = 65534 ]' "socket not given to control_group"
 check '[ $daemon_rc -eq 0 ]' "daemon exit $daemon_rc"
@@ -72,7 +78,7 @@ check '[ $(grep -c " uw" /proc/$wl/smaps) -eq 0 ]' "uw left after untrack"
 declare -A symptom=(
 	[CAP_SYS_PTRACE]='[ $track_rc -ne 0 ]'
 	[CAP_DAC_READ_SEARCH]='[ $track_rc -ne 0 ] && [[ $track_err == *pagemap* ]]'
-	[CAP_KILL]='[ $track_rc -ne 0 ]'
+	[CAP_KILL]='[ $ckpt_rc -ne 0 ] && [ "$stopped" != T ]'
 	[CAP_CHECKPOINT_RESTORE]='grep -q "cannot open backing file" $tmp/$c.log'
 	[CAP_CHOWN]='grep -q "Cannot set the group" $tmp/$c.log'
 )
