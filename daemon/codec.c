@@ -217,6 +217,19 @@ int codec_encode(struct codec *c, uint64_t seq, const uint64_t *addrs, size_t n,
 	return 0;
 }
 
+int codec_pack(struct codec *c, const uint8_t *data, struct enc_chunk *out)
+{
+	int r = 0;
+
+	out->encoding = ENC_RAW;
+	out->payload_len = 0;
+	if (out->n_data_pages)
+		r = compress(c, data, (size_t)out->n_data_pages * PAGE_SIZE_4K, out);
+	if (r == 0)
+		out->payload_sum = XXH3_64bits(out->payload, out->payload_len);
+	return r;
+}
+
 size_t codec_payload_bound(uint32_t n_data_pages)
 {
 	size_t bytes = (size_t)n_data_pages * PAGE_SIZE_4K;
@@ -308,6 +321,13 @@ static int decompress(struct codec *c, const struct enc_chunk *in, uint8_t *dst)
 		return -EBADMSG;
 	}
 	return 0;
+}
+
+int codec_unpack(struct codec *c, const struct enc_chunk *in, uint8_t *dst)
+{
+	if (XXH3_64bits(in->payload, in->payload_len) != in->payload_sum)
+		return -EBADMSG;
+	return decompress(c, in, dst);
 }
 
 int codec_decode(struct codec *c, const struct enc_chunk *in, uint8_t *dst, int64_t *bad_page)

@@ -79,6 +79,16 @@ uint32_t codec_salvage(struct codec *c, const struct enc_chunk *in, uint8_t *dst
  * possible for the encoding.  0 or -EBADMSG.
  */
 int codec_check(const struct enc_chunk *ch);
+/*
+ * For encoders that transform the data pages first (the peer protocol's
+ * delta): compress out->n_data_pages pages, contiguous at data, into out's
+ * payload as codec_encode does (zstd, or raw when that does not shrink
+ * them) and set payload_sum.  Extents and page sums are the caller's.
+ */
+int codec_pack(struct codec *c, const uint8_t *data, struct enc_chunk *out);
+/* The reverse: check payload_sum and decompress into dst; page sums are
+ * not checked.  0 or -EBADMSG.  in must pass codec_check(). */
+int codec_unpack(struct codec *c, const struct enc_chunk *in, uint8_t *dst);
 /* Largest payload a valid chunk of n data pages can have. */
 size_t codec_payload_bound(uint32_t n_data_pages);
 

@@ -79,7 +79,7 @@ int frame_header_decode(const uint8_t in[FRAME_HEADER_SIZE], const struct frame_
 		return *why = "bad header checksum", -EBADMSG;
 	if (h->version != WPMIG_PROTO_VERSION)
 		return *why = "unsupported protocol version", -EPROTONOSUPPORT;
-	if (h->flags != 0)
+	if (h->flags & ~lim->flags_allowed)
 		return *why = "unknown frame flags", -EBADMSG;
 	if (!type_allowed(lim, h->type))
 		return *why = "unexpected frame type", -EPROTOTYPE;

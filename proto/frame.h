@@ -32,14 +32,20 @@ enum frame_type {
 	FRAME_CTL_REQUEST = 1,  /* client -> daemon: wpmig.Request */
 	FRAME_CTL_RESPONSE = 2, /* daemon -> client: wpmig.Response, ends a request */
 	FRAME_CTL_PROGRESS = 3, /* daemon -> client: wpmig.Progress */
-	/* 0x100 and up: the peer protocol */
+	/* 0x100 and up: the peer protocol (daemon/peer-wire.h) */
 };
+
+/* Header flags.  A socket accepts only those in its frame_limits. */
+enum {
+	FRAME_F_MAC = 1u << 0, /* a FRAME_MAC_SIZE tag follows the tail (peer protocol) */
+};
+#define FRAME_MAC_SIZE 16
 
 struct frame_header {
 	uint32_t magic;
 	uint16_t version;
 	uint16_t type;
-	uint32_t flags; /* none defined yet: must be 0 */
+	uint32_t flags; /* FRAME_F_*; 0 on the control socket */
 	uint32_t length;
 	uint32_t tail_length;
 	uint32_t checksum;
@@ -51,6 +57,7 @@ struct frame_limits {
 	uint32_t max_tail;
 	const uint16_t *types;
 	size_t n_types;
+	uint32_t flags_allowed; /* FRAME_F_* this socket accepts; others are -EBADMSG */
 };
 
 void frame_header_encode(const struct frame_header *h, uint8_t out[FRAME_HEADER_SIZE]);

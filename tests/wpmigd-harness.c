@@ -259,7 +259,7 @@ int raw_connect(const char *sock)
 int raw_read_response(int fd, int timeout_ms, int *error, char *msg, size_t len)
 {
 	static const uint16_t types[] = { FRAME_CTL_RESPONSE };
-	static const struct frame_limits lim = { 1 << 20, 0, types, 1 };
+	static const struct frame_limits lim = { 1 << 20, 0, types, 1, 0 };
 	struct pollfd p = { .fd = fd, .events = POLLIN };
 	struct frame_header h;
 	uint8_t *payload;
