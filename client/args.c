@@ -59,7 +59,7 @@ int parse_set_gen(const char *s, bool gen_required, char **set, uint64_t *gen)
 	return 0;
 }
 
-/* HOST:PORT ([v6]:PORT too) or unix:/PATH */
+/* HOST:PORT, [V6]:PORT, HOST (the default port) or unix:/PATH */
 int check_addr(const char *s)
 {
 	const char *colon = strrchr(s, ':');
@@ -67,7 +67,12 @@ int check_addr(const char *s)
 
 	if (!strncmp(s, "unix:", 5))
 		return s[5] == '/' && strlen(s + 5) < 108 ? 0 : -EINVAL;
-	if (!colon || colon == s || parse_dec(colon + 1, &port) < 0 || port == 0 || port > 65535)
+	if (!*s || colon == s)
+		return -EINVAL;
+	/* HOST alone, [V6] or a bare IPv6 address: the default peer port */
+	if (!colon || s[strlen(s) - 1] == ']' || (s[0] != '[' && strchr(s, ':') != colon))
+		return 0;
+	if (parse_dec(colon + 1, &port) < 0 || port == 0 || port > 65535)
 		return -EINVAL;
 	return 0;
 }

@@ -6,12 +6,13 @@
 
 #include "ctl.h"
 
-enum { CK_SET, CK_PEER, CK_LEAVE_STOPPED };
+enum { CK_SET, CK_PEER, CK_LEAVE_STOPPED, CK_MAX_BANDWIDTH };
 
 static const struct option checkpoint_opts[] = {
 	{ "set", required_argument, NULL, CK_SET },
 	{ "peer", required_argument, NULL, CK_PEER },
 	{ "leave-stopped", no_argument, NULL, CK_LEAVE_STOPPED },
+	{ "max-bandwidth", required_argument, NULL, CK_MAX_BANDWIDTH },
 	{ 0 },
 };
 
@@ -25,9 +26,9 @@ static int show_checkpoint(struct ctl *c, const Wpmig__Response *resp)
 		return EXIT_OK;
 	}
 	printf("%s/%" PRIu64 ": %" PRIu64 " pages (%" PRIu64 " data, %" PRIu64 " zero), "
-	       "%s stored of %s%s%s\n", r->set, r->generation, r->pages, r->data_pages,
-	       r->zero_pages, fmt_bytes(r->bytes, b, sizeof(b)),
-	       fmt_bytes(r->raw_bytes, raw, sizeof(raw)), r->peer[0] ? " at " : "", r->peer);
+	       "%s %s of %s%s%s\n", r->set, r->generation, r->pages, r->data_pages,
+	       r->zero_pages, fmt_bytes(r->bytes, b, sizeof(b)), r->peer[0] ? "sent" : "stored",
+	       fmt_bytes(r->raw_bytes, raw, sizeof(raw)), r->peer[0] ? " to " : "", r->peer);
 	printf("paused %.2f ms, took %.1f ms, %" PRIu64 " passes%s\n", r->pause_ms,
 	       r->duration_ms, r->passes, r->parent ? "" : " (full generation)");
 	return EXIT_OK;
@@ -49,6 +50,10 @@ static int run_checkpoint(struct ctl *c, char **args, int n, const struct verb_o
 	cr.set = (char *)(o->set[CK_SET] ? o->val[CK_SET] : "");
 	cr.peer = (char *)(o->set[CK_PEER] ? o->val[CK_PEER] : "");
 	cr.leave_stopped = o->set[CK_LEAVE_STOPPED];
+	if (o->set[CK_MAX_BANDWIDTH] && (!o->set[CK_PEER] ||
+					 parse_rate(o->val[CK_MAX_BANDWIDTH], &cr.max_bandwidth) < 0))
+		return usage_error(&verb_checkpoint, "--max-bandwidth RATE (bytes/s, K/M/G "
+				   "suffixes) goes with --peer");
 	req.verb_case = WPMIG__REQUEST__VERB_CHECKPOINT;
 	req.checkpoint = &cr;
 	return ctl_run_request(c, &req, show_checkpoint);
@@ -56,7 +61,8 @@ static int run_checkpoint(struct ctl *c, char **args, int n, const struct verb_o
 
 const struct verb_def verb_checkpoint = {
 	"checkpoint", 1, 1, checkpoint_opts,
-	"checkpoint PID [--set NAME] [--peer ADDR] [--leave-stopped]", run_checkpoint,
+	"checkpoint PID [--set NAME] [--peer ADDR [--max-bandwidth RATE]] [--leave-stopped]",
+	run_checkpoint,
 };
 
 static int show_restore(struct ctl *c, const Wpmig__Response *resp)

@@ -91,8 +91,8 @@ static void print_session(const Wpmig__SessionInfo *s)
 	if (s->set[0])
 		printf("  image set %s, generation %" PRIu64 "\n", s->set, s->generation);
 	if (s->link && s->link->peer[0])
-		printf("  peer %s: sent %" PRIu64 ", acked %" PRIu64 ", %.1f MB/s, ratio %.2f\n",
-		       s->link->peer, s->link->bytes_sent, s->link->bytes_acked,
+		printf("  peer %s: %s, sent %" PRIu64 ", acked %" PRIu64 ", %.1f MB/s, ratio %.2f\n",
+		       s->link->peer, s->link->state, s->link->bytes_sent, s->link->bytes_acked,
 		       s->link->rate / 1e6, s->link->ratio);
 }
 
@@ -167,6 +167,16 @@ static int show_status(struct ctl *c, const Wpmig__Response *resp)
 	       st->max_sessions, st->connections, st->jobs_running, st->jobs_queued);
 	for (size_t i = 0; i < st->n_sessions; i++)
 		print_session(st->sessions[i]);
+	if (st->listen[0])
+		printf("peer port %s: %zu connection%s\n", st->listen, st->n_links,
+		       st->n_links == 1 ? "" : "s");
+	for (size_t i = 0; i < st->n_links; i++) {
+		const Wpmig__LinkInfo *l = st->links[i];
+		printf("  from %s: %s, set %s generation %" PRIu64 ", received %" PRIu64
+		       ", acked %" PRIu64 ", %.1f MB/s, ratio %.2f\n", l->peer, l->state,
+		       l->set[0] ? l->set : "-", l->generation, l->bytes_received, l->bytes_acked,
+		       l->rate / 1e6, l->ratio);
+	}
 	return EXIT_OK;
 }
 

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * checkpoint PID [--set NAME] [--leave-stopped]: the next generation of a
- * set from the session tracking PID (attached first if need be).  The first
- * generation of a session, or one into another set, is full; later ones
- * hold what changed since the previous one.
+ * checkpoint PID [--set NAME] [--peer ADDR] [--leave-stopped]: the next
+ * generation of a set from the session tracking PID (attached first if
+ * need be), into the local store or streamed to a peer daemon.  The first
+ * generation of a session, or one into another set or to another place,
+ * is full; later ones hold what changed since the previous one.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -12,10 +13,15 @@
 
 #include "checkpoint.h"
 #include "log.h"
+#include "peer-link.h"
+#include "peer-sink.h"
 #include "pipeline.h"
 #include "store.h"
 #include "util.h"
 #include "verbs.h"
+
+#define PEER_ATTEMPTS 4
+#define PEER_RETRY_FIRST_MS 200 /* then 800, 3200 */
 
 struct ckpt_job {
 	struct daemon *d;
@@ -23,6 +29,9 @@ struct ckpt_job {
 	struct request *req;
 	struct job *job;
 	char *set;
+	char *peer;              /* NULL: the local store */
+	uint64_t max_bandwidth;  /* peer: bytes per second, 0: unlimited */
+	struct peer_link *link;
 	bool leave_stopped, full;
 	uint64_t parent;
 	uint64_t t0;
@@ -33,6 +42,7 @@ struct ckpt_job {
 static void ckpt_free(struct ckpt_job *c)
 {
 	free(c->set);
+	free(c->peer);
 	free(c);
 }
 
@@ -68,6 +78,77 @@ static int begin_sink(struct ckpt_job *c, struct sink **sink, uint64_t *gen)
 	return r;
 }
 
+/* One generation to the peer; a peer whose newest generation is not our
+ * parent gets a full one. */
+static int peer_attempt(struct ckpt_job *c, struct pipeline *pl, const struct checkpoint_opts *o)
+{
+	struct sink *sink;
+	uint64_t gen;
+	int r;
+
+	c->why[0] = 0;
+	r = peer_sink_begin(c->link, c->set, c->s->pid, c->full, &sink, &gen, c->why,
+			    sizeof(c->why));
+	if (r == -ESTALE && !c->full) {
+		c->full = true;
+		r = tracker_invalidate(c->s->tracker);
+		if (r == 0)
+			r = peer_sink_begin(c->link, c->set, c->s->pid, true, &sink, &gen, c->why,
+					    sizeof(c->why));
+	}
+	if (r < 0)
+		return r;
+	r = checkpoint_run(c->s->tracker, pl, sink, o, &c->res, c->why, sizeof(c->why));
+	if (r < 0)
+		peer_link_why(c->link, c->why, sizeof(c->why));
+	return r;
+}
+
+/* Errors of the connection, not of the target or the store: worth a retry. */
+static bool transient(int r)
+{
+	switch (-r) {
+	case ECONNRESET: case ECONNREFUSED: case ECONNABORTED: case EPIPE: case ETIMEDOUT:
+	case ENOTCONN: case EBADMSG: case EPROTO: case EHOSTUNREACH: case ENETUNREACH:
+	case ESHUTDOWN:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* A dropped connection loses only the generation in flight (the tracker
+ * got its pages back): connect again and redo it, a few times. */
+static int ckpt_peer_run(struct ckpt_job *c, struct job *j, struct pipeline *pl,
+			 const struct checkpoint_opts *o)
+{
+	unsigned delay_ms = PEER_RETRY_FIRST_MS;
+	int r;
+
+	peer_link_set_bandwidth(c->link, c->max_bandwidth);
+	for (unsigned attempt = 1;; attempt++) {
+		r = peer_attempt(c, pl, o);
+		if (r == 0 || !transient(r) || attempt == PEER_ATTEMPTS)
+			break;
+		log_notice("pid %d: checkpoint to %s failed (%s): attempt %u of %u in %u ms",
+			   (int)c->s->pid, c->peer, c->why[0] ? c->why : strerror(-r), attempt + 1,
+			   PEER_ATTEMPTS, delay_ms);
+		peer_link_reset(c->link);
+		if (job_wait_cancel(j, delay_ms) < 0)
+			return -ECANCELED;
+		delay_ms *= 4;
+		if (c->full)
+			tracker_invalidate(c->s->tracker); /* a full one again covers everything */
+	}
+	if (r < 0 && transient(r)) {
+		char why[sizeof(c->why)];
+
+		snprintf(why, sizeof(why), "%s", c->why[0] ? c->why : strerror(-r));
+		snprintf(c->why, sizeof(c->why), "gave up after %u attempts: %.200s", PEER_ATTEMPTS, why);
+	}
+	return r;
+}
+
 static int ckpt_run(struct job *j, void *userdata)
 {
 	struct ckpt_job *c = userdata;
@@ -89,6 +170,8 @@ static int ckpt_run(struct job *j, void *userdata)
 	tracker_get_info(c->s->tracker, &info);
 	if (c->full && info.passes > 0)
 		r = tracker_invalidate(c->s->tracker); /* a new set: cover everything */
+	if (r == 0 && c->link)
+		return ckpt_peer_run(c, j, pl, &o);
 	if (r == 0)
 		r = begin_sink(c, &sink, &gen);
 	if (r < 0)
@@ -119,6 +202,7 @@ static void reply(struct ckpt_job *c)
 	cr.zero_pages = res->zero_pages;
 	cr.raw_bytes = res->data_pages * PAGE_SIZE_4K;
 	cr.regions = res->regions;
+	cr.peer = c->peer ? c->peer : (char *)"";
 	resp.result_case = WPMIG__RESPONSE__RESULT_CHECKPOINT;
 	resp.checkpoint = &cr;
 	request_reply(c->req, &resp);
@@ -135,6 +219,8 @@ static void ckpt_done(struct job *j, int r, void *userdata)
 		free(s->set);
 		s->set = strdup(c->set);
 		s->generation = c->res.gen.generation;
+		free(s->dest);
+		s->dest = c->peer ? strdup(c->peer) : NULL;
 		session_account_pass(s, c->res.data_pages + c->res.zero_pages, now_ns());
 		log_info("pid %d: generation %llu of %s: %llu pages, %llu bytes, pause %.2f ms",
 			 (int)s->pid, (unsigned long long)s->generation, c->set,
@@ -163,9 +249,20 @@ static void start(struct daemon *d, struct session *s, struct request *req, void
 
 	c->s = s;
 	c->req = req;
-	/* Continuity: increments only over what this session wrote to this set. */
-	c->full = !s->set || strcmp(s->set, c->set) || !s->generation;
+	/* Continuity: increments only over what this session wrote to this
+	 * set in the same place. */
+	c->full = !s->set || strcmp(s->set, c->set) || !s->generation ||
+		  (s->dest == NULL) != (c->peer == NULL) || (c->peer && strcmp(s->dest, c->peer));
 	c->parent = c->full ? 0 : s->generation;
+	if (c->peer) {
+		r = daemon_peer_link(d, s, c->peer);
+		if (r < 0) {
+			request_fail(req, r, "cannot set up the link to %s: %s", c->peer, strerror(-r));
+			ckpt_free(c);
+			return;
+		}
+		c->link = s->peer_link;
+	}
 	session_enter_state(s, SESSION_CHECKPOINTING);
 	r = job_submit(d->jobs, &ckpt_ops, c, &s->job);
 	if (r < 0) {
@@ -183,8 +280,9 @@ void cmd_checkpoint(struct daemon *d, struct request *req, const Wpmig__Request 
 	struct session *s = session_find(&d->sessions, m->pid);
 	struct ckpt_job *c;
 
-	if (m->peer && m->peer[0]) {
-		request_fail(req, -EOPNOTSUPP, "checkpoint --peer: the peer link is not in this build");
+	if (m->peer && m->peer[0] && !d->peer_key.bytes) {
+		request_fail(req, -ENOKEY, "checkpoint --peer needs peer_key_file in the daemon's "
+			     "configuration (the peer port authenticates with it)");
 		return;
 	}
 	c = calloc(1, sizeof(*c));
@@ -196,6 +294,12 @@ void cmd_checkpoint(struct daemon *d, struct request *req, const Wpmig__Request 
 	}
 	c->d = d;
 	c->leave_stopped = m->leave_stopped;
+	c->max_bandwidth = m->max_bandwidth ? m->max_bandwidth : d->cfg.max_bandwidth;
+	if (m->peer && m->peer[0] && !(c->peer = strdup(m->peer))) {
+		request_fail(req, -ENOMEM, "out of memory");
+		ckpt_free(c);
+		return;
+	}
 	if (!store_set_name_valid(c->set)) {
 		request_fail(req, -EINVAL, "invalid set name \"%s\": use 1-%d of [A-Za-z0-9._+@:-], "
 			     "not starting with '.'", c->set, STORE_SET_NAME_MAX);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "build-config.h"
+#include "peer-server.h"
 #include "util.h"
 #include "verbs.h"
 
@@ -41,6 +42,9 @@ static int status_fill(struct daemon *d, pid_t only, struct status_buf *b)
 	b->res.max_sessions = d->cfg.max_sessions;
 	b->res.n_sessions = i;
 	b->res.sessions = b->ptrs;
+	b->res.listen = d->peer && d->cfg.listen ? d->cfg.listen : (char *)"";
+	if (d->peer)
+		b->res.n_links = peer_server_links(d->peer, &b->res.links);
 	return 0;
 }
 

@@ -32,6 +32,9 @@ void config_init(struct config *c)
 		.max_output = 4 << 20,
 		.zstd_level = 1,
 		.log_level = LOG_INFO,
+		.peer_cache = 64 << 20,
+		.peer_timeout = 60,
+		.peer_max_connections = 8,
 	};
 }
 
@@ -72,8 +75,12 @@ int config_check_addr(const char *addr)
 	if (!strncmp(addr, "unix:", 5))
 		return addr[5] == '/' && strlen(addr + 5) < 108 ? 0 : -EINVAL;
 	colon = strrchr(addr, ':');
-	if (!colon || colon == addr || parse_u64(colon + 1, &port) < 0 || port == 0 ||
-	    port > 65535)
+	if (!*addr || colon == addr)
+		return -EINVAL;
+	/* HOST alone, [V6] or a bare IPv6 address: the default peer port */
+	if (!colon || addr[strlen(addr) - 1] == ']' || (addr[0] != '[' && strchr(addr, ':') != colon))
+		return 0;
+	if (parse_u64(colon + 1, &port) < 0 || port == 0 || port > 65535)
 		return -EINVAL;
 	return 0;
 }
@@ -134,6 +141,14 @@ static int set_key(struct config *c, const char *k, const char *v)
 		return (r = config_parse_log_level(v)) < 0 ? r : (c->log_level = r, 0);
 	if (!strcmp(k, "allow_pinned"))
 		return parse_bool(v, &c->allow_pinned);
+	if (!strcmp(k, "peer_cache"))
+		return parse_size(v, &c->peer_cache) < 0 || c->peer_cache > (4ULL << 30) ? -EINVAL : 0;
+	if (!strcmp(k, "peer_timeout"))
+		return parse_uint(v, 1, 3600, &c->peer_timeout);
+	if (!strcmp(k, "peer_max_connections"))
+		return parse_uint(v, 1, 1024, &c->peer_max_connections);
+	if (!strcmp(k, "max_bandwidth"))
+		return parse_size(v, &c->max_bandwidth);
 	return -ENOKEY;
 }
 
@@ -236,6 +251,11 @@ void config_reload_apply(struct config *cur, struct config *n)
 	cur->zstd_level = n->zstd_level;
 	cur->log_level = n->log_level;
 	cur->allow_pinned = n->allow_pinned;
+	cur->peer_cache = n->peer_cache;
+	cur->peer_timeout = n->peer_timeout;
+	cur->max_bandwidth = n->max_bandwidth;
+	if (cur->peer_max_connections != n->peer_max_connections)
+		log_warning("peer_max_connections changes only on restart");
 }
 
 int config_group_gid(const struct config *c, gid_t *ret)

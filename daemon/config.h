@@ -33,6 +33,11 @@ struct config {
 	int zstd_level;
 	int log_level; /* LOG_ERR .. LOG_DEBUG */
 	bool allow_pinned;
+	/* the peer protocol (docs/protocol.md) */
+	uint64_t peer_cache;      /* bytes of delta cache per connection; 0: no delta */
+	unsigned peer_timeout;    /* seconds without progress before a link fails */
+	unsigned peer_max_connections;
+	uint64_t max_bandwidth;   /* bytes per second a source sends; 0: unlimited */
 };
 
 /* What the command line set; it wins over the file, also after SIGHUP. */

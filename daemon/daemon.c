@@ -129,6 +129,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 	d->stopping = true;
 	sd_notify(0, "STOPPING=1");
 	control_stop_accepting(d->control);
+	daemon_peer_stop(d);
 	/* Queued jobs end now with -ECANCELED, running ones are asked to. */
 	job_pool_cancel_all(d->jobs);
 	for (s = TAILQ_FIRST(&d->sessions.head); s; s = next) {
@@ -169,6 +170,7 @@ static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
 		config_reload_apply(&d->cfg, &n);
 		config_free(&n);
 		apply_limits(d);
+		daemon_peer_reload(d);
 		log_info("Reloaded the configuration (log level %d, max_connections %u, "
 			 "max_sessions %u)", d->cfg.log_level, d->cfg.max_connections,
 			 d->cfg.max_sessions);
@@ -270,9 +272,9 @@ int daemon_init(struct daemon *d, const struct config_overrides *ovr)
 	if (r < 0)
 		return r;
 	apply_limits(d);
-	if (d->cfg.listen)
-		log_notice("The peer protocol is not in this build: not listening on %s",
-			   d->cfg.listen);
+	r = daemon_peer_init(d);
+	if (r < 0)
+		return r;
 	return setup_watchdog(d);
 }
 
@@ -306,6 +308,8 @@ void daemon_done(struct daemon *d)
 	/* Connections first: closing one refreshes STATUS=, which reads jobs. */
 	control_free(d->control);
 	d->control = NULL;
+	/* Its workers write into the store: before the store goes. */
+	daemon_peer_done(d);
 	/* Normally empty: shutdown detaches everything before the loop ends. */
 	job_pool_free(d->jobs);
 	d->jobs = NULL;

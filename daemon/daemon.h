@@ -15,10 +15,12 @@
 #include "config.h"
 #include "control.h"
 #include "job.h"
+#include "peer-auth.h"
 #include "session.h"
 
 struct store;
 struct pipeline;
+struct peer_server;
 
 struct daemon {
 	struct event_base *base;
@@ -31,6 +33,8 @@ struct daemon {
 	pthread_mutex_t store_lock; /* store calls from job threads, one at a time */
 	struct pipeline *pipeline;  /* read/encode workers, made on first use */
 	pthread_mutex_t pipeline_lock;
+	struct peer_key peer_key;   /* from peer_key_file; empty: no peer protocol */
+	struct peer_server *peer;   /* the peer port (listen), or NULL */
 	struct event *sig_term, *sig_int, *sig_hup, *watchdog;
 	int state_lock_fd;
 	uint64_t started_ns;
@@ -74,3 +78,11 @@ void daemon_forward_progress(struct request *req, const struct job_progress *p);
 int daemon_job_delay(const struct daemon *d, struct job *j);
 /* Refresh the STATUS= line systemd shows. */
 void daemon_notify_status(struct daemon *d);
+
+/* daemon-peer.c: the key, the peer port, and a session's link to a peer. */
+int daemon_peer_init(struct daemon *d);
+void daemon_peer_reload(struct daemon *d);
+void daemon_peer_stop(struct daemon *d);
+void daemon_peer_done(struct daemon *d);
+/* Loop: s->link to addr (a new one if s had a link elsewhere). */
+int daemon_peer_link(struct daemon *d, struct session *s, const char *addr);

@@ -100,7 +100,10 @@ int peer_frame_check(const struct frame_header *h, bool authed, const char **why
 		return *why = "unknown frame type", -EPROTOTYPE;
 	if (!authed && !t->pre_auth)
 		return *why = "frame before authentication", -EACCES;
-	if (!!(h->flags & FRAME_F_MAC) != authed)
+	/* An error may come unauthenticated at any time (a refused handshake):
+	 * it only ends the connection, which anyone on the path can do. */
+	if (!!(h->flags & FRAME_F_MAC) != authed &&
+	    !(h->type == PEER_ERROR && !(h->flags & FRAME_F_MAC)))
 		return *why = authed ? "frame without MAC" : "MAC before authentication", -EBADMSG;
 	if (h->length > t->max_len)
 		return *why = "message longer than its type allows", -EMSGSIZE;

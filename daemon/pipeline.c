@@ -78,10 +78,13 @@ static int encode_put(struct worker *w, struct job *j, const struct chunk *c, co
 	int r;
 
 	chunk_addrs(j->plan, c, w->addrs);
-	r = codec_encode(w->codec, j->seq, w->addrs, n, src, &w->enc);
-	if (r < 0)
-		return r;
-	r = j->sink->ops->put_chunk(j->sink, &w->enc);
+	if (j->sink->ops->put_pages) {
+		r = j->sink->ops->put_pages(j->sink, w->codec, j->seq, w->addrs, n, src, &w->enc);
+	} else {
+		r = codec_encode(w->codec, j->seq, w->addrs, n, src, &w->enc);
+		if (r == 0)
+			r = j->sink->ops->put_chunk(j->sink, &w->enc);
+	}
 	if (r < 0)
 		return r;
 	atomic_fetch_add(&j->zero_pages, n - w->enc.n_data_pages);

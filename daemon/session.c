@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "peer-link.h"
 #include "util.h"
 
 static const char *const state_names[_SESSION_STATE_MAX] = {
@@ -136,6 +137,8 @@ void session_free(struct session *s)
 	s->list->n--;
 	event_free(s->exit_ev);
 	close(s->pidfd);
+	peer_link_free(s->peer_link);
+	free(s->dest);
 	free(s->set);
 	free(s);
 }
@@ -177,5 +180,9 @@ void session_to_info(const struct session *s, Wpmig__SessionInfo *info, Wpmig__L
 	info->attach_ms = ns_to_ms(ti->attach_ns);
 	info->generation = s->generation;
 	link->peer = (char *)"";
+	if (s->peer_link) {
+		peer_link_info(s->peer_link, link);
+		link->role = (char *)"source";
+	}
 	info->link = link;
 }

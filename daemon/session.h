@@ -33,6 +33,7 @@ enum session_state {
 };
 
 struct job;
+struct peer_link;
 struct session_list;
 
 struct session {
@@ -49,6 +50,8 @@ struct session {
 	struct job *job;          /* the one job working on this session */
 	struct tracker_info info; /* refreshed while no job runs */
 	uint64_t generation;      /* last generation written */
+	char *dest;               /* peer it went to (NULL: the local store) */
+	struct peer_link *peer_link; /* to a peer, kept between checkpoints */
 	double dirty_rate;        /* written pages per second between passes */
 	uint64_t last_pass_ns;
 	TAILQ_ENTRY(session) link;

@@ -15,6 +15,7 @@
 #include "tracker.h"
 
 struct sink;
+struct codec;
 
 struct gen_summary {
 	uint64_t generation;
@@ -27,6 +28,15 @@ struct gen_summary {
 struct sink_ops {
 	/* An encoded chunk of pass seq. Thread-safe. */
 	int (*put_chunk)(struct sink *s, const struct enc_chunk *c);
+	/*
+	 * Optional, instead of put_chunk: the raw pages of a chunk (n pages at
+	 * addrs, page i at buf + i * 4096) for a sink that encodes them itself
+	 * (the peer sink deltas them against pages it sent before), with the
+	 * calling worker's codec; out receives the encoded chunk, for the
+	 * pipeline's counters.  Thread-safe.
+	 */
+	int (*put_pages)(struct sink *s, struct codec *c, uint64_t seq, const uint64_t *addrs,
+			 size_t n, const uint8_t *buf, struct enc_chunk *out);
 	/* Pages of pass seq that are zero now (from the tracker). */
 	int (*put_zero)(struct sink *s, uint64_t seq, const struct range_set *zero);
 	/* The regions at the final pass: the generation's region table. */

@@ -446,7 +446,6 @@ static void test_config(void)
 static void test_later_verbs(void)
 {
 	static const char *const cmds[][10] = {
-		{ "checkpoint", "1", "--peer", "h:1" },
 		{ "migrate", "--qmp", "/q", "--peer", "h:1", "--dest-qmp", "/d", "--dest-uri",
 		  "tcp:h:2" },
 	};

@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Frames of the peer protocol on a libevent buffer, for both ends: take
+ * whole frames out of an input buffer (header checked before anything is
+ * allocated, MAC checked before the message is unpacked), build frames
+ * with their MAC, and parse addresses.
+ */
+#pragma once
+
+#include <event2/buffer.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "peer-auth.h"
+#include "peer-wire.h"
+
+/* The receiving half of a connection. */
+struct peer_rx {
+	bool authed;         /* frames carry a MAC checked with mac */
+	struct peer_mac mac;
+	uint64_t frames, bytes; /* authenticated frames taken */
+};
+
+struct peer_frame {
+	struct frame_header h;
+	size_t size;         /* whole frame on the wire */
+	uint8_t *buf;        /* header, message, tail (owned) */
+	const uint8_t *msg;  /* h.length bytes */
+	const uint8_t *tail; /* h.tail_length bytes */
+	ProtobufCMessage *m; /* unpacked and checked */
+};
+
+/*
+ * Take one whole frame from in: 1 when *f was filled, 0 when more bytes
+ * are needed, a negative errno with *why when the stream is bad.
+ */
+int peer_rx_take(struct peer_rx *rx, struct evbuffer *in, struct peer_frame *f,
+		 const char **why);
+void peer_frame_clear(struct peer_frame *f);
+
+/*
+ * One frame in one malloc'ed buffer: header, message, a copy of tail, and
+ * room for the tag when mac (filled by peer_frame_seal()).
+ */
+int peer_frame_build(uint16_t type, const ProtobufCMessage *m, const uint8_t *tail,
+		     uint32_t tail_len, bool mac, uint8_t **ret, size_t *ret_len);
+/* Write the tag over the frame's last FRAME_MAC_SIZE bytes (the next counter). */
+int peer_frame_seal(struct peer_mac *mac, uint8_t *buf, size_t len);
+/* Hand a built buffer to an evbuffer without copying; it is freed there. */
+int peer_evbuffer_add(struct evbuffer *out, uint8_t *buf, size_t len);
+
+/* "HOST:PORT", "[V6]:PORT", "HOST" (PEER_DEFAULT_PORT), or "unix:/PATH".
+ * Resolves (blocking: not on the loop).  -EINVAL/-ENOENT with why. */
+int peer_addr_resolve(const char *addr, bool passive, struct sockaddr_storage *sa,
+		      socklen_t *len, char *why, size_t why_len);
+/* Printable form of a socket address ("1.2.3.4:5", "[::1]:5", "unix"). */
+void peer_addr_name(const struct sockaddr *sa, socklen_t len, char *buf, size_t buf_len);

@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The receiver's worker threads: tasks run on a worker (decode, verify,
+ * store) and complete on the event loop, in completion order.  Each worker
+ * has a context of its own (a codec and buffers).
+ */
+#pragma once
+
+#include <event2/event.h>
+
+struct wtask {
+	void (*run)(struct wtask *t, void *worker_ctx); /* worker thread */
+	void (*done)(struct wtask *t);                  /* loop thread; may free t */
+	struct wtask *next;
+};
+
+struct wpool;
+
+struct wpool *wpool_new(struct event_base *base, unsigned workers, void *(*ctx_new)(void *arg),
+			void (*ctx_free)(void *ctx), void *arg);
+void wpool_submit(struct wpool *p, struct wtask *t);
+/* Runs what is queued, joins the workers, then calls done() of every
+ * finished task on this thread. */
+void wpool_free(struct wpool *p);

@@ -1,0 +1,464 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * The receiver's listening socket and connections: accept (within
+ * max_connections), the handshake (Hello both ways, our proof, theirs
+ * checked, Ready), then authenticated frames go to peer-recv.c.  A
+ * connection that breaks a rule gets one Error frame and is closed; its
+ * open generation is dropped.
+ */
+#include "peer-server-internal.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "build-config.h"
+#include "log.h"
+#include "util.h"
+
+#define LINGER_S 5 /* wait this long for a closing connection's last frame to leave */
+
+static const char *const state_names[] = {
+	[RC_HELLO] = "HELLO", [RC_AUTH] = "AUTH", [RC_IDLE] = "IDLE", [RC_OPENING] = "OPENING",
+	[RC_OPEN] = "OPEN", [RC_COMMITTING] = "COMMITTING", [RC_ABORTING] = "ABORTING",
+	[RC_CLOSING] = "CLOSING",
+};
+
+void rconn_enter(struct rconn *rc, enum rc_state st)
+{
+	log_debug("peer conn %llu (%s): %s -> %s", (unsigned long long)rc->id, rc->name,
+		  state_names[rc->state], state_names[st]);
+	rc->state = st;
+	rc->state_ns = now_ns();
+}
+
+static void rconn_free(struct rconn *rc)
+{
+	struct peer_server *s = rc->srv;
+
+	TAILQ_REMOVE(&s->conns, rc, link);
+	s->n_conns--;
+	bufferevent_free(rc->bev);
+	event_free(rc->free_ev);
+	peer_mac_free(&rc->rx.mac);
+	peer_mac_free(&rc->tx_mac);
+	free(rc);
+}
+
+static void on_free(evutil_socket_t fd, short what, void *arg)
+{
+	rconn_free(arg);
+}
+
+static void on_flushed(struct bufferevent *bev, void *arg)
+{
+	event_active(((struct rconn *)arg)->free_ev, 0, 0);
+}
+
+static void on_linger_event(struct bufferevent *bev, short what, void *arg)
+{
+	event_active(((struct rconn *)arg)->free_ev, 0, 0);
+}
+
+bool rconn_send(struct rconn *rc, uint16_t type, const ProtobufCMessage *m)
+{
+	uint8_t *buf;
+	size_t len;
+
+	if (!rc->bev || peer_frame_build(type, m, NULL, 0, rc->tx_authed, &buf, &len) < 0)
+		return false;
+	if (rc->tx_authed && peer_frame_seal(&rc->tx_mac, buf, len) < 0) {
+		free(buf);
+		return false;
+	}
+	return peer_evbuffer_add(bufferevent_get_output(rc->bev), buf, len) == 0;
+}
+
+void rconn_closed(struct rconn *rc)
+{
+	struct timeval tv = { LINGER_S, 0 };
+
+	recv_drop(rc);
+	rcache_free(rc->cache);
+	rc->cache = NULL;
+	/* Let an Error frame leave before the socket closes. */
+	if (evbuffer_get_length(bufferevent_get_output(rc->bev)) == 0) {
+		event_active(rc->free_ev, 0, 0);
+		return;
+	}
+	bufferevent_setcb(rc->bev, NULL, on_flushed, on_linger_event, rc);
+	bufferevent_set_timeouts(rc->bev, NULL, &tv);
+	bufferevent_enable(rc->bev, EV_WRITE);
+}
+
+void rconn_close(struct rconn *rc, int error, const char *fmt, ...)
+{
+	Wpmig__Peer__Error e = WPMIG__PEER__ERROR__INIT;
+	char why[256];
+	va_list ap;
+
+	if (rc->state == RC_CLOSING)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	if (error) {
+		log_notice("peer conn %llu (%s): %s", (unsigned long long)rc->id, rc->name, why);
+		e.error = error;
+		e.message = why;
+		rconn_send(rc, PEER_ERROR, &e.base);
+	} else {
+		log_info("peer conn %llu (%s): %s", (unsigned long long)rc->id, rc->name, why);
+	}
+	rconn_enter(rc, RC_CLOSING);
+	bufferevent_disable(rc->bev, EV_READ);
+	evbuffer_drain(bufferevent_get_input(rc->bev), SIZE_MAX);
+	recv_drop(rc);
+	if (rc->in_flight == 0)
+		rconn_closed(rc);
+}
+
+static int send_hello(struct rconn *rc, const Wpmig__Peer__Hello *theirs,
+		      const struct peer_frame *f)
+{
+	struct peer_server *s = rc->srv;
+	Wpmig__Peer__Hello h = WPMIG__PEER__HELLO__INIT;
+	Wpmig__Peer__Auth a = WPMIG__PEER__AUTH__INIT;
+	uint8_t nonce[PEER_NONCE_SIZE], proof[PEER_HASH_SIZE], *buf;
+	size_t len;
+	int r = peer_random(nonce, sizeof(nonce));
+
+	rc->slots = MIN(theirs->cache_slots, s->o.cache_slots);
+	h.role = WPMIG__PEER__ROLE__ROLE_RECEIVER;
+	h.min_version = h.max_version = h.version = PEER_PROTO_VERSION;
+	h.nonce = (ProtobufCBinaryData){ sizeof(nonce), nonce };
+	h.software = (char *)"wpmigd " WPMIG_VERSION;
+	h.cache_slots = rc->slots;
+	h.window = s->o.window;
+	h.max_chunk_pages = PEER_MAX_CHUNK_PAGES;
+	if (r == 0)
+		r = peer_frame_build(PEER_HELLO, &h.base, NULL, 0, false, &buf, &len);
+	if (r < 0)
+		return r;
+	/* The transcript covers both messages exactly as they travel. */
+	r = peer_transcript(f->msg, f->h.length, buf + FRAME_HEADER_SIZE,
+			    len - FRAME_HEADER_SIZE, rc->transcript);
+	if (r == 0)
+		r = peer_evbuffer_add(bufferevent_get_output(rc->bev), buf, len);
+	else
+		free(buf);
+	if (r == 0)
+		r = peer_proof(&s->key, PEER_LABEL_RECEIVER, rc->transcript, proof);
+	a.proof = (ProtobufCBinaryData){ sizeof(proof), proof };
+	if (r == 0 && !rconn_send(rc, PEER_AUTH, &a.base))
+		r = -ENOMEM;
+	return r;
+}
+
+static void on_hello(struct rconn *rc, const struct peer_frame *f)
+{
+	const Wpmig__Peer__Hello *m = (const Wpmig__Peer__Hello *)f->m;
+
+	if (m->role != WPMIG__PEER__ROLE__ROLE_SOURCE) {
+		rconn_close(rc, -EPROTO, "hello: only a source may connect to a receiver");
+		return;
+	}
+	if (m->min_version > PEER_PROTO_VERSION || m->max_version < PEER_PROTO_VERSION) {
+		rconn_close(rc, -EPROTONOSUPPORT, "the source speaks peer protocol versions "
+			    "%u..%u, we speak %d", m->min_version, m->max_version,
+			    PEER_PROTO_VERSION);
+		return;
+	}
+	if (send_hello(rc, m, f) < 0) {
+		rconn_close(rc, -ENOMEM, "cannot answer the hello");
+		return;
+	}
+	rconn_enter(rc, RC_AUTH);
+}
+
+static void on_auth(struct rconn *rc, const struct peer_frame *f)
+{
+	const Wpmig__Peer__Auth *m = (const Wpmig__Peer__Auth *)f->m;
+	Wpmig__Peer__Ready ready = WPMIG__PEER__READY__INIT;
+	struct peer_server *s = rc->srv;
+
+	if (!peer_proof_ok(&s->key, PEER_LABEL_SOURCE, rc->transcript, m->proof.data,
+			   m->proof.len)) {
+		rconn_close(rc, -EACCES, "authentication failed: the source does not hold our key");
+		return;
+	}
+	if (peer_mac_init(&rc->rx.mac, &s->key, PEER_LABEL_SOURCE, rc->transcript) < 0 ||
+	    peer_mac_init(&rc->tx_mac, &s->key, PEER_LABEL_RECEIVER, rc->transcript) < 0 ||
+	    (rc->slots && !(rc->cache = rcache_new(rc->slots)))) {
+		rconn_close(rc, -ENOMEM, "out of memory");
+		return;
+	}
+	rc->rx.authed = rc->tx_authed = true;
+	rconn_send(rc, PEER_READY, &ready.base);
+	bufferevent_set_timeouts(rc->bev, NULL, NULL);
+	log_info("peer conn %llu (%s): authenticated, %u cache slots", (unsigned long long)rc->id,
+		 rc->name, rc->slots);
+	rconn_enter(rc, RC_IDLE);
+}
+
+static void on_handshake(struct rconn *rc, struct peer_frame *f)
+{
+	if (f->h.type == PEER_ERROR || f->h.type == PEER_CLOSE)
+		rconn_close(rc, 0, "the source ended the handshake");
+	else if (rc->state == RC_HELLO && f->h.type == PEER_HELLO)
+		on_hello(rc, f);
+	else if (rc->state == RC_AUTH && f->h.type == PEER_AUTH)
+		on_auth(rc, f);
+	else
+		rconn_close(rc, -EPROTO, "unexpected %s frame during the handshake",
+			    peer_type_name(f->h.type));
+	peer_frame_clear(f);
+}
+
+void rconn_read(struct bufferevent *bev, void *arg)
+{
+	struct rconn *rc = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	struct timeval tv = { rc->srv->o.timeout_ms / 1000, rc->srv->o.timeout_ms % 1000 * 1000 };
+	struct peer_frame f;
+	const char *why = NULL;
+	int r = 0;
+
+	while (rc->state != RC_CLOSING && !rc->paused && (r = peer_rx_take(&rc->rx, in, &f, &why)) > 0) {
+		if (rc->state < RC_IDLE)
+			on_handshake(rc, &f);
+		else
+			recv_frame(rc, &f);
+	}
+	if (r < 0) {
+		rconn_close(rc, r, "rejected a frame: %s", why);
+		return;
+	}
+	/* After the handshake, only a frame once started must finish in time. */
+	if (rc->state >= RC_IDLE && rc->state != RC_CLOSING)
+		bufferevent_set_timeouts(bev, evbuffer_get_length(in) ? &tv : NULL, NULL);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct rconn *rc = arg;
+
+	if (what & BEV_EVENT_TIMEOUT)
+		rconn_close(rc, -ETIMEDOUT, "%s", rc->state < RC_IDLE ? "handshake timed out"
+					     : "a frame was started and not finished in time");
+	else if (what & BEV_EVENT_EOF)
+		rconn_close(rc, 0, "the source closed the connection");
+	else
+		rconn_close(rc, 0, "connection error: %s", strerror(EVUTIL_SOCKET_ERROR()));
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+		      int socklen, void *arg)
+{
+	struct peer_server *s = arg;
+	struct timeval tv = { s->o.timeout_ms / 1000, s->o.timeout_ms % 1000 * 1000 };
+	struct rconn *rc;
+
+	if (s->n_conns >= s->o.max_connections) {
+		log_notice("Refusing a peer connection: %u open (max_connections)", s->n_conns);
+		evutil_closesocket(fd);
+		return;
+	}
+	rc = calloc(1, sizeof(*rc));
+	if (!rc || !(rc->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE)) ||
+	    !(rc->free_ev = event_new(s->base, -1, 0, on_free, rc))) {
+		if (rc && rc->bev)
+			bufferevent_free(rc->bev);
+		else
+			evutil_closesocket(fd);
+		free(rc);
+		return;
+	}
+	rc->srv = s;
+	rc->id = ++s->next_id;
+	rc->state_ns = now_ns();
+	TAILQ_INIT(&rc->q);
+	peer_addr_name(sa, (socklen_t)socklen, rc->name, sizeof(rc->name));
+	TAILQ_INSERT_TAIL(&s->conns, rc, link);
+	s->n_conns++;
+	bufferevent_setcb(rc->bev, rconn_read, NULL, on_event, rc);
+	/* At most one whole frame ahead: the rest waits in the kernel. */
+	bufferevent_setwatermark(rc->bev, EV_READ, FRAME_HEADER_SIZE, peer_frame_max());
+	bufferevent_set_timeouts(rc->bev, &tv, &tv);
+	bufferevent_enable(rc->bev, EV_READ | EV_WRITE);
+	log_info("peer conn %llu: from %s", (unsigned long long)rc->id, rc->name);
+}
+
+/* A unix socket file nobody answers on is debris of a killed daemon. */
+static int replace_stale(const struct sockaddr_un *un, socklen_t len)
+{
+	_cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct stat st;
+
+	if (lstat(un->sun_path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISSOCK(st.st_mode))
+		return -EEXIST;
+	if (fd >= 0 && connect(fd, (const struct sockaddr *)un, len) == 0)
+		return -EADDRINUSE;
+	return unlink(un->sun_path) < 0 ? -errno : 0;
+}
+
+static int listen_socket(struct peer_server *s, char *why, size_t why_len)
+{
+	struct sockaddr_storage sa;
+	socklen_t len;
+	int one = 1, r = peer_addr_resolve(s->listen, true, &sa, &len, why, why_len);
+	_cleanup_close_ int fd = -1;
+
+	if (r < 0)
+		return r;
+	fd = socket(sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	if (sa.ss_family == AF_UNIX) {
+		r = replace_stale((struct sockaddr_un *)&sa, len);
+		if (r < 0) {
+			snprintf(why, why_len, "%s: %s", s->listen, r == -EADDRINUSE ?
+				 "another daemon listens there" : strerror(-r));
+			return r;
+		}
+	} else {
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	}
+	if (bind(fd, (struct sockaddr *)&sa, len) < 0 || listen(fd, 16) < 0) {
+		r = -errno;
+		snprintf(why, why_len, "cannot listen on %s: %s", s->listen, strerror(errno));
+		return r;
+	}
+	if (sa.ss_family == AF_UNIX) {
+		s->unix_path = strdup(((struct sockaddr_un *)&sa)->sun_path);
+		chmod(s->unix_path, 0600);
+	}
+	return TAKE_FD(fd);
+}
+
+int peer_server_set_key(struct peer_server *s, const struct peer_key *key)
+{
+	uint8_t *b = malloc(key->len);
+
+	if (!b)
+		return -ENOMEM;
+	memcpy(b, key->bytes, key->len);
+	peer_key_free(&s->key);
+	s->key = (struct peer_key){ b, key->len };
+	return 0;
+}
+
+int peer_server_open(struct event_base *base, const struct peer_server_opts *o,
+		     struct peer_server **ret)
+{
+	struct peer_server *s = calloc(1, sizeof(*s));
+	char why[256] = "out of memory";
+	int fd, r = -ENOMEM;
+
+	if (!s)
+		return log_error_errno(ENOMEM, "Out of memory");
+	*s = (struct peer_server){ .base = base, .o = *o };
+	TAILQ_INIT(&s->conns);
+	s->listen = strdup(o->listen);
+	if (!s->listen || peer_server_set_key(s, o->key) < 0)
+		goto fail;
+	s->pool = wpool_new(base, o->workers, recv_ctx_new, recv_ctx_free, s);
+	if (!s->pool)
+		goto fail;
+	fd = r = listen_socket(s, why, sizeof(why));
+	if (r < 0)
+		goto fail;
+	s->listener = evconnlistener_new(base, on_accept, s, LEV_OPT_CLOSE_ON_FREE, 0, fd);
+	if (!s->listener) {
+		close(fd);
+		r = -ENOMEM;
+		goto fail;
+	}
+	log_info("Listening for peers on %s (%u cache slots, window %llu KiB, %u workers)",
+		 o->listen, o->cache_slots, (unsigned long long)o->window >> 10, o->workers);
+	*ret = s;
+	return 0;
+fail:
+	peer_server_free(s);
+	return log_error_errno(r, "Peer port: %s", why);
+}
+
+void peer_server_stop(struct peer_server *s)
+{
+	struct rconn *rc, *next;
+
+	if (!s)
+		return;
+	if (s->listener) {
+		evconnlistener_free(s->listener);
+		s->listener = NULL;
+	}
+	if (s->unix_path) {
+		unlink(s->unix_path);
+		free(s->unix_path);
+		s->unix_path = NULL;
+	}
+	for (rc = TAILQ_FIRST(&s->conns); rc; rc = next) {
+		next = TAILQ_NEXT(rc, link);
+		rconn_close(rc, -ESHUTDOWN, "wpmigd is shutting down");
+	}
+}
+
+void peer_server_free(struct peer_server *s)
+{
+	if (!s)
+		return;
+	peer_server_stop(s);
+	/* Tasks still running finish here; their done() closes their connections. */
+	wpool_free(s->pool);
+	while (!TAILQ_EMPTY(&s->conns))
+		rconn_free(TAILQ_FIRST(&s->conns));
+	peer_key_free(&s->key);
+	free(s->listen);
+	free(s->info);
+	free(s->info_ptrs);
+	free(s->info_state);
+	free(s);
+}
+
+size_t peer_server_links(struct peer_server *s, Wpmig__LinkInfo ***ret)
+{
+	size_t n = 0;
+	struct rconn *rc;
+
+	free(s->info);
+	free(s->info_ptrs);
+	free(s->info_state);
+	s->info = calloc(s->n_conns + 1, sizeof(*s->info));
+	s->info_ptrs = calloc(s->n_conns + 1, sizeof(*s->info_ptrs));
+	s->info_state = calloc(s->n_conns + 1, sizeof(*s->info_state));
+	if (!s->info || !s->info_ptrs || !s->info_state)
+		return 0;
+	TAILQ_FOREACH(rc, &s->conns, link) {
+		Wpmig__LinkInfo *li = &s->info[n];
+		uint64_t now = now_ns();
+
+		wpmig__link_info__init(li);
+		snprintf(s->info_state[n], sizeof(s->info_state[n]), "%s", state_names[rc->state]);
+		li->peer = rc->name;
+		li->role = (char *)"receiver";
+		li->state = s->info_state[n];
+		li->set = rc->set;
+		li->generation = rc->generation;
+		li->bytes_received = rc->rx.bytes;
+		li->bytes_acked = rc->acked_bytes;
+		li->rate = now - rc->rate_ns < 5000000000ULL ? rc->rate : 0;
+		li->ratio = rc->rx.bytes ? (double)rc->raw_bytes / (double)rc->rx.bytes : 0;
+		s->info_ptrs[n++] = li;
+	}
+	*ret = s->info_ptrs;
+	return n;
+}

@@ -1,0 +1,353 @@
+// SPDX-License-Identifier: GPL-2.0-only
+#include "peer-sink.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "peer-delta.h"
+#include "peer-regions.h"
+#include "peer-wire.h"
+#include "util.h"
+
+/* A worker's buffers: taken for one chunk, then back to the list. */
+struct pbuf {
+	struct delta_buf d;
+	uint64_t *ext_addr;
+	uint32_t *ext_pages, *ext_kind;
+	size_t cap;
+	struct pbuf *next;
+};
+
+struct psink {
+	struct sink sink;
+	struct peer_link *l;
+	struct pcache *cache;
+	bool full;
+	uint64_t generation, bytes0;
+	pthread_mutex_t lock;
+	struct pbuf *bufs;
+	atomic_uint_least64_t chunks, zero_frames, data_pages, zero_pages, delta_pages;
+};
+
+static void pbuf_free(struct pbuf *b)
+{
+	delta_buf_free(&b->d);
+	free(b->ext_addr);
+	free(b->ext_pages);
+	free(b->ext_kind);
+	free(b);
+}
+
+static struct pbuf *take_buf(struct psink *s)
+{
+	struct pbuf *b;
+
+	pthread_mutex_lock(&s->lock);
+	b = s->bufs;
+	if (b)
+		s->bufs = b->next;
+	pthread_mutex_unlock(&s->lock);
+	return b ? b : calloc(1, sizeof(*b));
+}
+
+static void put_buf(struct psink *s, struct pbuf *b)
+{
+	pthread_mutex_lock(&s->lock);
+	b->next = s->bufs;
+	s->bufs = b;
+	pthread_mutex_unlock(&s->lock);
+}
+
+static int ext_arrays(struct pbuf *b, uint32_t n)
+{
+	if (n <= b->cap)
+		return 0;
+	free(b->ext_addr);
+	free(b->ext_pages);
+	free(b->ext_kind);
+	b->ext_addr = malloc(n * sizeof(*b->ext_addr));
+	b->ext_pages = malloc(n * sizeof(*b->ext_pages));
+	b->ext_kind = malloc(n * sizeof(*b->ext_kind));
+	b->cap = b->ext_addr && b->ext_pages && b->ext_kind ? n : 0;
+	return b->cap ? 0 : -ENOMEM;
+}
+
+static int send_chunk(struct psink *s, const struct enc_chunk *e, struct pbuf *b,
+		      const struct delta_stats *st)
+{
+	Wpmig__Peer__Chunk m = WPMIG__PEER__CHUNK__INIT;
+	int r = ext_arrays(b, e->n_ext);
+
+	if (r < 0)
+		return r;
+	for (uint32_t i = 0; i < e->n_ext; i++) {
+		b->ext_addr[i] = e->ext[i].addr;
+		b->ext_pages[i] = e->ext[i].pages;
+		b->ext_kind[i] = e->ext[i].kind;
+	}
+	m.seq = e->seq;
+	m.n_ext_addr = m.n_ext_pages = m.n_ext_kind = e->n_ext;
+	m.ext_addr = b->ext_addr;
+	m.ext_pages = b->ext_pages;
+	m.ext_kind = b->ext_kind;
+	m.data_pages = e->n_data_pages;
+	m.n_page_sum = e->n_data_pages;
+	m.page_sum = e->page_sums;
+	m.encoding = e->encoding;
+	m.payload_len = e->payload_len;
+	m.payload_sum = e->payload_sum;
+	if (st->delta_pages) {
+		m.n_base_slot = e->n_data_pages;
+		m.base_slot = b->d.base;
+	}
+	if (st->stored_pages) {
+		m.n_store_slot = e->n_data_pages;
+		m.store_slot = b->d.store;
+	}
+	return peer_link_send(s->l, PEER_CHUNK, &m.base, e->payload, e->payload_len);
+}
+
+static int p_put_pages(struct sink *sk, struct codec *c, uint64_t seq, const uint64_t *addrs,
+		       size_t n, const uint8_t *buf, struct enc_chunk *out)
+{
+	struct psink *s = (struct psink *)sk;
+	struct pbuf *b = take_buf(s);
+	struct delta_stats st;
+	int r;
+
+	if (!b)
+		return -ENOMEM;
+	/* An increment may replace older copies; a full generation only
+	 * fills free slots (most of what it sends is never written again). */
+	r = delta_encode(c, s->cache, !s->full, seq, addrs, n, buf, out, &b->d, &st);
+	if (r == 0)
+		r = send_chunk(s, out, b, &st);
+	put_buf(s, b);
+	if (r < 0)
+		return r;
+	atomic_fetch_add(&s->chunks, 1);
+	atomic_fetch_add(&s->data_pages, out->n_data_pages);
+	atomic_fetch_add(&s->zero_pages, n - out->n_data_pages);
+	atomic_fetch_add(&s->delta_pages, st.delta_pages);
+	return 0;
+}
+
+static int p_put_chunk(struct sink *sk, const struct enc_chunk *e)
+{
+	struct psink *s = (struct psink *)sk;
+	struct pbuf *b = take_buf(s);
+	struct delta_stats st = { 0 };
+	int r;
+
+	if (!b)
+		return -ENOMEM;
+	r = send_chunk(s, e, b, &st);
+	put_buf(s, b);
+	if (r == 0) {
+		atomic_fetch_add(&s->chunks, 1);
+		atomic_fetch_add(&s->data_pages, e->n_data_pages);
+	}
+	return r;
+}
+
+static int p_put_zero(struct sink *sk, uint64_t seq, const struct range_set *zero)
+{
+	struct psink *s = (struct psink *)sk;
+	int r = 0;
+
+	for (size_t i = 0; r == 0 && i < zero->n; i += PEER_MAX_ZERO_RANGES) {
+		Wpmig__Peer__Zero m = WPMIG__PEER__ZERO__INIT;
+		size_t k = MIN(zero->n - i, (size_t)PEER_MAX_ZERO_RANGES);
+		_cleanup_free_ uint64_t *st = malloc(k * sizeof(*st)), *en = malloc(k * sizeof(*en));
+
+		if (!st || !en)
+			return -ENOMEM;
+		for (size_t j = 0; j < k; j++) {
+			st[j] = zero->r[i + j].start;
+			en[j] = zero->r[i + j].end;
+			atomic_fetch_add(&s->zero_pages, (en[j] - st[j]) / PAGE_SIZE_4K);
+		}
+		m.seq = seq;
+		m.n_start = m.n_end = k;
+		m.start = st;
+		m.end = en;
+		r = peer_link_send(s->l, PEER_ZERO, &m.base, NULL, 0);
+		if (r == 0)
+			atomic_fetch_add(&s->zero_frames, 1);
+	}
+	return r;
+}
+
+static int send_regions(struct psink *s, const struct pass_region *regions, size_t n)
+{
+	struct peer_committed *pc = peer_link_committed(s->l);
+	Wpmig__Peer__RegionChanges m;
+	int r = regions_diff(s->full ? NULL : pc->regions, s->full ? 0 : pc->n_regions, regions,
+			     n, &m);
+
+	if (r == 0)
+		r = peer_link_send(s->l, PEER_REGIONS, &m.base, NULL, 0);
+	regions_changes_free(&m);
+	return r;
+}
+
+/* The receiver committed: remember what it holds, for the next increment. */
+static int remember(struct psink *s, const Wpmig__Peer__CommitResult *res,
+		    const struct pass_region *regions, size_t n)
+{
+	struct peer_committed *pc = peer_link_committed(s->l);
+	struct pass_region *copy;
+	int r = regions_copy(regions, n, &copy);
+
+	regions_free(pc->regions, pc->n_regions);
+	*pc = (struct peer_committed){ 0 };
+	if (r < 0)
+		return r; /* the next generation will be full */
+	*pc = (struct peer_committed){ .generation = res->generation,
+				       .created_ns = res->created_ns, .regions = copy,
+				       .n_regions = n };
+	return 0;
+}
+
+static int p_commit(struct sink *sk, const struct pass_region *regions, size_t n,
+		    struct gen_summary *out)
+{
+	struct psink *s = (struct psink *)sk;
+	Wpmig__Peer__Commit m = WPMIG__PEER__COMMIT__INIT;
+	Wpmig__Peer__CommitResult *res = NULL;
+	int r = send_regions(s, regions, n);
+
+	m.chunks = atomic_load(&s->chunks);
+	m.zero_frames = atomic_load(&s->zero_frames);
+	if (r == 0)
+		r = peer_link_call(s->l, PEER_COMMIT, &m.base, PEER_COMMIT_RESULT,
+				   (ProtobufCMessage **)&res);
+	if (r == 0 && res->error < 0) {
+		r = res->error;
+		peer_link_note(s->l, "%s refused the generation: %s", peer_link_addr(s->l),
+			       res->message);
+	}
+	if (r == 0) {
+		if (s->cache)
+			pcache_commit(s->cache);
+		remember(s, res, regions, n);
+		*out = (struct gen_summary){
+			.generation = res->generation, .parent = res->parent,
+			.data_pages = atomic_load(&s->data_pages),
+			.zero_pages = atomic_load(&s->zero_pages),
+			.bytes_stored = peer_link_bytes_sent(s->l) - s->bytes0,
+			.raw_bytes = atomic_load(&s->data_pages) * PAGE_SIZE_4K,
+		};
+		peer_link_account(s->l, out->raw_bytes);
+		log_info("peer %s: generation %llu committed, %llu of %llu data pages as deltas",
+			 peer_link_addr(s->l), (unsigned long long)res->generation,
+			 (unsigned long long)atomic_load(&s->delta_pages),
+			 (unsigned long long)out->data_pages);
+	}
+	peer_msg_free(res ? &res->base : NULL);
+	return r;
+}
+
+static void psink_free(struct psink *s)
+{
+	struct pbuf *b, *next;
+
+	for (b = s->bufs; b; b = next) {
+		next = b->next;
+		pbuf_free(b);
+	}
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
+static void p_abort(struct sink *sk)
+{
+	struct psink *s = (struct psink *)sk;
+	Wpmig__Peer__Abort m = WPMIG__PEER__ABORT__INIT;
+
+	/* Best effort: a receiver that is gone has dropped it already. */
+	m.reason = (char *)"the source dropped the generation";
+	if (peer_link_send(s->l, PEER_ABORT, &m.base, NULL, 0) < 0)
+		peer_link_reset(s->l);
+	if (s->cache)
+		pcache_abort(s->cache);
+	psink_free(s);
+}
+
+static void p_close(struct sink *sk)
+{
+	psink_free((struct psink *)sk);
+}
+
+static const struct sink_ops psink_ops = {
+	.put_chunk = p_put_chunk,
+	.put_pages = p_put_pages,
+	.put_zero = p_put_zero,
+	.commit = p_commit,
+	.abort = p_abort,
+	.close = p_close,
+};
+
+static int open_generation(struct peer_link *l, const char *set, pid_t pid, bool full,
+			   Wpmig__Peer__OpenResult **res)
+{
+	const struct peer_committed *pc = peer_link_committed(l);
+	Wpmig__Peer__Open m = WPMIG__PEER__OPEN__INIT;
+
+	m.set = (char *)set;
+	m.pid = pid;
+	m.full = full;
+	if (!full) {
+		m.parent = pc->generation;
+		m.parent_created_ns = pc->created_ns;
+		m.parent_regions = (uint32_t)pc->n_regions;
+		m.parent_table_sum = regions_table_sum(pc->regions, pc->n_regions);
+	}
+	m.proposed = pc->generation + 1;
+	return peer_link_call(l, PEER_OPEN, &m.base, PEER_OPEN_RESULT, (ProtobufCMessage **)res);
+}
+
+int peer_sink_begin(struct peer_link *l, const char *set, pid_t pid, bool full,
+		    struct sink **ret, uint64_t *generation, char *why, size_t why_len)
+{
+	Wpmig__Peer__OpenResult *res = NULL;
+	uint64_t bytes0 = peer_link_bytes_sent(l);
+	struct psink *s;
+	int r;
+
+	if (!full && !peer_link_committed(l)->generation)
+		return -ESTALE;
+	r = peer_link_up(l, why, why_len);
+	if (r < 0)
+		return r;
+	r = open_generation(l, set, pid, full, &res);
+	if (r < 0) {
+		peer_link_why(l, why, why_len);
+		return r;
+	}
+	r = res->error;
+	if (r == -ESTALE)
+		log_notice("peer %s: its newest generation of %s is %llu, not %llu: sending a "
+			   "full generation", peer_link_addr(l), set,
+			   (unsigned long long)res->newest,
+			   (unsigned long long)peer_link_committed(l)->generation);
+	else if (r < 0)
+		snprintf(why, why_len, "%s: %s", peer_link_addr(l), res->message);
+	*generation = res->generation;
+	peer_msg_free(&res->base);
+	if (r < 0)
+		return r;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	*s = (struct psink){ .sink.ops = &psink_ops, .l = l, .cache = peer_link_cache(l),
+			     .full = full, .generation = *generation, .bytes0 = bytes0 };
+	pthread_mutex_init(&s->lock, NULL);
+	*ret = &s->sink;
+	return 0;
+}
