@@ -164,9 +164,14 @@ static void on_ack(struct peer_link *l, const Wpmig__Peer__Ack *m)
 		pthread_mutex_lock(&l->lock);
 		return;
 	}
+	/* The rate over the last quarter second of transfer, not of idle time. */
+	if (now - l->rate_ns > 1000000000ULL) {
+		l->rate_ns = now - 1;
+		l->rate_acked = l->total_acked;
+	}
 	l->total_acked += m->bytes - l->acked;
 	l->acked = m->bytes;
-	if (now - l->rate_ns >= 500000000ULL) {
+	if (now - l->rate_ns >= 250000000ULL) {
 		l->rate = (double)(l->total_acked - l->rate_acked) * 1e9 / (double)(now - l->rate_ns);
 		l->rate_ns = now;
 		l->rate_acked = l->total_acked;
@@ -392,7 +397,7 @@ void peer_link_info(struct peer_link *l, Wpmig__LinkInfo *info)
 	info->generation = l->committed.generation;
 	info->bytes_sent = l->total_sent;
 	info->bytes_acked = l->total_acked;
-	info->rate = now_ns() - l->rate_ns < 5000000000ULL ? l->rate : 0;
+	info->rate = l->rate; /* of the last transfer */
 	info->ratio = l->total_sent ? (double)l->total_raw / (double)l->total_sent : 0;
 	pthread_mutex_unlock(&l->lock);
 }

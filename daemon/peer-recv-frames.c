@@ -263,7 +263,11 @@ static void chunk_done(struct rconn *rc, struct rtask *t)
 		return;
 	}
 	rc->raw_bytes += t->raw_bytes;
-	if (now - rc->rate_ns >= 500000000ULL) {
+	if (now - rc->rate_ns > 1000000000ULL) { /* idle since: start afresh */
+		rc->rate_ns = now - 1;
+		rc->rate_bytes = rc->rx.bytes;
+	}
+	if (now - rc->rate_ns >= 250000000ULL) {
 		rc->rate = (double)(rc->rx.bytes - rc->rate_bytes) * 1e9 / (double)(now - rc->rate_ns);
 		rc->rate_ns = now;
 		rc->rate_bytes = rc->rx.bytes;

@@ -444,7 +444,6 @@ size_t peer_server_links(struct peer_server *s, Wpmig__LinkInfo ***ret)
 		return 0;
 	TAILQ_FOREACH(rc, &s->conns, link) {
 		Wpmig__LinkInfo *li = &s->info[n];
-		uint64_t now = now_ns();
 
 		wpmig__link_info__init(li);
 		snprintf(s->info_state[n], sizeof(s->info_state[n]), "%s", state_names[rc->state]);
@@ -455,7 +454,7 @@ size_t peer_server_links(struct peer_server *s, Wpmig__LinkInfo ***ret)
 		li->generation = rc->generation;
 		li->bytes_received = rc->rx.bytes;
 		li->bytes_acked = rc->acked_bytes;
-		li->rate = now - rc->rate_ns < 5000000000ULL ? rc->rate : 0;
+		li->rate = rc->rate; /* of the last transfer */
 		li->ratio = rc->rx.bytes ? (double)rc->raw_bytes / (double)rc->rx.bytes : 0;
 		s->info_ptrs[n++] = li;
 	}

@@ -31,7 +31,7 @@ static void test_usage(void)
 		{ "frobnicate" }, { "--bogus", "status" }, { "track" }, { "track", "12x" },
 		{ "track", "-3" }, { "track", "0" }, { "track", "1", "2" }, { "untrack", "" },
 		{ "status", "abc" }, { "checkpoint" }, { "checkpoint", "1", "--set", "../x" },
-		{ "checkpoint", "1", "--peer", "nocolon" }, { "checkpoint", "1", "--frob" },
+		{ "checkpoint", "1", "--peer", "host:99999" }, { "checkpoint", "1", "--frob" },
 		{ "images" }, { "images", "frob" }, { "images", "show" },
 		{ "images", "export", "set" }, { "images", "export", "set/0", "/tmp" },
 		{ "images", "rm", "set/3" }, { "restore", "1", "set" },
