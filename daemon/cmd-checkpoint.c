@@ -111,6 +111,7 @@ static bool transient(int r)
 	case ECONNRESET: case ECONNREFUSED: case ECONNABORTED: case EPIPE: case ETIMEDOUT:
 	case ENOTCONN: case EBADMSG: case EPROTO: case EHOSTUNREACH: case ENETUNREACH:
 	case ESHUTDOWN:
+	case EBUSY: /* the receiver still holds our dropped connection's generation */
 		return true;
 	default:
 		return false;

@@ -62,6 +62,7 @@ struct peer_link {
 	uint64_t rate_ns, rate_acked;
 
 	/* the job thread that holds the session */
+	uint64_t session_id; /* random, for the life of the link */
 	struct pcache *cache;
 	struct peer_committed committed;
 };

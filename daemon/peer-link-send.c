@@ -275,6 +275,11 @@ struct pcache *peer_link_cache(struct peer_link *l)
 	return l->cache;
 }
 
+uint64_t peer_link_session(const struct peer_link *l)
+{
+	return l->session_id;
+}
+
 struct peer_committed *peer_link_committed(struct peer_link *l)
 {
 	return &l->committed;

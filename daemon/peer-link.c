@@ -48,7 +48,7 @@ void link_down(struct peer_link *l, int error, const char *fmt, ...)
 		vsnprintf(l->why, sizeof(l->why), fmt, ap);
 		va_end(ap);
 		l->error = error;
-		log_notice("peer %s: %s", l->addr, l->why);
+		log_notice("Peer link: %s", l->why);
 	}
 	l->state = LINK_DOWN;
 	peer_mac_free(&l->tx_mac);
@@ -263,7 +263,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 		set_state(l, LINK_HELLO);
 		if (send_hello(l) < 0)
-			link_down(l, -ENOMEM, "cannot send hello");
+			link_down(l, -ENOMEM, "cannot send hello to %s", l->addr);
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT)
@@ -287,7 +287,7 @@ static void start_connect(struct peer_link *l)
 	pthread_mutex_unlock(&l->lock);
 	l->bev = bufferevent_socket_new(l->base, -1, BEV_OPT_CLOSE_ON_FREE);
 	if (!l->bev) {
-		link_down(l, -ENOMEM, "out of memory");
+		link_down(l, -ENOMEM, "connecting to %s: out of memory", l->addr);
 		return;
 	}
 	bufferevent_setcb(l->bev, on_read, NULL, on_event, l);
@@ -354,6 +354,7 @@ int peer_link_new(struct event_base *base, const struct peer_link_opts *o,
 	}
 	memcpy(l->key.bytes, o->key->bytes, o->key->len);
 	l->key.len = o->key->len;
+	peer_random((uint8_t *)&l->session_id, sizeof(l->session_id));
 	*ret = l;
 	return 0;
 }

@@ -68,4 +68,6 @@ void peer_link_account(struct peer_link *l, uint64_t raw_bytes);
 uint64_t peer_link_bytes_sent(struct peer_link *l);
 
 struct pcache *peer_link_cache(struct peer_link *l);
+/* Random, for the link's life: tells the receiver a reconnection is ours. */
+uint64_t peer_link_session(const struct peer_link *l);
 struct peer_committed *peer_link_committed(struct peer_link *l);

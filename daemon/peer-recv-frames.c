@@ -135,6 +135,34 @@ static void accept_commit(struct rconn *rc, struct peer_frame *f)
 	queue(rc, RT_COMMIT, f, NULL);
 }
 
+/* A source that reconnects after a drop we did not notice (a stalled or
+ * half-open connection) supersedes its old connection, whose generation
+ * holds the set. */
+static void supersede(struct rconn *rc, const Wpmig__Peer__Open *m)
+{
+	struct rconn *o, *next;
+
+	for (o = TAILQ_FIRST(&rc->srv->conns); o; o = next) {
+		next = TAILQ_NEXT(o, link);
+		if (o != rc && o->session == m->session && o->state > RC_IDLE &&
+		    o->state != RC_CLOSING && !strcmp(o->set, m->set))
+			rconn_close(o, -ECONNABORTED, "superseded by connection %llu of the same "
+				    "source", (unsigned long long)rc->id);
+	}
+}
+
+static void accept_open(struct rconn *rc, struct peer_frame *f)
+{
+	const Wpmig__Peer__Open *m = (const Wpmig__Peer__Open *)f->m;
+
+	rc->session = m->session;
+	snprintf(rc->set, sizeof(rc->set), "%s", m->set);
+	if (m->session)
+		supersede(rc, m);
+	rconn_enter(rc, RC_OPENING);
+	queue(rc, RT_OPEN, f, NULL);
+}
+
 /* Frames of an open generation. */
 static void generation_frame(struct rconn *rc, struct peer_frame *f)
 {
@@ -179,10 +207,9 @@ void recv_frame(struct rconn *rc, struct peer_frame *f)
 			    ((const Wpmig__Peer__Error *)f->m)->message);
 	else if (rc->state == RC_OPEN)
 		generation_frame(rc, f);
-	else if (rc->state == RC_IDLE && f->h.type == PEER_OPEN) {
-		rconn_enter(rc, RC_OPENING);
-		queue(rc, RT_OPEN, f, NULL);
-	} else if (rc->state == RC_IDLE && f->h.type == PEER_ABORT)
+	else if (rc->state == RC_IDLE && f->h.type == PEER_OPEN)
+		accept_open(rc, f);
+	else if (rc->state == RC_IDLE && f->h.type == PEER_ABORT)
 		frame_done(rc, f->size); /* nothing open: nothing to drop */
 	else
 		rconn_close(rc, -EPROTO, "unexpected %s frame while %s", peer_type_name(f->h.type),
@@ -310,4 +337,6 @@ static void task_done(struct wtask *w)
 	dispatch(rc);
 	maybe_ack(rc);
 	maybe_resume(rc);
+	if (rc->state != RC_CLOSING)
+		rconn_arm(rc);
 }

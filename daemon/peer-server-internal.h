@@ -65,6 +65,7 @@ struct rconn {
 	struct rcache *cache;
 
 	/* the open generation */
+	uint64_t session;   /* the source's, from Open */
 	struct sink *sink;
 	char set[STORE_SET_NAME_MAX + 1];
 	uint64_t generation;
@@ -113,6 +114,8 @@ void rconn_enter(struct rconn *rc, enum rc_state st);
 /* The last task of a closing connection finished. */
 void rconn_closed(struct rconn *rc);
 void rconn_read(struct bufferevent *bev, void *arg);
+/* Set the read timeout for the connection's state (see peer-server.c). */
+void rconn_arm(struct rconn *rc);
 
 /* peer-recv.c: the worker side */
 void *recv_ctx_new(void *arg);

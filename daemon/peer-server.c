@@ -221,11 +221,26 @@ static void on_handshake(struct rconn *rc, struct peer_frame *f)
 	peer_frame_clear(f);
 }
 
+/*
+ * After the handshake: a frame once started must finish in time, and a
+ * generation waiting for the source must hear from it in time (a source
+ * gone silent would hold the set).  An idle link, or one we keep busy,
+ * may wait.
+ */
+void rconn_arm(struct rconn *rc)
+{
+	struct timeval tv = { rc->srv->o.timeout_ms / 1000, rc->srv->o.timeout_ms % 1000 * 1000 };
+	bool partial = evbuffer_get_length(bufferevent_get_input(rc->bev)) > 0;
+	bool waiting = rc->state == RC_OPEN && !rc->in_flight && TAILQ_EMPTY(&rc->q);
+
+	if (rc->state >= RC_IDLE && rc->state != RC_CLOSING)
+		bufferevent_set_timeouts(rc->bev, partial || waiting ? &tv : NULL, NULL);
+}
+
 void rconn_read(struct bufferevent *bev, void *arg)
 {
 	struct rconn *rc = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
-	struct timeval tv = { rc->srv->o.timeout_ms / 1000, rc->srv->o.timeout_ms % 1000 * 1000 };
 	struct peer_frame f;
 	const char *why = NULL;
 	int r = 0;
@@ -240,9 +255,7 @@ void rconn_read(struct bufferevent *bev, void *arg)
 		rconn_close(rc, r, "rejected a frame: %s", why);
 		return;
 	}
-	/* After the handshake, only a frame once started must finish in time. */
-	if (rc->state >= RC_IDLE && rc->state != RC_CLOSING)
-		bufferevent_set_timeouts(bev, evbuffer_get_length(in) ? &tv : NULL, NULL);
+	rconn_arm(rc);
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
@@ -251,7 +264,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 
 	if (what & BEV_EVENT_TIMEOUT)
 		rconn_close(rc, -ETIMEDOUT, "%s", rc->state < RC_IDLE ? "handshake timed out"
-					     : "a frame was started and not finished in time");
+					     : "no progress from the source in time");
 	else if (what & BEV_EVENT_EOF)
 		rconn_close(rc, 0, "the source closed the connection");
 	else

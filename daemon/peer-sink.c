@@ -309,6 +309,7 @@ static int open_generation(struct peer_link *l, const char *set, pid_t pid, bool
 		m.parent_table_sum = regions_table_sum(pc->regions, pc->n_regions);
 	}
 	m.proposed = pc->generation + 1;
+	m.session = peer_link_session(l);
 	return peer_link_call(l, PEER_OPEN, &m.base, PEER_OPEN_RESULT, (ProtobufCMessage **)res);
 }
 

@@ -56,7 +56,7 @@ struct pair {
 	int c, t, no;
 	struct buf in, out, back; /* to-target frames being cut, to target, to client */
 	uint64_t sent, frames, drop_at, flip_at, stall_until;
-	bool faulty, stalled_done, c_eof, t_eof;
+	bool faulty, flip_armed, stalled_done, c_eof, t_eof;
 	FILE *rec;
 };
 
@@ -233,11 +233,11 @@ static int pump_out(struct pair *p, const struct opts *o, uint64_t *tokens, uint
 	if (p->faulty && o->stall_at && !p->stalled_done && p->sent + n > o->stall_at)
 		n = o->stall_at > p->sent ? o->stall_at - p->sent : 0;
 	n = allowance(o, tokens, t_ms, n);
-	if (p->faulty && p->flip_at >= p->sent && p->flip_at < p->sent + n) {
+	if (p->faulty && p->flip_armed && p->flip_at >= p->sent && p->flip_at < p->sent + n) {
 		p->out.p[p->flip_at - p->sent] ^= (uint8_t)(1u << (p->flip_at % 8));
 		fprintf(stderr, "conn %d: flipped a bit at byte %llu\n", p->no,
 			(unsigned long long)p->flip_at);
-		p->flip_at = 0;
+		p->flip_armed = false;
 	}
 	if (!n)
 		return 0;
@@ -315,6 +315,7 @@ static void accept_pair(struct pair *pairs, int lfd, const char *target, const s
 	p->faulty = (unsigned)p->no <= o->conns;
 	p->drop_at = pick(seed, o->drop_lo, o->drop_hi);
 	p->flip_at = pick(seed, o->flip_lo, o->flip_hi);
+	p->flip_armed = o->flip_hi > 0;
 	if (o->record && p->no == 1)
 		p->rec = fopen(o->record, "we");
 	fprintf(stderr, "conn %d: open%s (drop at %llu, flip at %llu)\n", p->no,
