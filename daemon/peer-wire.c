@@ -33,7 +33,7 @@ static const struct type_info types[_PEER_FRAME_END - PEER_HELLO] = {
 	[PEER_ZERO - PEER_HELLO] = { "zero", &wpmig__peer__zero__descriptor,
 				     PEER_MAX_ZERO_MSG, 2u << 20, false },
 	[PEER_REGIONS - PEER_HELLO] = { "regions", &wpmig__peer__region_changes__descriptor,
-					PEER_MAX_REGIONS_MSG, 48u << 20, false },
+					PEER_MAX_REGIONS_MSG, 16u << 20, false },
 	[PEER_COMMIT - PEER_HELLO] = { "commit", &wpmig__peer__commit__descriptor,
 				       PEER_MAX_SMALL, SMALL_ALLOC, false },
 	[PEER_COMMIT_RESULT - PEER_HELLO] = { "commit-result",

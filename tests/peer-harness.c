@@ -302,6 +302,18 @@ long pd_rss(struct pd *p)
 	return p->d.pid > 0 ? proc_rss_kib(p->d.pid) : -1;
 }
 
+long pd_hwm(struct pd *p)
+{
+	char path[64], *text = NULL, *at;
+	long kib = -1;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)p->d.pid);
+	if (p->d.pid > 0 && read_full_file(path, &text, NULL) == 0 && (at = strstr(text, "VmHWM:")))
+		kib = strtol(at + 6, NULL, 10);
+	free(text);
+	return kib;
+}
+
 int proxy_start(struct proxy *x, const char *listen, const char *target, const char *mode)
 {
 	const char *argv[] = { bin("WPMIG_PROXY", "./peer-proxy"), listen, target, mode, NULL };

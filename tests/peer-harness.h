@@ -51,8 +51,9 @@ int pd_verify(struct pd *p, const char *set, uint64_t gen);
 /* Export SET/GEN and compare each region file with /proc/PID/mem (the
  * process should be stopped): mismatching pages, or <0 on error. */
 long pd_compare(struct pd *p, const char *set, uint64_t gen, pid_t pid);
-/* VmRSS of the daemon in KiB. */
+/* VmRSS of the daemon in KiB, and its peak (VmHWM). */
 long pd_rss(struct pd *p);
+long pd_hwm(struct pd *p);
 
 /* The fault proxy (tests/peer-proxy.c) between listen and target. */
 struct proxy {

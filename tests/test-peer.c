@@ -134,6 +134,17 @@ static void full_and_incremental(struct pd *tx, struct pd *rx, const char *peer)
 	CHECK(wl_cmd(&w, NULL, 0, "munmap memfd") == 0, "munmap");
 	if (stream(tx, rx, w.pid, peer, "s", &r3) == 0)
 		CHECK(r3.parent == r2.generation, "third over %llu", (unsigned long long)r3.parent);
+	/* the bandwidth cap: 4 MB of random pages at 4 MB/s take about a second */
+	struct ckres r4;
+	CHECK(wl_cmd(&w, NULL, 0, "write anon 1000 77") == 0, "write");
+	if (pd_checkpoint(tx, w.pid, peer, "s", false, "--max-bandwidth 4M", &r4) == 0)
+		CHECK(r4.duration_ms >= (double)r4.bytes / 4194304.0 * 1000 * 0.7,
+		      "--max-bandwidth 4M: %llu bytes in %.0f ms", (unsigned long long)r4.bytes,
+		      r4.duration_ms);
+	else
+		CHECK(0, "capped checkpoint: %s", r4.err);
+	fprintf(stderr, "capped at 4 MiB/s: %llu bytes in %.0f ms\n", (unsigned long long)r4.bytes,
+		r4.duration_ms);
 	check_links(tx, rx, peer);
 	CHECK(pd_verify(rx, "s", 1) == 0, "generation 1 after the others");
 	fprintf(stderr, "bytes on the wire: full %llu, increments %llu and %llu\n",

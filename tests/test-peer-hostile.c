@@ -1,0 +1,429 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Hostile input to the peer port of a real receiving daemon: oversized
+ * lengths, garbage, a wrong magic, version or type, frames before the
+ * handshake, a wrong key, a replayed handshake, and (with the key) frames
+ * that break the protocol, a forged MAC and a message that would unpack
+ * into far more memory than it takes on the wire.  Each is answered with
+ * an Error frame naming the problem and the connection is closed; the
+ * daemon's memory stays put, and afterwards it still takes a checkpoint
+ * from a real source.
+ *
+ *   test-peer-hostile
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "peer-auth.h"
+#include "peer-harness.h"
+#include "peer-io.h"
+#include "util.h"
+
+struct raw {
+	int fd;
+	struct evbuffer *in; /* what came and was not taken yet */
+	struct peer_rx rx;
+	struct peer_mac tx;
+	bool authed;
+};
+
+static int raw_open(int port, struct raw *c)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				  .sin_addr.s_addr = htonl(0x7f000001) };
+
+	*c = (struct raw){ .fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0),
+			   .in = evbuffer_new() };
+	if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		return -errno;
+	return 0;
+}
+
+static void raw_close(struct raw *c)
+{
+	close(c->fd);
+	evbuffer_free(c->in);
+	peer_mac_free(&c->rx.mac);
+	peer_mac_free(&c->tx);
+}
+
+static void send_bytes(struct raw *c, const void *p, size_t n)
+{
+	if (write(c->fd, p, n) != (ssize_t)n)
+		fprintf(stderr, "short write (the daemon may have closed already)\n");
+}
+
+static void send_header(struct raw *c, uint32_t magic, uint16_t version, uint16_t type,
+			uint32_t length, uint32_t tail)
+{
+	struct frame_header h = { .magic = magic, .version = version, .type = type,
+				  .length = length, .tail_length = tail };
+	uint8_t b[FRAME_HEADER_SIZE];
+
+	frame_header_encode(&h, b);
+	send_bytes(c, b, sizeof(b));
+}
+
+static void send_msg(struct raw *c, uint16_t type, const ProtobufCMessage *m, const void *tail,
+		     uint32_t tail_len)
+{
+	uint8_t *buf;
+	size_t len;
+
+	if (peer_frame_build(type, m, tail, tail_len, c->authed, &buf, &len) < 0)
+		return;
+	if (c->authed)
+		peer_frame_seal(&c->tx, buf, len);
+	send_bytes(c, buf, len);
+	free(buf);
+}
+
+/* Read one frame within ms: 1, or 0 when the daemon closed, <0 on error. */
+static int read_frame(struct raw *c, struct peer_frame *f, int ms)
+{
+	struct evbuffer *in = c->in;
+	const char *why = NULL;
+	int r = 0;
+
+	for (;;) {
+		struct pollfd p = { .fd = c->fd, .events = POLLIN };
+		uint8_t b[65536];
+		ssize_t n;
+
+		r = peer_rx_take(&c->rx, in, f, &why);
+		if (r != 0)
+			break;
+		if (poll(&p, 1, ms) <= 0) {
+			r = -ETIMEDOUT;
+			break;
+		}
+		n = read(c->fd, b, sizeof(b));
+		if (n <= 0) {
+			r = 0;
+			break;
+		}
+		evbuffer_add(in, b, (size_t)n);
+	}
+	if (r < 0 && why)
+		fprintf(stderr, "bad frame from the daemon: %s\n", why);
+	return r;
+}
+
+/* The daemon answers with an Error (containing want) and closes. */
+static void expect_error(struct raw *c, int error, const char *want, const char *what)
+{
+	struct peer_frame f;
+	int r;
+
+	while ((r = read_frame(c, &f, 5000)) > 0 && f.h.type != PEER_ERROR)
+		peer_frame_clear(&f);
+	CHECK(r > 0, "%s: no error frame (%d)", what, r);
+	if (r > 0) {
+		const Wpmig__Peer__Error *e = (const Wpmig__Peer__Error *)f.m;
+		CHECK(e->error == error && strstr(e->message, want), "%s: error %d \"%s\"", what,
+		      e->error, e->message);
+		fprintf(stderr, "%s: %d %s\n", what, e->error, e->message);
+		peer_frame_clear(&f);
+		CHECK(read_frame(c, &f, 5000) == 0, "%s: not closed after the error", what);
+	}
+	raw_close(c);
+}
+
+static void send_hello(struct raw *c, uint8_t **hello, size_t *len)
+{
+	Wpmig__Peer__Hello h = WPMIG__PEER__HELLO__INIT;
+	uint8_t nonce[PEER_NONCE_SIZE];
+
+	getrandom(nonce, sizeof(nonce), 0);
+	h.role = WPMIG__PEER__ROLE__ROLE_SOURCE;
+	h.min_version = h.max_version = PEER_PROTO_VERSION;
+	h.nonce = (ProtobufCBinaryData){ sizeof(nonce), nonce };
+	h.cache_slots = 16;
+	*len = protobuf_c_message_get_packed_size(&h.base);
+	*hello = malloc(*len);
+	protobuf_c_message_pack(&h.base, *hello);
+	send_msg(c, PEER_HELLO, &h.base, NULL, 0);
+}
+
+/* Handshake as a source: with key, or with a wrong proof when key is NULL. */
+static int handshake(struct raw *c, const struct peer_key *key)
+{
+	Wpmig__Peer__Auth a = WPMIG__PEER__AUTH__INIT;
+	uint8_t t[PEER_HASH_SIZE], proof[PEER_HASH_SIZE], *hello;
+	struct peer_frame f, g;
+	size_t hl;
+
+	send_hello(c, &hello, &hl);
+	if (read_frame(c, &f, 5000) <= 0 || f.h.type != PEER_HELLO)
+		return -EPROTO;
+	peer_transcript(hello, hl, f.msg, f.h.length, t);
+	free(hello);
+	peer_frame_clear(&f);
+	if (read_frame(c, &g, 5000) <= 0 || g.h.type != PEER_AUTH)
+		return -EPROTO;
+	peer_frame_clear(&g);
+	if (key)
+		peer_proof(key, PEER_LABEL_SOURCE, t, proof);
+	else
+		getrandom(proof, sizeof(proof), 0);
+	a.proof = (ProtobufCBinaryData){ sizeof(proof), proof };
+	send_msg(c, PEER_AUTH, &a.base, NULL, 0);
+	if (!key)
+		return 0;
+	peer_mac_init(&c->rx.mac, key, PEER_LABEL_RECEIVER, t);
+	peer_mac_init(&c->tx, key, PEER_LABEL_SOURCE, t);
+	c->rx.authed = c->authed = true;
+	if (read_frame(c, &f, 5000) <= 0 || f.h.type != PEER_READY)
+		return -EACCES;
+	peer_frame_clear(&f);
+	return 0;
+}
+
+struct target {
+	struct pd rx;
+	int port;
+	struct peer_key key;
+	char key_path[192];
+};
+
+/* Before the handshake: framing and type errors. */
+static void unauthenticated(struct target *t)
+{
+	struct raw c;
+	uint8_t junk[4096];
+	Wpmig__Peer__Open open = WPMIG__PEER__OPEN__INIT;
+
+	raw_open(t->port, &c);
+	send_header(&c, FRAME_MAGIC, WPMIG_PROTO_VERSION, PEER_HELLO, 0x7fffffff, 0);
+	expect_error(&c, -EMSGSIZE, "longer than", "oversized length");
+	raw_open(t->port, &c);
+	send_header(&c, FRAME_MAGIC, WPMIG_PROTO_VERSION, PEER_CHUNK, 100, 0xfffffff0);
+	expect_error(&c, -EACCES, "before authentication", "oversized tail before auth");
+	raw_open(t->port, &c);
+	getrandom(junk, sizeof(junk), 0);
+	send_bytes(&c, junk, sizeof(junk));
+	expect_error(&c, -EBADMSG, "bad magic", "garbage");
+	raw_open(t->port, &c);
+	send_header(&c, 0x12345678, WPMIG_PROTO_VERSION, PEER_HELLO, 10, 0);
+	expect_error(&c, -EBADMSG, "bad magic", "wrong magic");
+	raw_open(t->port, &c);
+	send_header(&c, FRAME_MAGIC, 9, PEER_HELLO, 10, 0);
+	expect_error(&c, -EPROTONOSUPPORT, "version", "wrong version");
+	raw_open(t->port, &c);
+	send_header(&c, FRAME_MAGIC, WPMIG_PROTO_VERSION, 0x1ff, 0, 0);
+	expect_error(&c, -EPROTOTYPE, "type", "unknown type");
+	raw_open(t->port, &c);
+	send_header(&c, FRAME_MAGIC, WPMIG_PROTO_VERSION, FRAME_CTL_REQUEST, 0, 0);
+	expect_error(&c, -EPROTOTYPE, "type", "a control frame");
+	raw_open(t->port, &c);
+	open.set = (char *)"s";
+	send_msg(&c, PEER_OPEN, &open.base, NULL, 0);
+	expect_error(&c, -EACCES, "before authentication", "open before the handshake");
+	raw_open(t->port, &c);
+	CHECK(handshake(&c, NULL) == 0, "handshake with a wrong proof");
+	expect_error(&c, -EACCES, "authentication failed", "wrong key");
+}
+
+/* Frames a real source sent, played again on a new connection. */
+static void replay(struct target *t, const char *recording)
+{
+	char *text = NULL;
+	size_t len = 0;
+	struct raw c;
+
+	CHECK(read_full_file(recording, &text, &len) == 0 && len > 100, "no recording");
+	if (!text)
+		return;
+	raw_open(t->port, &c);
+	send_bytes(&c, text, len);
+	expect_error(&c, -EACCES, "authentication failed", "replayed handshake");
+	free(text);
+}
+
+static void open_generation(struct raw *c, const char *set)
+{
+	Wpmig__Peer__Open o = WPMIG__PEER__OPEN__INIT;
+	struct peer_frame f;
+
+	o.set = (char *)set;
+	o.full = true;
+	send_msg(c, PEER_OPEN, &o.base, NULL, 0);
+	while (read_frame(c, &f, 5000) > 0 && f.h.type == PEER_ACK)
+		peer_frame_clear(&f); /* acknowledgements of what came before */
+	CHECK(f.m && f.h.type == PEER_OPEN_RESULT, "no open result");
+	if (!f.m || f.h.type != PEER_OPEN_RESULT)
+		return;
+	if (f.m && set[0] != '.')
+		CHECK(((Wpmig__Peer__OpenResult *)f.m)->error == 0, "open refused: %s",
+		      ((Wpmig__Peer__OpenResult *)f.m)->message);
+	if (f.m && set[0] == '.')
+		CHECK(((Wpmig__Peer__OpenResult *)f.m)->error == -EINVAL, "a bad set name opened");
+	peer_frame_clear(&f);
+}
+
+/* With the key: what an authenticated but broken (or forging) peer sends. */
+static void authenticated(struct target *t)
+{
+	Wpmig__Peer__Chunk ch = WPMIG__PEER__CHUNK__INIT;
+	uint64_t addr = 0x10000, sum = 0;
+	uint32_t pages = 1, kind = 0, slot = 99999;
+	static uint8_t page[4096];
+	struct raw c;
+
+	ch.n_ext_addr = ch.n_ext_pages = ch.n_ext_kind = 1;
+	ch.ext_addr = &addr;
+	ch.ext_pages = &pages;
+	ch.ext_kind = &kind;
+	ch.data_pages = 1;
+	ch.n_page_sum = 1;
+	ch.page_sum = &sum;
+	ch.payload_len = sizeof(page);
+	raw_open(t->port, &c);
+	CHECK(handshake(&c, &t->key) == 0, "handshake with the key");
+	send_msg(&c, PEER_CHUNK, &ch.base, page, sizeof(page));
+	expect_error(&c, -EPROTO, "no generation is open", "chunk without open");
+
+	raw_open(t->port, &c);
+	CHECK(handshake(&c, &t->key) == 0, "handshake with the key");
+	open_generation(&c, ".bad");
+	open_generation(&c, "hostile");
+	ch.n_base_slot = 1;
+	ch.base_slot = &slot;
+	send_msg(&c, PEER_CHUNK, &ch.base, page, sizeof(page));
+	expect_error(&c, -EBADMSG, "cache slot", "slot out of range");
+
+	raw_open(t->port, &c);
+	CHECK(handshake(&c, &t->key) == 0, "handshake with the key");
+	open_generation(&c, "hostile");
+	ch.n_base_slot = 0;
+	ch.payload_sum = XXH3_64bits(page, sizeof(page)); /* the payload is intact, */
+	send_msg(&c, PEER_CHUNK, &ch.base, page, sizeof(page)); /* its page sum is not */
+	expect_error(&c, -EBADMSG, "page 0x10000 (pass 0) failed its checksum", "corrupt page");
+
+	raw_open(t->port, &c);
+	CHECK(handshake(&c, &t->key) == 0, "handshake with the key");
+	c.tx.counter += 5; /* as if frames were dropped: every tag is wrong */
+	Wpmig__Peer__Open o = WPMIG__PEER__OPEN__INIT;
+	o.set = (char *)"hostile";
+	send_msg(&c, PEER_OPEN, &o.base, NULL, 0);
+	expect_error(&c, -EBADMSG, "MAC mismatch", "forged MAC");
+}
+
+/* A region table of empty entries: 2 bytes each on the wire, a struct and
+ * a pointer each once unpacked.  The decoder's budget refuses it. */
+static void amplification(struct target *t)
+{
+	size_t n = (8u << 20) / 2 - 64;
+	uint8_t *msg = malloc(n * 2);
+	struct frame_header h = { .magic = FRAME_MAGIC, .version = WPMIG_PROTO_VERSION,
+				  .type = PEER_REGIONS, .flags = FRAME_F_MAC,
+				  .length = (uint32_t)(n * 2) };
+	uint8_t hdr[FRAME_HEADER_SIZE], tag[16];
+	long before = pd_hwm(&t->rx), peak;
+	struct raw c;
+
+	for (size_t i = 0; i < n; i++) {
+		msg[2 * i] = 0x1a; /* field 3 (added), length-delimited */
+		msg[2 * i + 1] = 0;
+	}
+	frame_header_encode(&h, hdr);
+	raw_open(t->port, &c);
+	CHECK(handshake(&c, &t->key) == 0, "handshake with the key");
+	open_generation(&c, "amplify");
+	struct iovec iov[] = { { hdr, sizeof(hdr) }, { msg, n * 2 } };
+	peer_mac_seal(&c.tx, iov, 2, tag);
+	send_bytes(&c, hdr, sizeof(hdr));
+	send_bytes(&c, msg, n * 2);
+	send_bytes(&c, tag, sizeof(tag));
+	expect_error(&c, -EBADMSG, "cannot decode", "amplifying message");
+	peak = pd_hwm(&t->rx);
+	fprintf(stderr, "receiver peak RSS %ld KiB before, %ld KiB after\n", before, peak);
+	CHECK(peak - before < 48 * 1024, "the receiver's peak grew by %ld KiB", peak - before);
+	free(msg);
+}
+
+/* More connections than allowed: the extra ones are closed at once. */
+static void flood(struct target *t)
+{
+	struct raw c[8];
+	struct peer_frame f;
+	int closed = 0;
+
+	for (int i = 0; i < 8; i++)
+		raw_open(t->port, &c[i]);
+	for (int i = 0; i < 8; i++) {
+		struct pollfd p = { .fd = c[i].fd, .events = POLLIN };
+		if (poll(&p, 1, 300) == 1 && read_frame(&c[i], &f, 100) == 0)
+			closed++;
+	}
+	CHECK(closed >= 4, "%d of 8 connections refused with peer_max_connections = 4", closed);
+	for (int i = 0; i < 8; i++)
+		raw_close(&c[i]);
+}
+
+static void test_hostile(void)
+{
+	struct target t = { 0 };
+	struct pd tx = { 0 };
+	struct proxy px = { 0 };
+	struct wl w = { 0 };
+	struct ckres r;
+	char listen[64], via[64], rec[256], why[256];
+	const char *const wl_args[] = { "--populate", "100", "--anon", "8M", NULL };
+
+	require_tracking();
+	t.port = free_port();
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", t.port);
+	snprintf(via, sizeof(via), "127.0.0.1:%d", free_port());
+	CHECK(pk_make(t.key_path, sizeof(t.key_path)) == 0, "key");
+	CHECK(peer_key_load(t.key_path, &t.key, why, sizeof(why)) == 0, "key: %s", why);
+	CHECK(pd_start(&t.rx, t.key_path, listen, "peer_max_connections = 4\npeer_timeout = 3\n",
+		       NULL) == 0, "receiver start");
+	CHECK(pd_start(&tx, t.key_path, NULL, "", NULL) == 0, "source start");
+	snprintf(rec, sizeof(rec), "%s/recording", tx.d.dir);
+	char *mode = xstrdup_printf("pass,record=%s", rec);
+	CHECK(proxy_start(&px, via, listen, mode) == 0, "proxy");
+	free(mode);
+	CHECK(wl_start(&w, wl_args) == 0, "workload");
+	/* a real source's handshake, recorded on its way */
+	CHECK(pd_checkpoint(&tx, w.pid, via, "real", false, NULL, &r) == 0, "checkpoint: %s", r.err);
+	proxy_stop(&px);
+	long rss0 = pd_rss(&t.rx);
+	unauthenticated(&t);
+	replay(&t, rec);
+	authenticated(&t);
+	amplification(&t);
+	flood(&t);
+	fprintf(stderr, "receiver RSS %ld KiB at the start, %ld KiB at the end, peak %ld KiB\n",
+		rss0, pd_rss(&t.rx), pd_hwm(&t.rx));
+	CHECK(pd_hwm(&t.rx) < 128 * 1024, "receiver peak RSS %ld KiB", pd_hwm(&t.rx));
+	/* still serving: a real checkpoint, compared with the process */
+	usleep(200000);
+	CHECK(pd_checkpoint(&tx, w.pid, listen, "after", true, NULL, &r) == 0, "%s", r.err);
+	CHECK(r.rc || pd_compare(&t.rx, "after", r.generation, w.pid) == 0, "pages differ");
+	kill(w.pid, SIGCONT);
+	CHECK(pd_generations(&t.rx, "hostile", (uint64_t[4]){ 0 }, 4) == 0 &&
+	      pd_generations(&t.rx, "amplify", (uint64_t[4]){ 0 }, 4) == 0,
+	      "a hostile generation was committed");
+	wl_stop(&w);
+	peer_key_free(&t.key);
+	pd_cleanup(&tx);
+	pd_cleanup(&t.rx);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct subtest tests[] = { { "hostile", test_hostile } };
+
+	return run_subtests(argc, argv, tests, ARRAY_SIZE(tests));
+}
