@@ -31,6 +31,7 @@ struct ckpt_job {
 	char *set;
 	char *peer;              /* NULL: the local store */
 	uint64_t max_bandwidth;  /* peer: bytes per second, 0: unlimited */
+	int peer_level;          /* peer: zstd level of the pages sent */
 	struct peer_link *link;
 	bool leave_stopped, full;
 	uint64_t parent;
@@ -87,14 +88,14 @@ static int peer_attempt(struct ckpt_job *c, struct pipeline *pl, const struct ch
 	int r;
 
 	c->why[0] = 0;
-	r = peer_sink_begin(c->link, c->set, c->s->pid, c->full, &sink, &gen, c->why,
-			    sizeof(c->why));
+	r = peer_sink_begin(c->link, c->set, c->s->pid, c->full, c->peer_level, &sink, &gen,
+			    c->why, sizeof(c->why));
 	if (r == -ESTALE && !c->full) {
 		c->full = true;
 		r = tracker_invalidate(c->s->tracker);
 		if (r == 0)
-			r = peer_sink_begin(c->link, c->set, c->s->pid, true, &sink, &gen, c->why,
-					    sizeof(c->why));
+			r = peer_sink_begin(c->link, c->set, c->s->pid, true, c->peer_level, &sink,
+					    &gen, c->why, sizeof(c->why));
 	}
 	if (r < 0)
 		return r;
@@ -296,6 +297,7 @@ void cmd_checkpoint(struct daemon *d, struct request *req, const Wpmig__Request 
 	c->d = d;
 	c->leave_stopped = m->leave_stopped;
 	c->max_bandwidth = m->max_bandwidth ? m->max_bandwidth : d->cfg.max_bandwidth;
+	c->peer_level = d->cfg.peer_zstd_level;
 	if (m->peer && m->peer[0] && !(c->peer = strdup(m->peer))) {
 		request_fail(req, -ENOMEM, "out of memory");
 		ckpt_free(c);

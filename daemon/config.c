@@ -33,6 +33,7 @@ void config_init(struct config *c)
 		.zstd_level = 1,
 		.log_level = LOG_INFO,
 		.peer_cache = 64 << 20,
+		.peer_zstd_level = -3,
 		.peer_timeout = 60,
 		.peer_max_connections = 8,
 	};
@@ -106,6 +107,17 @@ static int parse_bool(const char *v, bool *ret)
 	return 0;
 }
 
+static int parse_level(const char *v, int *ret)
+{
+	char *end;
+	long n = strtol(v, &end, 10);
+
+	if (!*v || *end || n < -7 || n > 19)
+		return -EINVAL;
+	*ret = (int)n;
+	return 0;
+}
+
 static int set_key(struct config *c, const char *k, const char *v)
 {
 	int r;
@@ -130,13 +142,10 @@ static int set_key(struct config *c, const char *k, const char *v)
 		return parse_uint(v, 1, 64, &c->workers);
 	if (!strcmp(k, "max_output"))
 		return parse_size(v, &c->max_output) < 0 || c->max_output < 65536 ? -EINVAL : 0;
-	if (!strcmp(k, "zstd_level")) {
-		char *end;
-		long n = strtol(v, &end, 10);
-		if (!*v || *end || n < -7 || n > 19)
-			return -EINVAL;
-		return c->zstd_level = (int)n, 0;
-	}
+	if (!strcmp(k, "zstd_level"))
+		return parse_level(v, &c->zstd_level);
+	if (!strcmp(k, "peer_zstd_level"))
+		return parse_level(v, &c->peer_zstd_level);
 	if (!strcmp(k, "log_level"))
 		return (r = config_parse_log_level(v)) < 0 ? r : (c->log_level = r, 0);
 	if (!strcmp(k, "allow_pinned"))
@@ -252,6 +261,7 @@ void config_reload_apply(struct config *cur, struct config *n)
 	cur->log_level = n->log_level;
 	cur->allow_pinned = n->allow_pinned;
 	cur->peer_cache = n->peer_cache;
+	cur->peer_zstd_level = n->peer_zstd_level;
 	cur->peer_timeout = n->peer_timeout;
 	cur->max_bandwidth = n->max_bandwidth;
 	if (cur->peer_max_connections != n->peer_max_connections)

@@ -35,6 +35,7 @@ struct config {
 	bool allow_pinned;
 	/* the peer protocol (docs/protocol.md) */
 	uint64_t peer_cache;      /* bytes of delta cache per connection; 0: no delta */
+	int peer_zstd_level;      /* pages sent to a peer (docs/protocol.md) */
 	unsigned peer_timeout;    /* seconds without progress before a link fails */
 	unsigned peer_max_connections;
 	uint64_t max_bandwidth;   /* bytes per second a source sends; 0: unlimited */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -28,6 +29,33 @@ static int verify(struct peer_rx *rx, struct peer_frame *f, const char **why)
 	rx->frames++;
 	rx->bytes += f->size;
 	return 0;
+}
+
+size_t peer_rx_want(struct evbuffer *in)
+{
+	uint8_t raw[FRAME_HEADER_SIZE];
+	struct frame_header h;
+	const char *why;
+
+	if (evbuffer_copyout(in, raw, sizeof(raw)) < (ssize_t)sizeof(raw) ||
+	    frame_header_decode(raw, &peer_frame_limits, &h, &why) < 0)
+		return FRAME_HEADER_SIZE;
+	return MIN(peer_frame_size(&h), peer_frame_max());
+}
+
+/* A whole frame in f->buf: its MAC, then its message. */
+static int finish(struct peer_rx *rx, struct peer_frame *f, const char **why)
+{
+	int r;
+
+	f->msg = f->buf + FRAME_HEADER_SIZE;
+	f->tail = f->msg + f->h.length;
+	r = f->h.flags & FRAME_F_MAC ? verify(rx, f, why) : 0;
+	if (r == 0)
+		r = peer_msg_unpack(f->h.type, f->msg, f->h.length, &f->m, why);
+	if (r < 0)
+		peer_frame_clear(f);
+	return r < 0 ? r : 1;
 }
 
 int peer_rx_take(struct peer_rx *rx, struct evbuffer *in, struct peer_frame *f,
@@ -52,16 +80,78 @@ int peer_rx_take(struct peer_rx *rx, struct evbuffer *in, struct peer_frame *f,
 	if (!f->buf)
 		return *why = "out of memory", -ENOMEM;
 	evbuffer_remove(in, f->buf, f->size);
-	f->msg = f->buf + FRAME_HEADER_SIZE;
-	f->tail = f->msg + f->h.length;
-	r = f->h.flags & FRAME_F_MAC ? verify(rx, f, why) : 0;
-	if (r == 0)
-		r = peer_msg_unpack(f->h.type, f->msg, f->h.length, &f->m, why);
-	if (r < 0) {
-		peer_frame_clear(f);
-		return r;
+	return finish(rx, f, why);
+}
+
+/* read() into p: bytes read, 0 when it would block, -EPIPE at EOF. */
+static ssize_t read_some(int fd, uint8_t *p, size_t n)
+{
+	ssize_t k;
+
+	do
+		k = read(fd, p, n);
+	while (k < 0 && errno == EINTR);
+	if (k < 0)
+		return errno == EAGAIN ? 0 : -errno;
+	return k ? k : -EPIPE;
+}
+
+static int header_done(struct peer_reader *r, struct peer_rx *rx, const char **why)
+{
+	int e = frame_header_decode(r->hdr, &peer_frame_limits, &r->h, why);
+
+	if (e == 0)
+		e = peer_frame_check(&r->h, rx->authed, why);
+	if (e < 0)
+		return e;
+	r->size = peer_frame_size(&r->h);
+	r->buf = malloc(r->size); /* every length is within its type's limit */
+	if (!r->buf)
+		return *why = "out of memory", -ENOMEM;
+	memcpy(r->buf, r->hdr, FRAME_HEADER_SIZE);
+	r->got = FRAME_HEADER_SIZE;
+	return 0;
+}
+
+int peer_reader_read(struct peer_reader *r, int fd, struct peer_rx *rx, struct peer_frame *f,
+		     const char **why)
+{
+	ssize_t k;
+	int e;
+
+	*f = (struct peer_frame){ 0 };
+	while (!r->buf) {
+		k = read_some(fd, r->hdr + r->hdr_got, FRAME_HEADER_SIZE - r->hdr_got);
+		if (k <= 0) {
+			*why = r->hdr_got ? "connection closed mid-frame" : "connection closed";
+			return (int)k;
+		}
+		r->hdr_got += (size_t)k;
+		if (r->hdr_got == FRAME_HEADER_SIZE && (e = header_done(r, rx, why)) < 0)
+			return e;
 	}
-	return 1;
+	while (r->got < r->size) {
+		k = read_some(fd, r->buf + r->got, r->size - r->got);
+		if (k <= 0) {
+			*why = "connection closed mid-frame";
+			return (int)k;
+		}
+		r->got += (size_t)k;
+	}
+	*f = (struct peer_frame){ .h = r->h, .size = r->size, .buf = r->buf };
+	*r = (struct peer_reader){ 0 };
+	return finish(rx, f, why);
+}
+
+bool peer_reader_partial(const struct peer_reader *r)
+{
+	return r->hdr_got > 0;
+}
+
+void peer_reader_free(struct peer_reader *r)
+{
+	free(r->buf);
+	*r = (struct peer_reader){ 0 };
 }
 
 int peer_frame_build(uint16_t type, const ProtobufCMessage *m, const uint8_t *tail,

@@ -15,6 +15,9 @@
 #include "peer-auth.h"
 #include "peer-wire.h"
 
+/* Bytes one read() or write() of a peer socket moves at most. */
+#define PEER_IO_CHUNK (1u << 20)
+
 /* The receiving half of a connection. */
 struct peer_rx {
 	bool authed;         /* frames carry a MAC checked with mac */
@@ -38,6 +41,32 @@ struct peer_frame {
 int peer_rx_take(struct peer_rx *rx, struct evbuffer *in, struct peer_frame *f,
 		 const char **why);
 void peer_frame_clear(struct peer_frame *f);
+/* Bytes in needs before the next frame can be taken whole (for the read
+ * low watermark: no wake-up per packet of a long frame). */
+size_t peer_rx_want(struct evbuffer *in);
+
+/*
+ * Frames read straight from a socket into their own buffers: libevent 2.1
+ * reads at most 4 KiB per call into an evbuffer, which for the receiver's
+ * hundreds of MB meant a read, an ioctl and an epoll_wait per 4 KiB and a
+ * copy more.  The header is read and checked first; only then is the
+ * frame's buffer allocated and the rest read into it.
+ */
+struct peer_reader {
+	uint8_t hdr[FRAME_HEADER_SIZE];
+	size_t hdr_got;
+	struct frame_header h;
+	uint8_t *buf;
+	size_t size, got;
+};
+
+/* 1: a frame in *f; 0: the socket has nothing more now; -EPIPE: closed
+ * (*why says whether mid-frame); other negative errno with *why. */
+int peer_reader_read(struct peer_reader *r, int fd, struct peer_rx *rx, struct peer_frame *f,
+		     const char **why);
+/* Part of a frame is in: it must be finished in time. */
+bool peer_reader_partial(const struct peer_reader *r);
+void peer_reader_free(struct peer_reader *r);
 
 /*
  * One frame in one malloc'ed buffer: header, message, a copy of tail, and

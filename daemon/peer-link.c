@@ -250,6 +250,9 @@ static void on_read(struct bufferevent *bev, void *arg)
 	}
 	if (l->bev && r < 0)
 		link_down(l, r, "bad frame from %s: %s", l->addr, why);
+	else if (l->bev)
+		bufferevent_setwatermark(bev, EV_READ, peer_rx_want(bufferevent_get_input(bev)),
+					 peer_frame_max());
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
@@ -292,6 +295,7 @@ static void start_connect(struct peer_link *l)
 	}
 	bufferevent_setcb(l->bev, on_read, NULL, on_event, l);
 	bufferevent_setwatermark(l->bev, EV_READ, FRAME_HEADER_SIZE, peer_frame_max());
+	bufferevent_set_max_single_write(l->bev, PEER_IO_CHUNK); /* libevent's default is 16 KiB */
 	bufferevent_set_timeouts(l->bev, &tv, &tv); /* connect and handshake */
 	bufferevent_enable(l->bev, EV_READ | EV_WRITE);
 	if (bufferevent_socket_connect(l->bev, (struct sockaddr *)&sa, (int)len) < 0) {

@@ -61,8 +61,8 @@ static void maybe_resume(struct rconn *rc)
 	if (!rc->paused || rc->queued_bytes > rc->srv->o.window / 2)
 		return;
 	rc->paused = false;
-	bufferevent_enable(rc->bev, EV_READ);
-	rconn_read(rc->bev, rc); /* whole frames may be waiting in the buffer */
+	rconn_arm(rc);
+	rconn_read(rc); /* the kernel may hold whole frames already */
 }
 
 static void task_done(struct wtask *w);
@@ -86,7 +86,7 @@ static void queue(struct rconn *rc, enum rt_kind kind, struct peer_frame *f, str
 	dispatch(rc);
 	if (rc->queued_bytes > rc->srv->o.window && !rc->paused) {
 		rc->paused = true; /* the kernel's buffers hold the rest */
-		bufferevent_disable(rc->bev, EV_READ);
+		event_del(rc->rd_ev);
 	}
 }
 

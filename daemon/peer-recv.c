@@ -245,7 +245,10 @@ static void run_commit(struct rtask *t)
 	if (t->r < 0)
 		snprintf(t->why, sizeof(t->why), "%s", why);
 	if (t->r == 0) {
+		uint64_t t0 = now_ns();
 		t->r = rc->sink->ops->commit(rc->sink, table, n, &t->sum);
+		log_debug("peer conn %llu: store commit took %.0f ms", (unsigned long long)rc->id,
+			  ns_to_ms(now_ns() - t0));
 		if (t->r < 0)
 			snprintf(t->why, sizeof(t->why), "commit failed: %s", strerror(-t->r));
 	}

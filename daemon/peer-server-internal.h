@@ -51,7 +51,9 @@ struct rtask {
 
 struct rconn {
 	struct peer_server *srv;
-	struct bufferevent *bev;
+	struct bufferevent *bev;   /* output only */
+	struct event *rd_ev;       /* input: read straight into frame buffers */
+	struct peer_reader rd;
 	struct event *free_ev;
 	uint64_t id;
 	char name[80];
@@ -113,7 +115,7 @@ bool rconn_send(struct rconn *rc, uint16_t type, const ProtobufCMessage *m);
 void rconn_enter(struct rconn *rc, enum rc_state st);
 /* The last task of a closing connection finished. */
 void rconn_closed(struct rconn *rc);
-void rconn_read(struct bufferevent *bev, void *arg);
+void rconn_read(struct rconn *rc);
 /* Set the read timeout for the connection's state (see peer-server.c). */
 void rconn_arm(struct rconn *rc);
 

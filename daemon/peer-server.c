@@ -44,6 +44,8 @@ static void rconn_free(struct rconn *rc)
 
 	TAILQ_REMOVE(&s->conns, rc, link);
 	s->n_conns--;
+	event_free(rc->rd_ev);
+	peer_reader_free(&rc->rd);
 	bufferevent_free(rc->bev);
 	event_free(rc->free_ev);
 	peer_mac_free(&rc->rx.mac);
@@ -117,8 +119,8 @@ void rconn_close(struct rconn *rc, int error, const char *fmt, ...)
 		log_info("peer conn %llu (%s): %s", (unsigned long long)rc->id, rc->name, why);
 	}
 	rconn_enter(rc, RC_CLOSING);
-	bufferevent_disable(rc->bev, EV_READ);
-	evbuffer_drain(bufferevent_get_input(rc->bev), SIZE_MAX);
+	event_del(rc->rd_ev);
+	peer_reader_free(&rc->rd);
 	recv_drop(rc);
 	if (rc->in_flight == 0)
 		rconn_closed(rc);
@@ -201,7 +203,6 @@ static void on_auth(struct rconn *rc, const struct peer_frame *f)
 	}
 	rc->rx.authed = rc->tx_authed = true;
 	rconn_send(rc, PEER_READY, &ready.base);
-	bufferevent_set_timeouts(rc->bev, NULL, NULL);
 	log_info("peer conn %llu (%s): authenticated, %u cache slots", (unsigned long long)rc->id,
 		 rc->name, rc->slots);
 	rconn_enter(rc, RC_IDLE);
@@ -222,60 +223,65 @@ static void on_handshake(struct rconn *rc, struct peer_frame *f)
 }
 
 /*
- * After the handshake: a frame once started must finish in time, and a
- * generation waiting for the source must hear from it in time (a source
- * gone silent would hold the set).  An idle link, or one we keep busy,
- * may wait.
+ * Reading stops while too much is queued.  Timeouts: the handshake must
+ * end in time, a frame once started must finish in time, and a generation
+ * waiting for the source must hear from it in time (a source gone silent
+ * would hold the set).  An idle link, or one we keep busy, may wait.
  */
 void rconn_arm(struct rconn *rc)
 {
 	struct timeval tv = { rc->srv->o.timeout_ms / 1000, rc->srv->o.timeout_ms % 1000 * 1000 };
-	bool partial = evbuffer_get_length(bufferevent_get_input(rc->bev)) > 0;
 	bool waiting = rc->state == RC_OPEN && !rc->in_flight && TAILQ_EMPTY(&rc->q);
 
-	if (rc->state >= RC_IDLE && rc->state != RC_CLOSING)
-		bufferevent_set_timeouts(rc->bev, partial || waiting ? &tv : NULL, NULL);
+	if (rc->state == RC_CLOSING || rc->paused)
+		return;
+	event_add(rc->rd_ev, rc->state < RC_IDLE || peer_reader_partial(&rc->rd) || waiting
+				     ? &tv : NULL);
 }
 
-void rconn_read(struct bufferevent *bev, void *arg)
+void rconn_read(struct rconn *rc)
 {
-	struct rconn *rc = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
 	struct peer_frame f;
 	const char *why = NULL;
 	int r = 0;
 
-	while (rc->state != RC_CLOSING && !rc->paused && (r = peer_rx_take(&rc->rx, in, &f, &why)) > 0) {
+	while (rc->state != RC_CLOSING && !rc->paused &&
+	       (r = peer_reader_read(&rc->rd, (int)bufferevent_getfd(rc->bev), &rc->rx, &f,
+				     &why)) > 0) {
 		if (rc->state < RC_IDLE)
 			on_handshake(rc, &f);
 		else
 			recv_frame(rc, &f);
 	}
-	if (r < 0) {
+	if (r == -EPIPE)
+		rconn_close(rc, 0, "%s by the source", why);
+	else if (r < 0)
 		rconn_close(rc, r, "rejected a frame: %s", why);
-		return;
-	}
-	rconn_arm(rc);
+	else
+		rconn_arm(rc);
 }
 
-static void on_event(struct bufferevent *bev, short what, void *arg)
+static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
 	struct rconn *rc = arg;
 
-	if (what & BEV_EVENT_TIMEOUT)
+	if (what & EV_TIMEOUT)
 		rconn_close(rc, -ETIMEDOUT, "%s", rc->state < RC_IDLE ? "handshake timed out"
 					     : "no progress from the source in time");
-	else if (what & BEV_EVENT_EOF)
-		rconn_close(rc, 0, "the source closed the connection");
 	else
-		rconn_close(rc, 0, "connection error: %s", strerror(EVUTIL_SOCKET_ERROR()));
+		rconn_read(rc);
+}
+
+/* Output side: the source stopped taking what we send. */
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+	rconn_close(arg, 0, "connection error: %s", strerror(EVUTIL_SOCKET_ERROR()));
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		      int socklen, void *arg)
 {
 	struct peer_server *s = arg;
-	struct timeval tv = { s->o.timeout_ms / 1000, s->o.timeout_ms % 1000 * 1000 };
 	struct rconn *rc;
 
 	if (s->n_conns >= s->o.max_connections) {
@@ -285,7 +291,10 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	}
 	rc = calloc(1, sizeof(*rc));
 	if (!rc || !(rc->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE)) ||
-	    !(rc->free_ev = event_new(s->base, -1, 0, on_free, rc))) {
+	    !(rc->free_ev = event_new(s->base, -1, 0, on_free, rc)) ||
+	    !(rc->rd_ev = event_new(s->base, fd, EV_READ | EV_PERSIST, on_readable, rc))) {
+		if (rc && rc->free_ev)
+			event_free(rc->free_ev);
 		if (rc && rc->bev)
 			bufferevent_free(rc->bev);
 		else
@@ -300,11 +309,10 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	peer_addr_name(sa, (socklen_t)socklen, rc->name, sizeof(rc->name));
 	TAILQ_INSERT_TAIL(&s->conns, rc, link);
 	s->n_conns++;
-	bufferevent_setcb(rc->bev, rconn_read, NULL, on_event, rc);
-	/* At most one whole frame ahead: the rest waits in the kernel. */
-	bufferevent_setwatermark(rc->bev, EV_READ, FRAME_HEADER_SIZE, peer_frame_max());
-	bufferevent_set_timeouts(rc->bev, &tv, &tv);
-	bufferevent_enable(rc->bev, EV_READ | EV_WRITE);
+	bufferevent_setcb(rc->bev, NULL, NULL, on_event, rc);
+	bufferevent_enable(rc->bev, EV_WRITE);
+	evutil_make_socket_nonblocking(fd);
+	rconn_arm(rc); /* at most one frame is read ahead: the rest waits in the kernel */
 	log_info("peer conn %llu: from %s", (unsigned long long)rc->id, rc->name);
 }
 

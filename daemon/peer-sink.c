@@ -16,6 +16,7 @@
 
 /* A worker's buffers: taken for one chunk, then back to the list. */
 struct pbuf {
+	struct codec *codec; /* at the peer's level, not the pipeline's */
 	struct delta_buf d;
 	uint64_t *ext_addr;
 	uint32_t *ext_pages, *ext_kind;
@@ -27,8 +28,9 @@ struct psink {
 	struct sink sink;
 	struct peer_link *l;
 	struct pcache *cache;
+	int zstd_level;
 	bool full;
-	uint64_t generation, bytes0;
+	uint64_t generation, bytes0, t0_ns;
 	pthread_mutex_t lock;
 	struct pbuf *bufs;
 	atomic_uint_least64_t chunks, zero_frames, data_pages, zero_pages, delta_pages;
@@ -36,6 +38,7 @@ struct psink {
 
 static void pbuf_free(struct pbuf *b)
 {
+	codec_free(b->codec);
 	delta_buf_free(&b->d);
 	free(b->ext_addr);
 	free(b->ext_pages);
@@ -52,7 +55,11 @@ static struct pbuf *take_buf(struct psink *s)
 	if (b)
 		s->bufs = b->next;
 	pthread_mutex_unlock(&s->lock);
-	return b ? b : calloc(1, sizeof(*b));
+	if (!b && (b = calloc(1, sizeof(*b))) && !(b->codec = codec_new(s->zstd_level))) {
+		free(b);
+		b = NULL;
+	}
+	return b;
 }
 
 static void put_buf(struct psink *s, struct pbuf *b)
@@ -124,7 +131,7 @@ static int p_put_pages(struct sink *sk, struct codec *c, uint64_t seq, const uin
 		return -ENOMEM;
 	/* An increment may replace older copies; a full generation only
 	 * fills free slots (most of what it sends is never written again). */
-	r = delta_encode(c, s->cache, !s->full, seq, addrs, n, buf, out, &b->d, &st);
+	r = delta_encode(b->codec, s->cache, !s->full, seq, addrs, n, buf, out, &b->d, &st);
 	if (r == 0)
 		r = send_chunk(s, out, b, &st);
 	put_buf(s, b);
@@ -220,6 +227,7 @@ static int p_commit(struct sink *sk, const struct pass_region *regions, size_t n
 	struct psink *s = (struct psink *)sk;
 	Wpmig__Peer__Commit m = WPMIG__PEER__COMMIT__INIT;
 	Wpmig__Peer__CommitResult *res = NULL;
+	uint64_t t1 = now_ns();
 	int r = send_regions(s, regions, n);
 
 	m.chunks = atomic_load(&s->chunks);
@@ -244,10 +252,12 @@ static int p_commit(struct sink *sk, const struct pass_region *regions, size_t n
 			.raw_bytes = atomic_load(&s->data_pages) * PAGE_SIZE_4K,
 		};
 		peer_link_account(s->l, out->raw_bytes);
-		log_info("peer %s: generation %llu committed, %llu of %llu data pages as deltas",
-			 peer_link_addr(s->l), (unsigned long long)res->generation,
+		log_info("peer %s: generation %llu committed, %llu of %llu data pages as deltas; "
+			 "sent in %.0f ms, commit took %.0f ms", peer_link_addr(s->l),
+			 (unsigned long long)res->generation,
 			 (unsigned long long)atomic_load(&s->delta_pages),
-			 (unsigned long long)out->data_pages);
+			 (unsigned long long)out->data_pages, ns_to_ms(t1 - s->t0_ns),
+			 ns_to_ms(now_ns() - t1));
 	}
 	peer_msg_free(res ? &res->base : NULL);
 	return r;
@@ -313,7 +323,7 @@ static int open_generation(struct peer_link *l, const char *set, pid_t pid, bool
 	return peer_link_call(l, PEER_OPEN, &m.base, PEER_OPEN_RESULT, (ProtobufCMessage **)res);
 }
 
-int peer_sink_begin(struct peer_link *l, const char *set, pid_t pid, bool full,
+int peer_sink_begin(struct peer_link *l, const char *set, pid_t pid, bool full, int zstd_level,
 		    struct sink **ret, uint64_t *generation, char *why, size_t why_len)
 {
 	Wpmig__Peer__OpenResult *res = NULL;
@@ -347,7 +357,9 @@ int peer_sink_begin(struct peer_link *l, const char *set, pid_t pid, bool full,
 	if (!s)
 		return -ENOMEM;
 	*s = (struct psink){ .sink.ops = &psink_ops, .l = l, .cache = peer_link_cache(l),
-			     .full = full, .generation = *generation, .bytes0 = bytes0 };
+			     .full = full, .generation = *generation, .bytes0 = bytes0,
+			     .zstd_level = zstd_level,
+			     .t0_ns = now_ns() };
 	pthread_mutex_init(&s->lock, NULL);
 	*ret = &s->sink;
 	return 0;

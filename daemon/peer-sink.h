@@ -19,7 +19,9 @@
  * Bring the link up and open the next generation of set on the peer: full,
  * or an increment over what the link committed last.  -ESTALE when the
  * peer's newest generation of the set is not that one (make it full and
- * begin again).  Job thread; why gets the reason of a failure.
+ * begin again).  Pages are compressed at zstd_level (peer_zstd_level:
+ * the wire may favour speed over the local store's level).  Job thread;
+ * why gets the reason of a failure.
  */
-int peer_sink_begin(struct peer_link *l, const char *set, pid_t pid, bool full,
+int peer_sink_begin(struct peer_link *l, const char *set, pid_t pid, bool full, int zstd_level,
 		    struct sink **ret, uint64_t *generation, char *why, size_t why_len);

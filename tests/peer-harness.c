@@ -74,6 +74,11 @@ static int spawn(struct pd *p)
 		argv[n++] = "exec";
 		argv[n++] = p->netns;
 	}
+	if (p->cpus[0]) {
+		argv[n++] = "taskset";
+		argv[n++] = "-c";
+		argv[n++] = p->cpus;
+	}
 	argv[n++] = bin("WPMIGD", "./wpmigd");
 	argv[n++] = "--config";
 	argv[n++] = p->d.conf;
@@ -116,6 +121,13 @@ int pd_start(struct pd *p, const char *key, const char *listen, const char *extr
 	snprintf(p->netns, sizeof(p->netns), "%s", netns ? netns : "");
 	int r = write_conf(p);
 	return r < 0 ? r : spawn(p);
+}
+
+int pd_start_on(struct pd *p, const char *key, const char *listen, const char *extra,
+		const char *cpus)
+{
+	snprintf(p->cpus, sizeof(p->cpus), "%s", cpus ? cpus : "");
+	return pd_start(p, key, listen, extra, NULL);
 }
 
 int pd_restart(struct pd *p)

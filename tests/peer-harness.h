@@ -18,6 +18,7 @@ struct pd {
 	char key[192];      /* peer_key_file */
 	char listen[160];   /* "" or the peer address it listens on */
 	char netns[64];     /* "" or the namespace it runs in */
+	char cpus[16];      /* "" or the CPUs it may run on (taskset -c) */
 	char extra[512];    /* more config lines */
 };
 
@@ -27,6 +28,9 @@ int pk_make(char *buf, size_t len);
  * config lines, inside netns (may be NULL). */
 int pd_start(struct pd *p, const char *key, const char *listen, const char *extra,
 	     const char *netns);
+/* The same, pinned to cpus ("0", "1-3"). */
+int pd_start_on(struct pd *p, const char *key, const char *listen, const char *extra,
+		const char *cpus);
 /* Start it again on the same state directory and config. */
 int pd_restart(struct pd *p);
 void pd_cleanup(struct pd *p);
