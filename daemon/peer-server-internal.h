@@ -24,6 +24,7 @@ enum rc_state {
 	RC_COMMITTING, /* Commit received, waiting for the chunks and the commit */
 	RC_ABORTING,   /* Abort received, dropping the generation */
 	RC_CLOSING,    /* finishing tasks, then freed */
+	_RC_STATE_MAX,
 };
 
 enum rt_kind { RT_OPEN, RT_CHUNK, RT_ZERO, RT_COMMIT, RT_ABORT };
@@ -108,6 +109,10 @@ struct peer_server {
 };
 
 /* peer-server.c */
+void rconn_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+		  int socklen, void *arg);
+void rconn_free(struct rconn *rc);
+const char *rconn_state_name(enum rc_state st);
 void rconn_close(struct rconn *rc, int error, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* Send an authenticated frame; false when the connection is closing. */
