@@ -137,11 +137,21 @@ void wpool_free(struct wpool *p)
 	p->stop = true;
 	pthread_cond_broadcast(&p->work);
 	pthread_mutex_unlock(&p->lock);
-	for (unsigned i = 0; i < p->n; i++) {
+	for (unsigned i = 0; i < p->n; i++)
 		pthread_join(p->w[i].thread, NULL);
-		p->ctx_free(p->w[i].ctx);
+	/* done() may queue more (a closing connection drops its generation):
+	 * run it here, with the first worker's context. */
+	for (;;) {
+		struct wtask *t;
+
+		run_done(p);
+		if (!(t = pop(&p->q_head, &p->q_tail)))
+			break;
+		t->run(t, p->n ? p->w[0].ctx : NULL);
+		push(&p->done_head, &p->done_tail, t);
 	}
-	run_done(p);
+	for (unsigned i = 0; i < p->n; i++)
+		p->ctx_free(p->w[i].ctx);
 	if (p->done_ev)
 		event_free(p->done_ev);
 	free(p->w);

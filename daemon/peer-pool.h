@@ -20,5 +20,5 @@ struct wpool *wpool_new(struct event_base *base, unsigned workers, void *(*ctx_n
 			void (*ctx_free)(void *ctx), void *arg);
 void wpool_submit(struct wpool *p, struct wtask *t);
 /* Runs what is queued, joins the workers, then calls done() of every
- * finished task on this thread. */
+ * finished task on this thread, and runs here what those queue. */
 void wpool_free(struct wpool *p);

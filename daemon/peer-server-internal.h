@@ -129,7 +129,8 @@ void *recv_ctx_new(void *arg);
 void recv_ctx_free(void *ctx);
 void recv_task_run(struct wtask *w, void *ctx);
 void recv_task_free(struct rtask *t);
-/* Drop queued tasks, and once none runs what the generation holds. */
+/* Drop queued tasks, and once none runs what the generation holds (its
+ * file is removed by a worker: in_flight rises until it is done). */
 void recv_drop(struct rconn *rc);
 void recv_drop_generation(struct rconn *rc);
 

@@ -90,6 +90,8 @@ void rconn_closed(struct rconn *rc)
 	struct timeval tv = { LINGER_S, 0 };
 
 	recv_drop(rc);
+	if (rc->in_flight)
+		return; /* the generation's file is being removed: called again after */
 	rcache_free(rc->cache);
 	rc->cache = NULL;
 	/* Let an Error frame leave before the socket closes. */

@@ -233,6 +233,7 @@ struct bg {
 	struct pd *tx;
 	pid_t pid;
 	const char *peer;
+	const char *cap; /* --max-bandwidth, so the generation takes a while */
 	struct ckres res;
 	pthread_t th;
 };
@@ -241,7 +242,7 @@ static void *bg_checkpoint(void *arg)
 {
 	struct bg *b = arg;
 
-	pd_checkpoint(b->tx, b->pid, b->peer, "s", false, "--max-bandwidth 2M", &b->res);
+	pd_checkpoint(b->tx, b->pid, b->peer, "s", false, b->cap, &b->res);
 	return NULL;
 }
 
@@ -272,7 +273,7 @@ static void test_restart(void)
 	start_wl(&w);
 	stream(&tx, &rx, w.pid, addr, "s", &r1);
 	CHECK(wl_cmd(&w, NULL, 0, "writeall anon") == 0, "writeall");
-	struct bg b = { .tx = &tx, .pid = w.pid, .peer = addr };
+	struct bg b = { .tx = &tx, .pid = w.pid, .peer = addr, .cap = "--max-bandwidth 2M" };
 	pthread_create(&b.th, NULL, bg_checkpoint, &b);
 	CHECK(wpmigd_wait_log(&rx.d, "receiving generation 2", 10000), "generation 2 not begun");
 	usleep(500000);
@@ -292,6 +293,23 @@ static void test_restart(void)
 		CHECK(r3.parent == 1 && r3.generation == 2 && r3.pages < r1.pages,
 		      "resumed: generation %llu over %llu, %llu pages", (unsigned long long)r3.generation,
 		      (unsigned long long)r3.parent, (unsigned long long)r3.pages);
+	/* SIGTERM mid-generation: a clean exit that drops it; restarted at
+	 * once, the source's next attempt carries the generation through. */
+	CHECK(wl_cmd(&w, NULL, 0, "write anon 2000 9") == 0, "write");
+	b = (struct bg){ .tx = &tx, .pid = w.pid, .peer = addr, .cap = "--max-bandwidth 8M" };
+	pthread_create(&b.th, NULL, bg_checkpoint, &b);
+	CHECK(wpmigd_wait_log(&rx.d, "receiving generation 3", 10000), "generation 3 not begun");
+	usleep(300000);
+	kill(rx.d.pid, SIGTERM);
+	CHECK(wait_exit(rx.d.pid, 10000) == 0, "receiver exit after SIGTERM mid-generation");
+	rx.d.pid = 0;
+	CHECK(!has_temp_files(&rx, "s"), "temp files left by a clean stop");
+	CHECK(pd_restart(&rx) == 0, "receiver restart");
+	pthread_join(b.th, NULL);
+	CHECK(b.res.rc == 0 && b.res.parent == 2 && b.res.generation == 3,
+	      "after the restart: %d, generation %llu over %llu: %s", b.res.rc,
+	      (unsigned long long)b.res.generation, (unsigned long long)b.res.parent, b.res.err);
+	CHECK(b.res.rc || pd_compare(&rx, "s", 3, w.pid) == 0, "generation 3 differs");
 	wl_stop(&w);
 	pd_cleanup(&tx);
 	pd_cleanup(&rx);
