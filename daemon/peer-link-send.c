@@ -253,10 +253,13 @@ void peer_link_set_bandwidth(struct peer_link *l, uint64_t bytes_per_s)
 	pthread_mutex_unlock(&l->lock);
 }
 
-void peer_link_account(struct peer_link *l, uint64_t raw_bytes)
+void peer_link_account(struct peer_link *l, uint64_t raw_bytes, uint64_t wire_bytes,
+		       uint64_t ns)
 {
 	pthread_mutex_lock(&l->lock);
 	l->total_raw += raw_bytes;
+	if (ns)
+		l->rate = (double)wire_bytes * 1e9 / (double)ns; /* the generation's */
 	pthread_mutex_unlock(&l->lock);
 }
 

@@ -62,8 +62,10 @@ void peer_link_note(struct peer_link *l, const char *fmt, ...) __attribute__((fo
 void peer_link_reset(struct peer_link *l);
 /* Bytes per second for the next sends; 0: unlimited. */
 void peer_link_set_bandwidth(struct peer_link *l, uint64_t bytes_per_s);
-/* Raw bytes (data pages * 4096) a generation carried: the ratio's numerator. */
-void peer_link_account(struct peer_link *l, uint64_t raw_bytes);
+/* A generation committed: raw bytes it carried (data pages * 4096, the
+ * ratio's numerator), bytes it took on the wire and how long. */
+void peer_link_account(struct peer_link *l, uint64_t raw_bytes, uint64_t wire_bytes,
+		       uint64_t ns);
 /* Frame bytes sent since the link was made. */
 uint64_t peer_link_bytes_sent(struct peer_link *l);
 

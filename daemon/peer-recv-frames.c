@@ -241,6 +241,7 @@ static void open_done(struct rconn *rc, struct rtask *t)
 		t->parent_regions = NULL;
 		rc->gen_chunks = rc->gen_zero_frames = 0;
 		rc->gen_bytes = rc->rx.bytes;
+		rc->gen_t0 = now_ns();
 		log_info("peer conn %llu (%s): receiving generation %llu of %s (%s)",
 			 (unsigned long long)rc->id, rc->name, (unsigned long long)rc->generation,
 			 rc->set, m->full ? "full" : "incremental");
@@ -263,6 +264,8 @@ static void commit_done(struct rconn *rc, struct rtask *t)
 		res.data_pages = t->sum.data_pages;
 		res.zero_pages = t->sum.zero_pages;
 		rc->committed++;
+		rc->rate = (double)(rc->rx.bytes - rc->gen_bytes) * 1e9 /
+			   (double)MAX(now_ns() - rc->gen_t0, 1ULL);
 		log_info("peer conn %llu (%s): generation %llu of %s committed: %llu bytes "
 			 "received, %llu stored", (unsigned long long)rc->id, rc->name,
 			 (unsigned long long)res.generation, rc->set,

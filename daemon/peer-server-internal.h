@@ -75,7 +75,7 @@ struct rconn {
 	struct pass_region *parent_regions; /* what the changes apply to */
 	size_t n_parent_regions;
 	ProtobufCMessage *changes;          /* RegionChanges, once received */
-	uint64_t gen_chunks, gen_zero_frames, gen_bytes;
+	uint64_t gen_chunks, gen_zero_frames, gen_bytes, gen_t0;
 
 	/* frames waiting or running */
 	TAILQ_HEAD(, rtask) q;

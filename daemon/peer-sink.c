@@ -251,7 +251,7 @@ static int p_commit(struct sink *sk, const struct pass_region *regions, size_t n
 			.bytes_stored = peer_link_bytes_sent(s->l) - s->bytes0,
 			.raw_bytes = atomic_load(&s->data_pages) * PAGE_SIZE_4K,
 		};
-		peer_link_account(s->l, out->raw_bytes);
+		peer_link_account(s->l, out->raw_bytes, out->bytes_stored, now_ns() - s->t0_ns);
 		log_info("peer %s: generation %llu committed, %llu of %llu data pages as deltas; "
 			 "sent in %.0f ms, commit took %.0f ms", peer_link_addr(s->l),
 			 (unsigned long long)res->generation,
