@@ -179,6 +179,26 @@ int peer_frame_build(uint16_t type, const ProtobufCMessage *m, const uint8_t *ta
 	return 0;
 }
 
+int peer_frame_around(uint16_t type, const ProtobufCMessage *m, uint8_t *mem, uint32_t tail_len,
+		      bool mac, uint8_t **start, size_t *len)
+{
+	size_t msg = protobuf_c_message_get_packed_size(m);
+	struct frame_header h = {
+		.magic = FRAME_MAGIC, .version = WPMIG_PROTO_VERSION, .type = type,
+		.flags = mac ? FRAME_F_MAC : 0, .length = (uint32_t)msg, .tail_length = tail_len,
+	};
+	uint8_t *p;
+
+	if (msg > PEER_MAX_CHUNK_MSG)
+		return -EMSGSIZE;
+	p = mem + PEER_TAIL_OFF - msg - FRAME_HEADER_SIZE;
+	frame_header_encode(&h, p);
+	protobuf_c_message_pack(m, p + FRAME_HEADER_SIZE);
+	*start = p;
+	*len = FRAME_HEADER_SIZE + msg + tail_len + (mac ? FRAME_MAC_SIZE : 0);
+	return 0;
+}
+
 int peer_frame_seal(struct peer_mac *mac, uint8_t *buf, size_t len)
 {
 	struct iovec iov = { buf, len - FRAME_MAC_SIZE };
@@ -191,13 +211,18 @@ static void free_cleanup(const void *data, size_t len, void *extra)
 	free(extra);
 }
 
-int peer_evbuffer_add(struct evbuffer *out, uint8_t *buf, size_t len)
+int peer_evbuffer_add_in(struct evbuffer *out, uint8_t *mem, uint8_t *buf, size_t len)
 {
-	if (evbuffer_add_reference(out, buf, len, free_cleanup, buf) < 0) {
-		free(buf);
+	if (evbuffer_add_reference(out, buf, len, free_cleanup, mem) < 0) {
+		free(mem);
 		return -ENOMEM;
 	}
 	return 0;
+}
+
+int peer_evbuffer_add(struct evbuffer *out, uint8_t *buf, size_t len)
+{
+	return peer_evbuffer_add_in(out, buf, buf, len);
 }
 
 static int resolve_unix(const char *path, struct sockaddr_storage *sa, socklen_t *len,

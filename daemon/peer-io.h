@@ -74,10 +74,21 @@ void peer_reader_free(struct peer_reader *r);
  */
 int peer_frame_build(uint16_t type, const ProtobufCMessage *m, const uint8_t *tail,
 		     uint32_t tail_len, bool mac, uint8_t **ret, size_t *ret_len);
+/*
+ * A chunk frame around a payload already in place, so the payload is
+ * never copied: mem has room for the header and a message of up to
+ * PEER_MAX_CHUNK_MSG bytes, the tail at mem + PEER_TAIL_OFF, then room for
+ * the tag.  The frame starts at *start (inside mem), *len bytes long.
+ */
+#define PEER_TAIL_OFF (FRAME_HEADER_SIZE + PEER_MAX_CHUNK_MSG)
+int peer_frame_around(uint16_t type, const ProtobufCMessage *m, uint8_t *mem, uint32_t tail_len,
+		      bool mac, uint8_t **start, size_t *len);
 /* Write the tag over the frame's last FRAME_MAC_SIZE bytes (the next counter). */
 int peer_frame_seal(struct peer_mac *mac, uint8_t *buf, size_t len);
-/* Hand a built buffer to an evbuffer without copying; it is freed there. */
+/* Hand a built buffer to an evbuffer without copying; it is freed there
+ * (mem, which holds buf). */
 int peer_evbuffer_add(struct evbuffer *out, uint8_t *buf, size_t len);
+int peer_evbuffer_add_in(struct evbuffer *out, uint8_t *mem, uint8_t *buf, size_t len);
 
 /* "HOST:PORT", "[V6]:PORT", "HOST" (PEER_DEFAULT_PORT), or "unix:/PATH".
  * Resolves (blocking: not on the loop).  -EINVAL/-ENOENT with why. */

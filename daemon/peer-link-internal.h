@@ -20,7 +20,8 @@ enum link_state {
 };
 
 struct qframe {
-	uint8_t *buf;
+	uint8_t *mem; /* malloc'ed: holds the frame */
+	uint8_t *buf; /* the frame */
 	size_t len;
 	struct qframe *next;
 };

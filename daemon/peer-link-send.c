@@ -135,16 +135,16 @@ static int reserve(struct peer_link *l, size_t size)
 	return r;
 }
 
-static int enqueue(struct peer_link *l, uint8_t *buf, size_t len)
+static int enqueue(struct peer_link *l, uint8_t *mem, uint8_t *buf, size_t len)
 {
 	struct qframe *q = malloc(sizeof(*q));
 	int r;
 
 	if (!q) {
-		free(buf);
+		free(mem);
 		return -ENOMEM;
 	}
-	*q = (struct qframe){ buf, len, NULL };
+	*q = (struct qframe){ mem, buf, len, NULL };
 	pthread_mutex_lock(&l->lock);
 	r = l->state == LINK_READY ? peer_frame_seal(&l->tx_mac, buf, len) : link_error(l);
 	if (r == 0) {
@@ -157,7 +157,7 @@ static int enqueue(struct peer_link *l, uint8_t *buf, size_t len)
 	}
 	pthread_mutex_unlock(&l->lock);
 	if (r < 0) {
-		free(buf);
+		free(mem);
 		free(q);
 		return r;
 	}
@@ -179,7 +179,18 @@ int peer_link_send(struct peer_link *l, uint16_t type, const ProtobufCMessage *m
 		free(buf);
 		return r;
 	}
-	return enqueue(l, buf, len);
+	return enqueue(l, buf, buf, len);
+}
+
+int peer_link_send_frame(struct peer_link *l, uint8_t *mem, uint8_t *buf, size_t len)
+{
+	int r = reserve(l, len);
+
+	if (r < 0) {
+		free(mem);
+		return r;
+	}
+	return enqueue(l, mem, buf, len);
 }
 
 int peer_link_call(struct peer_link *l, uint16_t type, const ProtobufCMessage *m,

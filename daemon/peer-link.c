@@ -26,7 +26,7 @@ static void drop_queue(struct peer_link *l)
 
 	for (; q; q = next) {
 		next = q->next;
-		free(q->buf);
+		free(q->mem);
 		free(q);
 	}
 	l->q_head = l->q_tail = NULL;
@@ -324,9 +324,9 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
 	for (; q; q = next) {
 		next = q->next;
 		if (l->bev)
-			peer_evbuffer_add(bufferevent_get_output(l->bev), q->buf, q->len);
+			peer_evbuffer_add_in(bufferevent_get_output(l->bev), q->mem, q->buf, q->len);
 		else
-			free(q->buf);
+			free(q->mem);
 		free(q);
 	}
 }

@@ -52,6 +52,9 @@ int peer_link_up(struct peer_link *l, char *why, size_t why_len);
  * says so.  Thread-safe. */
 int peer_link_send(struct peer_link *l, uint16_t type, const ProtobufCMessage *m,
 		   const uint8_t *tail, uint32_t tail_len);
+/* The same for a frame built in place (peer_frame_around): buf inside mem,
+ * which is freed once sent.  The tag's room must be at the end. */
+int peer_link_send_frame(struct peer_link *l, uint8_t *mem, uint8_t *buf, size_t len);
 /* Send and wait for the frame of reply_type (*reply: free with peer_msg_free). */
 int peer_link_call(struct peer_link *l, uint16_t type, const ProtobufCMessage *m,
 		   uint16_t reply_type, ProtobufCMessage **reply);

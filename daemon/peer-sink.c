@@ -10,6 +10,7 @@
 
 #include "log.h"
 #include "peer-delta.h"
+#include "peer-io.h"
 #include "peer-regions.h"
 #include "peer-wire.h"
 #include "util.h"
@@ -17,6 +18,7 @@
 /* A worker's buffers: taken for one chunk, then back to the list. */
 struct pbuf {
 	struct codec *codec; /* at the peer's level, not the pipeline's */
+	struct enc_chunk enc; /* its payload points into the frame being built */
 	struct delta_buf d;
 	uint64_t *ext_addr;
 	uint32_t *ext_pages, *ext_kind;
@@ -38,6 +40,8 @@ struct psink {
 
 static void pbuf_free(struct pbuf *b)
 {
+	b->enc.payload = NULL; /* never ours: a frame's */
+	enc_chunk_free(&b->enc);
 	codec_free(b->codec);
 	delta_buf_free(&b->d);
 	free(b->ext_addr);
@@ -84,10 +88,10 @@ static int ext_arrays(struct pbuf *b, uint32_t n)
 	return b->cap ? 0 : -ENOMEM;
 }
 
-static int send_chunk(struct psink *s, const struct enc_chunk *e, struct pbuf *b,
-		      const struct delta_stats *st)
+/* The chunk's message; arrays in b. */
+static int chunk_msg(const struct enc_chunk *e, struct pbuf *b, const struct delta_stats *st,
+		     Wpmig__Peer__Chunk *m)
 {
-	Wpmig__Peer__Chunk m = WPMIG__PEER__CHUNK__INIT;
 	int r = ext_arrays(b, e->n_ext);
 
 	if (r < 0)
@@ -97,26 +101,68 @@ static int send_chunk(struct psink *s, const struct enc_chunk *e, struct pbuf *b
 		b->ext_pages[i] = e->ext[i].pages;
 		b->ext_kind[i] = e->ext[i].kind;
 	}
-	m.seq = e->seq;
-	m.n_ext_addr = m.n_ext_pages = m.n_ext_kind = e->n_ext;
-	m.ext_addr = b->ext_addr;
-	m.ext_pages = b->ext_pages;
-	m.ext_kind = b->ext_kind;
-	m.data_pages = e->n_data_pages;
-	m.n_page_sum = e->n_data_pages;
-	m.page_sum = e->page_sums;
-	m.encoding = e->encoding;
-	m.payload_len = e->payload_len;
-	m.payload_sum = e->payload_sum;
+	m->seq = e->seq;
+	m->n_ext_addr = m->n_ext_pages = m->n_ext_kind = e->n_ext;
+	m->ext_addr = b->ext_addr;
+	m->ext_pages = b->ext_pages;
+	m->ext_kind = b->ext_kind;
+	m->data_pages = e->n_data_pages;
+	m->n_page_sum = e->n_data_pages;
+	m->page_sum = e->page_sums;
+	m->encoding = e->encoding;
+	m->payload_len = e->payload_len;
+	m->payload_sum = e->payload_sum;
 	if (st->delta_pages) {
-		m.n_base_slot = e->n_data_pages;
-		m.base_slot = b->d.base;
+		m->n_base_slot = e->n_data_pages;
+		m->base_slot = b->d.base;
 	}
 	if (st->stored_pages) {
-		m.n_store_slot = e->n_data_pages;
-		m.store_slot = b->d.store;
+		m->n_store_slot = e->n_data_pages;
+		m->store_slot = b->d.store;
 	}
-	return peer_link_send(s->l, PEER_CHUNK, &m.base, e->payload, e->payload_len);
+	return 0;
+}
+
+/* An encoded chunk from elsewhere (put_chunk): its payload is copied. */
+static int send_chunk(struct psink *s, const struct enc_chunk *e, struct pbuf *b,
+		      const struct delta_stats *st)
+{
+	Wpmig__Peer__Chunk m = WPMIG__PEER__CHUNK__INIT;
+	int r = chunk_msg(e, b, st, &m);
+
+	return r < 0 ? r : peer_link_send(s->l, PEER_CHUNK, &m.base, e->payload, e->payload_len);
+}
+
+/* Compress straight into the frame: the payload is never copied. */
+static int encode_send(struct psink *s, struct pbuf *b, uint64_t seq, const uint64_t *addrs,
+		       size_t n, const uint8_t *buf, struct delta_stats *st)
+{
+	Wpmig__Peer__Chunk m = WPMIG__PEER__CHUNK__INIT;
+	size_t room = codec_payload_bound((uint32_t)n);
+	uint8_t *mem = malloc(PEER_TAIL_OFF + room + FRAME_MAC_SIZE), *start;
+	size_t len;
+	int r;
+
+	if (!mem)
+		return -ENOMEM;
+	b->enc.payload = mem + PEER_TAIL_OFF;
+	b->enc.payload_cap = room; /* the codec never needs more: no realloc */
+	/* An increment may replace older copies; a full generation only
+	 * fills free slots (most of what it sends is never written again). */
+	r = delta_encode(b->codec, s->cache, !s->full, seq, addrs, n, buf, &b->enc, &b->d, st);
+	if (r == 0 && b->enc.payload != mem + PEER_TAIL_OFF)
+		r = -EFAULT;
+	b->enc.payload = NULL;
+	b->enc.payload_cap = 0;
+	if (r == 0)
+		r = chunk_msg(&b->enc, b, st, &m);
+	if (r == 0)
+		r = peer_frame_around(PEER_CHUNK, &m.base, mem, b->enc.payload_len, true, &start, &len);
+	if (r < 0) {
+		free(mem);
+		return r;
+	}
+	return peer_link_send_frame(s->l, mem, start, len);
 }
 
 static int p_put_pages(struct sink *sk, struct codec *c, uint64_t seq, const uint64_t *addrs,
@@ -129,11 +175,10 @@ static int p_put_pages(struct sink *sk, struct codec *c, uint64_t seq, const uin
 
 	if (!b)
 		return -ENOMEM;
-	/* An increment may replace older copies; a full generation only
-	 * fills free slots (most of what it sends is never written again). */
-	r = delta_encode(b->codec, s->cache, !s->full, seq, addrs, n, buf, out, &b->d, &st);
-	if (r == 0)
-		r = send_chunk(s, out, b, &st);
+	r = encode_send(s, b, seq, addrs, n, buf, &st);
+	/* What the pipeline counts (it does not look at the rest). */
+	out->n_data_pages = b->enc.n_data_pages;
+	out->payload_len = b->enc.payload_len;
 	put_buf(s, b);
 	if (r < 0)
 		return r;
