@@ -575,6 +575,10 @@ int main(int argc, char **argv)
 	char line[512];
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	const char *kinds[MAX_REGIONS];
+	size_t sizes[MAX_REGIONS], n = 0;
+
+	/* Every option first: --populate and --seed apply to all regions. */
 	for (int i = 1; i < argc; i++) {
 		const char *o = argv[i];
 		if (!strcmp(o, "--selfcheck")) {
@@ -583,16 +587,20 @@ int main(int argc, char **argv)
 			w.seed = strtoull(argv[++i], NULL, 0);
 		} else if (!strcmp(o, "--populate") && i + 1 < argc) {
 			w.populate_pct = (unsigned)atoi(argv[++i]);
-		} else if (!strncmp(o, "--", 2) && i + 1 < argc) {
-			int rc = add_region(&w, o + 2, o + 2, parse_size(argv[++i]));
-			if (rc < 0) {
-				printf("ERR %s: %s\n", o + 2, strerror(-rc));
-				return rc == -ENOMEM ? 77 : 1;
-			}
+		} else if (!strncmp(o, "--", 2) && i + 1 < argc && n < MAX_REGIONS) {
+			kinds[n] = o + 2;
+			sizes[n++] = parse_size(argv[++i]);
 		} else {
 			fprintf(stderr, "usage: workload [--KIND SIZE]... [--populate PCT] "
 					"[--seed N] [--selfcheck]\n");
 			return 2;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		int rc = add_region(&w, kinds[i], kinds[i], sizes[i]);
+		if (rc < 0) {
+			printf("ERR %s: %s\n", kinds[i], strerror(-rc));
+			return rc == -ENOMEM ? 77 : 1;
 		}
 	}
 	if (selfcheck)
