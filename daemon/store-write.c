@@ -20,6 +20,8 @@
 
 #include "util.h"
 
+#define WRITEBACK_STEP (16ULL << 20)
+
 struct writer {
 	struct sink sink;
 	int images_fd, set_fd, lock_fd, fd;
@@ -32,6 +34,7 @@ struct writer {
 	pthread_mutex_t lock; /* guards everything below */
 	int error;            /* sticky: the first failure ends the generation */
 	uint64_t tail;        /* next free file offset */
+	uint64_t kicked;      /* writeback started up to here */
 	struct disk_span *log;
 	size_t n_log, cap_log;
 	uint64_t *chunk_off;
@@ -138,6 +141,25 @@ static int log_chunk(struct writer *w, const struct enc_chunk *ch, uint64_t len,
 	return 0;
 }
 
+/*
+ * Start writeback of what has been written so far, without waiting, so the
+ * disk works while the workers encode and commit's fsync has only the tail
+ * left.  Ranges still being written by another worker are just skipped.
+ */
+static void kick_writeback(struct writer *w)
+{
+	uint64_t from, to;
+
+	pthread_mutex_lock(&w->lock);
+	from = w->kicked;
+	to = w->tail;
+	if (to - from >= WRITEBACK_STEP)
+		w->kicked = to;
+	pthread_mutex_unlock(&w->lock);
+	if (to - from >= WRITEBACK_STEP)
+		sync_file_range(w->fd, (off_t)from, (off_t)(to - from), SYNC_FILE_RANGE_WRITE);
+}
+
 static int w_put_chunk(struct sink *s, const struct enc_chunk *ch)
 {
 	static uint8_t zeros[8];
@@ -173,6 +195,8 @@ static int w_put_chunk(struct sink *s, const struct enc_chunk *ch)
 	r = pwritev_full(w->fd, iov, (int)ARRAY_SIZE(iov), off);
 	if (r < 0)
 		fail(w, r);
+	else
+		kick_writeback(w);
 	return r;
 }
 
