@@ -50,14 +50,6 @@ static int64_t realtime_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-uint64_t chunk_meta_sum(const struct disk_chunk *h, const struct ext *ext, const uint64_t *sums)
-{
-	uint64_t s = XXH3_64bits(h, offsetof(struct disk_chunk, meta_sum));
-
-	s = XXH3_64bits_withSeed(ext, (size_t)h->n_ext * sizeof(*ext), s);
-	return XXH3_64bits_withSeed(sums, (size_t)h->n_data_pages * 8, s);
-}
-
 /* pwritev until done; a short write is retried so ENOSPC surfaces. */
 static int pwritev_full(int fd, struct iovec *iov, int n, uint64_t off)
 {
@@ -291,10 +283,9 @@ static int w_commit(struct sink *s, const struct pass_region *regions, size_t n,
 		w->log = NULL;
 		w->n_log = w->cap_log = 0;
 		struct index_params ip = {
-			.generation = w->generation, .data_pages = w->data_pages,
-			.zero_pages = w->zero_pages, .chunk_off = w->chunk_off,
-			.created_ns = realtime_ns(),
-			.n_chunks = w->n_chunks,
+			.generation = w->generation, .created_ns = realtime_ns(),
+			.data_pages = w->data_pages, .zero_pages = w->zero_pages,
+			.chunk_off = w->chunk_off, .n_chunks = w->n_chunks,
 		};
 		r = index_build(&ip, regions, n, spans, n_spans, &index, &len);
 	}
@@ -385,6 +376,10 @@ int store_begin(struct store *st, const char *set, pid_t pid, bool full,
 	char tmp[GEN_NAME_LEN];
 	int r;
 
+	if (!store_set_name_valid(set)) {
+		free(w);
+		return -EINVAL;
+	}
 	if (!w)
 		return -ENOMEM;
 	*w = (struct writer){ .sink.ops = &writer_ops, .images_fd = -1, .set_fd = -1,

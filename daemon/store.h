@@ -114,8 +114,9 @@ int store_image_verify(struct store_image *img,
 
 /*
  * Write one file per region into dir (created if missing): START-END.bin,
- * lowercase hex without 0x as /proc/PID/maps prints it, END-START bytes of
- * content; zero ranges are left as holes.
+ * the addresses exactly as /proc/PID/maps prints them (lowercase hex, no
+ * 0x, zero-padded to 8 digits like maps, so no padding from 0x10000000 up),
+ * END-START bytes of content; zero ranges are left as holes.
  */
 int store_image_export(struct store_image *img, const char *dir,
 		       const struct store_progress *progress);
