@@ -369,6 +369,26 @@ static int write_header(struct writer *w)
 	return pwritev_full(w->fd, &iov, 1, 0);
 }
 
+/*
+ * The set may vanish under us: an rm, or the abort of its first generation,
+ * removes the lock file and then the directory.  Files can no longer be
+ * created in a removed directory, so this fails with -ENOENT rather than
+ * writing where nobody looks; then try once more from the top.
+ */
+static int open_and_lock(struct store *st, struct writer *w)
+{
+	int r = -ENOENT;
+
+	for (int i = 0; r == -ENOENT && i < 3; i++) {
+		closep(&w->set_fd);
+		w->set_fd = -1;
+		r = set_dir_open(st, w->set, true, &w->set_fd);
+		if (r == 0)
+			r = set_lock(w->set_fd, &w->lock_fd);
+	}
+	return r;
+}
+
 int store_begin(struct store *st, const char *set, pid_t pid, bool full,
 		uint64_t expect_parent, struct sink **ret, uint64_t *generation)
 {
@@ -388,9 +408,7 @@ int store_begin(struct store *st, const char *set, pid_t pid, bool full,
 	pthread_mutex_init(&w->lock, NULL);
 	snprintf(w->set, sizeof(w->set), "%s", set);
 	w->images_fd = fcntl(st->images_fd, F_DUPFD_CLOEXEC, 3);
-	r = w->images_fd < 0 ? -errno : set_dir_open(st, set, true, &w->set_fd);
-	if (r == 0)
-		r = set_lock(w->set_fd, &w->lock_fd);
+	r = w->images_fd < 0 ? -errno : open_and_lock(st, w);
 	if (r == 0) {
 		set_clean_temp(w->set_fd);
 		r = next_generation(w, full, expect_parent);

@@ -67,7 +67,8 @@ int store_list_generations(struct store *st, const char *set,
  * self-contained.  Otherwise it is an increment over expect_parent, which
  * must be the newest generation (-ESTALE if not: pages written between
  * would be lost; -ENOENT if the set has none).  -EBUSY when another writer
- * or rm holds the set.  The sink's commit fills gen_summary.parent with 0
+ * or rm holds the set (or, for an instant, another process's store_open
+ * cleaning it: worth one retry).  The sink's commit fills gen_summary.parent with 0
  * for a full generation (sink.h); the file still records the number.
  * After a failed commit the generation is already gone; call abort to free.
  */
