@@ -68,9 +68,10 @@ int store_list_generations(struct store *st, const char *set,
  * must be the newest generation (-ESTALE if not: pages written between
  * would be lost; -ENOENT if the set has none).  -EBUSY when another writer
  * or rm holds the set (or, for an instant, another process's store_open
- * cleaning it: worth one retry).  The sink's commit fills gen_summary.parent with 0
- * for a full generation (sink.h); the file still records the number.
- * After a failed commit the generation is already gone; call abort to free.
+ * cleaning it: worth one retry).  The sink's commit fills
+ * gen_summary.parent with 0 for a full generation (sink.h); the file still
+ * records the number.  After a failed commit the generation is already
+ * gone; call abort to free the sink.
  */
 int store_begin(struct store *st, const char *set, pid_t pid, bool full,
 		uint64_t expect_parent, struct sink **ret, uint64_t *generation);
@@ -101,7 +102,7 @@ struct store_bad {
 	uint64_t region_start, region_end; /* its region holding addr; 0, 0 if none */
 	uint64_t addr;         /* page address; UINT64_MAX when it cannot be placed */
 	uint64_t file_offset;  /* of the chunk record */
-	const char *what;      /* "page checksum", "payload", "chunk header", ... */
+	const char *what;      /* "page checksum", "chunk header", ... (static) */
 };
 
 /*
