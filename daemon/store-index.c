@@ -78,7 +78,8 @@ static int cmp_u64(const void *a, const void *b)
 }
 
 /* Append [a, b) of entry e, merging with the previous span when seamless. */
-static void emit(struct disk_span *out, size_t *n, uint64_t a, uint64_t b, const struct disk_span *e)
+static void emit(struct disk_span *out, size_t *n, uint64_t a, uint64_t b,
+		 const struct disk_span *e)
 {
 	struct disk_span *last = *n ? &out[*n - 1] : NULL;
 

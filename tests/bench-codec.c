@@ -336,7 +336,8 @@ static int run(const struct bench_data *d, const struct bench_opts *o, struct st
 	if (r < 0)
 		return r;
 	printf("zero detection          1 thread   %6.2f GB/s\n", median(zero, o->reps));
-	printf("reference zstd level 1  1 thread   %6.2f GB/s  ratio %.2f\n", median(ref, o->reps), ratio);
+	printf("reference zstd level 1  1 thread   %6.2f GB/s  ratio %.2f\n", median(ref, o->reps),
+	       ratio);
 	for (int i = 0; i < n; i++)
 		print_config(&cfg[i], o->reps);
 	return 0;
