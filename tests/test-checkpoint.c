@@ -106,7 +106,7 @@ static uint64_t export_compare(struct wpmigd *d, const char *set, uint64_t gen, 
 		const struct vma *v = &maps.v[i];
 		if (!vma_is_image(v))
 			continue;
-		snprintf(path, sizeof(path), "%s/%llx-%llx.bin", dir, (unsigned long long)v->start,
+		snprintf(path, sizeof(path), "%s/%08llx-%08llx.bin", dir, (unsigned long long)v->start,
 			 (unsigned long long)v->end);
 		int fd = open(path, O_RDONLY | O_CLOEXEC);
 		struct stat st;
