@@ -21,6 +21,7 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include "pagegen.h"
 #include "util.h"
 #include "wpmigd-harness.h"
 
@@ -45,27 +46,13 @@ static uint64_t xs(uint64_t *s)
 	return *s = x;
 }
 
-/* The workload's mix: a third zero, a third text-like, a third random. */
+/* The workload's mix (tests/pagegen.h): a third each zero, text, random. */
 static void fill_mixed(uint8_t *buf, size_t len)
 {
-	static const char words[] = "the quick brown fox jumps over lazy dogs wpmig page ";
 	uint64_t s = 42;
 
-	for (size_t o = 0; o < len; o += 4096) {
-		uint8_t *p = buf + o;
-		switch (xs(&s) % 3) {
-		case 0: memset(p, 0, 4096); break;
-		case 1:
-			for (size_t i = 0; i < 4096; i++)
-				p[i] = (uint8_t)words[(i + (s & 63)) % (sizeof(words) - 1)];
-			break;
-		default:
-			for (size_t i = 0; i < 4096; i += 8) {
-				uint64_t v = xs(&s);
-				memcpy(p + i, &v, 8);
-			}
-		}
-	}
+	for (size_t o = 0; o < len; o += 4096)
+		pg_fill(buf + o, (int)(xs(&s) % 3), &s);
 }
 
 /* Single-thread zstd level 1 in 1 MiB chunks: GB/s of input. */

@@ -41,6 +41,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pagegen.h"
+
 #define PG 4096UL
 #define MAX_REGIONS 64
 
@@ -81,23 +83,8 @@ static uint64_t xs(uint64_t *s)
 static void fill_page(uint8_t *p, uint64_t seed)
 {
 	uint64_t s = seed * 0x9E3779B97F4A7C15ULL + 1;
-	static const char words[] = "the quick brown fox jumps over lazy dogs wpmig page ";
 
-	switch (xs(&s) % 3) {
-	case 0:
-		memset(p, 0, PG);
-		break;
-	case 1:
-		for (size_t i = 0; i < PG; i++)
-			p[i] = (uint8_t)words[(i + (s & 63)) % (sizeof(words) - 1)];
-		p[s % PG] ^= 1; /* never all zero, never identical */
-		break;
-	default:
-		for (size_t i = 0; i < PG; i += 8) {
-			uint64_t v = xs(&s);
-			memcpy(p + i, &v, 8);
-		}
-	}
+	pg_fill(p, (int)(xs(&s) % 3), &s);
 }
 
 static void random_page(uint8_t *p, uint64_t *s)
