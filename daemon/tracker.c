@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-only
 #include "tracker.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -36,38 +35,32 @@ static const char *const pinning_fds[] = {
 	"/dev/vfio/", "/dev/infiniband/", "anon_inode:[io_uring]",
 };
 
+struct pinned_check {
+	pid_t pid;
+	char *why;
+	size_t why_len;
+};
+
+static int is_pinning_fd(void *ud, const char *fd, const char *target)
+{
+	struct pinned_check *c = ud;
+
+	for (size_t i = 0; i < ARRAY_SIZE(pinning_fds); i++)
+		if (!strncmp(target, pinning_fds[i], strlen(pinning_fds[i]))) {
+			snprintf(c->why, c->why_len,
+				 "process %d holds %s (fd %s): memory written through "
+				 "long-term pins is invisible to write-protect",
+				 (int)c->pid, target, fd);
+			return -EPERM;
+		}
+	return 0;
+}
+
 static int check_pinned(pid_t pid, char *why, size_t why_len)
 {
-	char dir[64], path[320], link[256];
-	struct dirent *de;
-	DIR *d;
+	struct pinned_check c = { pid, why, why_len };
 
-	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
-	d = opendir(dir);
-	if (!d)
-		return 0;
-	while ((de = readdir(d))) {
-		ssize_t n;
-
-		if (de->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		n = readlink(path, link, sizeof(link) - 1);
-		if (n < 0)
-			continue;
-		link[n] = 0;
-		for (size_t i = 0; i < ARRAY_SIZE(pinning_fds); i++)
-			if (!strncmp(link, pinning_fds[i], strlen(pinning_fds[i]))) {
-				snprintf(why, why_len,
-					 "process %d holds %s (fd %s): memory written through "
-					 "long-term pins is invisible to write-protect",
-					 (int)pid, link, de->d_name);
-				closedir(d);
-				return -EPERM;
-			}
-	}
-	closedir(d);
-	return 0;
+	return proc_fd_foreach(pid, is_pinning_fd, &c);
 }
 
 static void handle_event(struct tracker *t, const struct uffd_msg *m)

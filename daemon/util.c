@@ -2,6 +2,8 @@
 #include "util.h"
 
 #include <ctype.h>
+#include <dirent.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <string.h>
 
@@ -92,4 +94,32 @@ int parse_size(const char *s, uint64_t *ret)
 		return -ERANGE;
 	*ret = (uint64_t)v << shift;
 	return 0;
+}
+
+int proc_fd_foreach(pid_t pid, int (*fn)(void *ud, const char *fd, const char *target),
+		    void *ud)
+{
+	char dir[64], path[320], link[256];
+	struct dirent *de;
+	DIR *d;
+	int r = 0;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	d = opendir(dir);
+	if (!d)
+		return 0;
+	while (r == 0 && (de = readdir(d))) {
+		ssize_t n;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		n = readlink(path, link, sizeof(link) - 1);
+		if (n < 0)
+			continue; /* closed meanwhile */
+		link[n] = 0;
+		r = fn(ud, de->d_name, link);
+	}
+	closedir(d);
+	return r;
 }

@@ -22,29 +22,9 @@
 #include <zstd.h>
 
 #include "pagegen.h"
+#include "bench.h"
 #include "util.h"
 #include "wpmigd-harness.h"
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(*v), cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-static uint64_t xs(uint64_t *s)
-{
-	uint64_t x = *s;
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return *s = x;
-}
 
 /* The workload's mix (tests/pagegen.h): a third each zero, text, random. */
 static void fill_mixed(uint8_t *buf, size_t len)
@@ -52,7 +32,7 @@ static void fill_mixed(uint8_t *buf, size_t len)
 	uint64_t s = 42;
 
 	for (size_t o = 0; o < len; o += 4096)
-		pg_fill(buf + o, (int)(xs(&s) % 3), &s);
+		pg_fill(buf + o, (int)(pg_rand(&s) % 3), &s);
 }
 
 /* Single-thread zstd level 1 in 1 MiB chunks: GB/s of input. */

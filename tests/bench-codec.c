@@ -21,6 +21,7 @@
 #include <sys/mman.h>
 #include <zstd.h>
 
+#include "bench.h"
 #include "codec.h"
 #include "pagegen.h"
 #include "store.h"
@@ -41,19 +42,6 @@ struct bench_opts {
 	bool quick;
 	const char *dir;
 };
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(*v), cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 /* Runs of 1..64 pages of a random kind; returns the page count per kind. */
 static void fill_mixed(struct bench_data *d, uint64_t seed)
