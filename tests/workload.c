@@ -5,7 +5,8 @@
  * line on stdout ("OK ..." or "ERR ...").  With --selfcheck it also watches
  * its own state: a thread keeps known values in registers across a busy
  * loop, one thread blocks in read(), one in clock_nanosleep(), and SIGUSR1
- * is counted, so a tracer that disturbs it is caught by the target itself.
+ * and SIGRTMIN+1 are counted, so a tracer that disturbs it is caught by the
+ * target itself.  --busy N adds N threads spinning on the CPU.
  *
  *   regions                      list regions: name kind start end
  *   write NAME N SEED            write N distinct random pages; answers them
@@ -23,6 +24,7 @@
  *   writer start|stop            a thread writing pages continuously
  *   sum NAME                     FNV-1a 64 of the region
  *   check                        self-check results
+ *   busy                         total loop count of the --busy threads
  *   quit
  */
 #include <errno.h>
@@ -63,7 +65,8 @@ struct workload {
 	atomic_ulong writer_pages;
 	/* self-check */
 	atomic_bool stop;
-	atomic_ulong reg_loops, reg_bad, sleep_bad, read_bad, usr1;
+	atomic_ulong reg_loops, reg_bad, sleep_bad, read_bad, usr1, rt;
+	atomic_ulong busy_loops;
 	int read_pipe[2];
 	atomic_int read_got;
 };
@@ -310,6 +313,25 @@ static void on_usr1(int sig)
 	atomic_fetch_add(&the_workload->usr1, 1);
 }
 
+/* Real-time signals queue (standard ones coalesce): every one sent counts. */
+static void on_rt(int sig)
+{
+	(void)sig;
+	atomic_fetch_add(&the_workload->rt, 1);
+}
+
+static void *busy_thread(void *arg)
+{
+	struct workload *w = arg;
+
+	while (!atomic_load(&w->stop)) {
+		for (volatile unsigned i = 0; i < 100000; i++)
+			;
+		atomic_fetch_add(&w->busy_loops, 1);
+	}
+	return NULL;
+}
+
 static void *regcheck_thread(void *arg)
 {
 	struct workload *w = arg;
@@ -402,6 +424,8 @@ static void start_selfcheck(struct workload *w, pthread_t th[3])
 
 	the_workload = w;
 	sigaction(SIGUSR1, &sa, NULL);
+	sa.sa_handler = on_rt;
+	sigaction(SIGRTMIN + 1, &sa, NULL);
 	if (pipe(w->read_pipe) < 0)
 		exit(1);
 	pthread_create(&th[0], NULL, regcheck_thread, w);
@@ -421,12 +445,12 @@ static void cmd_check(struct workload *w, bool selfcheck)
 		printf("ERR pipe\n");
 	for (int i = 0; i < 2000 && atomic_load(&w->read_got) == before; i++)
 		usleep(1000);
-	printf("%s loops=%lu reg_bad=%lu sleep_bad=%lu read_bad=%lu read_ok=%d usr1=%lu\n",
+	printf("%s loops=%lu reg_bad=%lu sleep_bad=%lu read_bad=%lu read_ok=%d usr1=%lu rt=%lu\n",
 	       (w->reg_bad || w->sleep_bad || w->read_bad ||
 		atomic_load(&w->read_got) != before + 1) ? "ERR" : "OK",
 	       atomic_load(&w->reg_loops), atomic_load(&w->reg_bad),
 	       atomic_load(&w->sleep_bad), atomic_load(&w->read_bad),
-	       atomic_load(&w->read_got) - before, atomic_load(&w->usr1));
+	       atomic_load(&w->read_got) - before, atomic_load(&w->usr1), atomic_load(&w->rt));
 }
 
 static void range_cmd(struct region *r, const char *op, size_t first, size_t count)
@@ -513,6 +537,8 @@ static void handle(struct workload *w, char *line, bool selfcheck)
 		printf("OK %d\n", w->n);
 	} else if (!strcmp(cmd, "check")) {
 		cmd_check(w, selfcheck);
+	} else if (!strcmp(cmd, "busy")) {
+		printf("OK %lu\n", atomic_load(&w->busy_loops));
 	} else if (!strcmp(cmd, "fork")) {
 		cmd_fork(w);
 	} else if (!strcmp(cmd, "reapchild")) {
@@ -571,7 +597,7 @@ int main(int argc, char **argv)
 {
 	static struct workload w = { .seed = 42, .populate_pct = 60 };
 	bool selfcheck = false;
-	pthread_t th[3];
+	pthread_t th[3], busy;
 	char line[512];
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -581,6 +607,9 @@ int main(int argc, char **argv)
 			selfcheck = true;
 		} else if (!strcmp(o, "--seed") && i + 1 < argc) {
 			w.seed = strtoull(argv[++i], NULL, 0);
+		} else if (!strcmp(o, "--busy") && i + 1 < argc) {
+			for (int n = atoi(argv[++i]); n > 0; n--)
+				pthread_create(&busy, NULL, busy_thread, &w);
 		} else if (!strcmp(o, "--populate") && i + 1 < argc) {
 			w.populate_pct = (unsigned)atoi(argv[++i]);
 		} else if (!strncmp(o, "--", 2) && i + 1 < argc) {
@@ -591,7 +620,7 @@ int main(int argc, char **argv)
 			}
 		} else {
 			fprintf(stderr, "usage: workload [--KIND SIZE]... [--populate PCT] "
-					"[--seed N] [--selfcheck]\n");
+					"[--seed N] [--selfcheck] [--busy N]\n");
 			return 2;
 		}
 	}
