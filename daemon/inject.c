@@ -17,6 +17,7 @@
 #include "uapi.h"
 #include "util.h"
 
+#define PF_EXITING 0x00000004
 #define PF_KTHREAD 0x00200000
 
 /*
@@ -102,7 +103,12 @@ int target_check(pid_t pid, char *why, size_t why_len)
 		snprintf(why, why_len, "process %d is a zombie (exited, not reaped)", (int)pid);
 		return -ESRCH;
 	}
-	if (proc_stat_flags(pid) & PF_KTHREAD) {
+	unsigned long flags = proc_stat_flags(pid);
+	if (flags & PF_EXITING) {
+		snprintf(why, why_len, "process %d is exiting", (int)pid);
+		return -ESRCH;
+	}
+	if (flags & PF_KTHREAD) {
 		snprintf(why, why_len, "process %d is a kernel thread (no user memory)", (int)pid);
 		return -EINVAL;
 	}
@@ -295,9 +301,6 @@ int inject_attach(struct inject *in, pid_t pid)
 	in->pidfd = (int)pidfd_open_(pid);
 	if (in->pidfd < 0)
 		return -errno;
-	r = find_vdso_syscall(pid, &in->syscall_ip);
-	if (r < 0 && r != -ENOENT)
-		goto fail;
 	in->tid = choose_thread(pid);
 	if (ptrace(PTRACE_SEIZE, in->tid, NULL, NULL) < 0) {
 		r = -errno;
@@ -315,6 +318,10 @@ int inject_attach(struct inject *in, pid_t pid)
 		r = -EPROTONOSUPPORT;
 		goto fail;
 	}
+	/* Look for the vDSO only now: an exec before the stop moves it. */
+	r = find_vdso_syscall(pid, &in->syscall_ip);
+	if (r < 0 && r != -ENOENT)
+		goto fail;
 	rseq_fixup(in);
 	return 0;
 fail:

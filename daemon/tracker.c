@@ -252,8 +252,14 @@ int tracker_attach(pid_t pid, const struct tracker_opts *opts, struct tracker **
 	r = inject_acquire_uffd(pid, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY, &t->uffd,
 				&t->pidfd);
 	if (r < 0) {
-		snprintf(why, why_len, "cannot create a userfaultfd in process %d: %s", (int)pid,
-			 strerror(-r));
+		/* Mostly the target exiting (ptrace then says EPERM, reads
+		 * EFAULT) or traced meanwhile: give that reason, not the symptom. */
+		int rc = target_check(pid, why, why_len);
+		if (rc < 0)
+			r = rc;
+		else
+			snprintf(why, why_len, "cannot create a userfaultfd in process %d: %s",
+				 (int)pid, strerror(-r));
 		goto fail;
 	}
 	r = uffd_api(t->uffd);
