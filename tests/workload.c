@@ -387,7 +387,15 @@ static void *sleep_thread(void *arg)
 {
 	struct workload *w = arg;
 	struct timespec ts = { .tv_sec = 3600 }, t0, t1;
+	sigset_t counted;
 
+	/* A handler run on this thread ends clock_nanosleep() with EINTR
+	 * whatever SA_RESTART says (signal(7)): keep the counted signals
+	 * away, so an early wake-up can only be a restart a tracer lost. */
+	sigemptyset(&counted);
+	sigaddset(&counted, SIGUSR1);
+	sigaddset(&counted, SIGRTMIN + 1);
+	pthread_sigmask(SIG_BLOCK, &counted, NULL);
 	while (!atomic_load(&w->stop)) {
 		clock_gettime(CLOCK_MONOTONIC, &t0);
 		int rc = clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, NULL);
