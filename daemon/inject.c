@@ -66,18 +66,37 @@ static int proc_status_field(pid_t pid, const char *key, char *buf, size_t len)
 
 static unsigned long proc_stat_flags(pid_t pid)
 {
-	char path[64];
-	_cleanup_free_ char *text = NULL;
 	unsigned long flags = 0;
+	char state;
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	if (read_full_file(path, &text, NULL) < 0)
-		return 0;
+	return proc_task_stat(pid, pid, &state, &flags) == 0 ? flags : 0;
+}
+
+int proc_task_stat(pid_t pid, pid_t tid, char *state, unsigned long *flags)
+{
+	char path[96];
+	_cleanup_free_ char *text = NULL;
+	int r;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+	r = read_full_file(path, &text, NULL);
+	if (r < 0)
+		return r == -ENOENT ? -ESRCH : r;
 	/* comm may hold spaces and parentheses: parse after the last ')'. */
 	char *p = strrchr(text, ')');
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %lu", &flags) != 1)
-		return 0;
-	return flags;
+	if (!p || sscanf(p + 2, "%c %*d %*d %*d %*d %*d %lu", state, flags) != 2)
+		return -EIO;
+	return 0;
+}
+
+bool task_exiting(pid_t pid, pid_t tid)
+{
+	unsigned long flags;
+	char state;
+
+	if (proc_task_stat(pid, tid, &state, &flags) < 0)
+		return true;
+	return state == 'Z' || state == 'X' || (flags & PF_EXITING);
 }
 
 int target_check(pid_t pid, char *why, size_t why_len)
