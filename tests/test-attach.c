@@ -14,6 +14,8 @@
  *                naming the PID, the target unharmed
  *   freeze       all threads in 't' while frozen, running after thaw,
  *                group-stopped ('T') after a leave_stopped thaw until SIGCONT
+ *   churn        a target creating and joining threads all the time: attach
+ *                and freeze hold every thread there is
  *   stopped      a target already group-stopped: attach and freeze work and
  *                leave it stopped
  *   tracer-death a process that attaches, scans, freezes and detaches in a
@@ -44,6 +46,7 @@
 
 #include "freeze.h"
 #include "harness.h"
+#include "maps.h"
 #include "util.h"
 
 #define RUNNING_STATES "RSD"
@@ -111,6 +114,41 @@ static bool wait_states(pid_t pid, const char *allowed, int ms, char *states, si
 			return false;
 		sleep_us(1000);
 	}
+}
+
+#define PM_UFFD_WP (1ULL << 57)
+
+/* Pages of pid whose pagemap entry still carries the uffd-wp bit. */
+static long wp_pages(pid_t pid)
+{
+	struct vma_list maps;
+	char path[64];
+	long n = 0;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || maps_read(pid, &maps) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	for (size_t i = 0; i < maps.n; i++) {
+		uint64_t pages = (maps.v[i].end - maps.v[i].start) / PAGE_SIZE_4K;
+		uint64_t *e = malloc(pages * 8);
+
+		if (maps.v[i].kind == VMA_SPECIAL || !e) {
+			free(e);
+			continue;
+		}
+		ssize_t got = pread(fd, e, pages * 8, (off_t)(maps.v[i].start / PAGE_SIZE_4K * 8));
+		for (ssize_t k = 0; k < got / 8; k++)
+			n += !!(e[k] & PM_UFFD_WP);
+		free(e);
+	}
+	vma_list_free(&maps);
+	close(fd);
+	return n;
 }
 
 struct selfcheck {
@@ -233,6 +271,8 @@ static void case_clean(void)
 		CHECK(proc_has_uffd_wp(w.pid) == 1, "round %d: no uffd-wp registration while tracked",
 		      round);
 		one_pass(t, 0, "clean");
+		long wp = wp_pages(w.pid);
+		CHECK(wp > 4096, "round %d: only %ld pages write-protected after a pass", round, wp);
 		frozen_pass(t, w.pid, "clean");
 		check_clean(&w, "while tracked");
 		tracker_detach(t);
@@ -243,6 +283,8 @@ static void case_clean(void)
 		free(after);
 		CHECK(proc_has_uffd_wp(w.pid) == 0, "round %d: uffd-wp registration left after detach",
 		      round);
+		CHECK(wp_pages(w.pid) == 0, "round %d: %ld pages still write-protected after detach "
+		      "(%ld while tracked)", round, wp_pages(w.pid), wp);
 		check_clean(&w, "after detach");
 	}
 	free(before);
@@ -782,6 +824,48 @@ static void case_errors(void)
 
 /* ---- freeze ---- */
 
+static pid_t last_tid(pid_t pid)
+{
+	char path[64];
+	struct dirent *de;
+	pid_t last = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	while (d && (de = readdir(d)))
+		last = MAX(last, (pid_t)atoi(de->d_name));
+	if (d)
+		closedir(d);
+	return last;
+}
+
+/*
+ * A freeze that fails half way (one thread is traced by someone else) must
+ * let go of the threads it had seized and interrupted but not waited for.
+ */
+static void freeze_fails_cleanly(struct wl *w)
+{
+	char states[64];
+	struct freeze f;
+	int release;
+	pid_t tid = last_tid(w->pid); /* listed last: the others are seized first */
+	pid_t other = start_other_tracer(tid, &release);
+	int r = freeze_process(w->pid, &f);
+
+	CHECK(r == -EPERM, "freeze with thread %d traced elsewhere: %d (%s), want EPERM", (int)tid,
+	      r, strerror(-r));
+	if (r == 0)
+		thaw_process(&f, false);
+	CHECK(wait_states(w->pid, RUNNING_STATES, 1000, states, sizeof(states)),
+	      "after a failed freeze: %s", states);
+	close(release);
+	waitpid(other, NULL, 0);
+	check_clean(w, "after a failed freeze");
+	fprintf(stderr, "  freeze with thread %d traced elsewhere: %s\n",
+		(int)tid, strerror(-r));
+}
+
 static void case_freeze(void)
 {
 	char states[64];
@@ -840,6 +924,67 @@ static void case_freeze(void)
 	}
 	fprintf(stderr, "  100 freeze/thaw cycles: %.3f ms each\n", ns_to_ms(now_ns() - t0) / 100);
 	CHECK(selfcheck(&w, &c) && c.usr1 == 1, "after freeze/thaw cycles: %s", c.line);
+	freeze_fails_cleanly(&w);
+	wl_stop(&w);
+}
+
+/* ---- churn ---- */
+
+static unsigned long churned(struct wl *w, const char *cmd)
+{
+	char reply[64];
+
+	return wl_cmd(w, reply, sizeof(reply), "churn %s", cmd) == 0 ? strtoul(reply + 3, NULL, 10)
+								       : 0;
+}
+
+/* Threads come and go while we attach and freeze: every one there is held. */
+static void case_churn(void)
+{
+	unsigned short_of = 0, failed = 0;
+	char states[64];
+	struct wl w;
+
+	if (start_selfcheck_target(&w, NULL) < 0)
+		return;
+	char *before = proc_fds(w.pid);
+	unsigned long c0 = churned(&w, "start");
+	for (int i = 0; i < 100; i++) {
+		struct tracker *t = attach_or_fail(w.pid, "churning target");
+		struct freeze f;
+
+		if (!t) {
+			failed++;
+			continue;
+		}
+		one_pass(t, 0, "churning target");
+		int r = freeze_process(w.pid, &f);
+		CHECK(r == 0, "cycle %d: freeze of a churning target: %s", i, strerror(-r));
+		if (r == 0) {
+			size_t n = task_states(w.pid, states, sizeof(states));
+			CHECK(strspn(states, "t") == n, "cycle %d: states while frozen: %s", i, states);
+			short_of += f.n != n;
+			one_pass(t, PASS_FINAL, "churning target");
+			thaw_process(&f, false);
+		}
+		tracker_detach(t);
+		CHECK(wait_states(w.pid, RUNNING_STATES, 1000, states, sizeof(states)),
+		      "cycle %d: states after thaw and detach: %s", i, states);
+		if (test_failures)
+			break;
+	}
+	unsigned long c1 = churned(&w, "stop");
+	CHECK(c1 > c0 + 100, "only %lu threads were created meanwhile", c1 - c0);
+	CHECK(short_of == 0, "%u freezes held fewer threads than the target had", short_of);
+	CHECK(failed == 0, "%u attaches failed", failed);
+	check_clean(&w, "after the churn");
+	char *after = proc_fds(w.pid);
+	CHECK(!strcmp(before, after), "fds differ:\n%s\n%s", before, after);
+	CHECK(proc_has_uffd_wp(w.pid) == 0, "uffd-wp left on a churning target");
+	fprintf(stderr, "  100 attach/freeze/detach cycles while %lu threads came and went\n",
+		c1 - c0);
+	free(before);
+	free(after);
 	wl_stop(&w);
 }
 
@@ -888,30 +1033,43 @@ enum { PH_START, PH_ATTACH, PH_PASS, PH_FREEZE, PH_FINAL, PH_THAW, PH_DETACH, PH
 static const char *const phase_names[] = { "start", "attach", "pass", "freeze", "final-pass",
 					   "thaw", "detach" };
 
-/* The "daemon": the tracker's whole cycle, forever, phase published. */
-static void daemon_loop(pid_t target, atomic_int *phase)
+/* A checkpoint's final pass: freeze, scan, thaw. */
+static void daemon_freeze(pid_t target, struct tracker *t, atomic_int *phase)
 {
+	struct freeze f;
+	struct pass p;
+
+	atomic_store(phase, PH_FREEZE);
+	if (freeze_process(target, &f) < 0)
+		return;
+	atomic_store(phase, PH_FINAL);
+	if (tracker_pass(t, PASS_FINAL, &p) == 0)
+		pass_free(&p);
+	atomic_store(phase, PH_THAW);
+	thaw_process(&f, false);
+}
+
+/*
+ * The "daemon", phase published: the tracker's whole cycle forever, or
+ * (freeze_only) one attach and then checkpoint after checkpoint, so that
+ * kills land in the freeze too.
+ */
+static void daemon_loop(pid_t target, atomic_int *phase, bool freeze_only)
+{
+	struct tracker *t = NULL;
 	char why[256];
+	struct pass p;
 
 	for (;;) {
-		struct tracker *t = NULL;
-		struct freeze f;
-		struct pass p;
-
 		atomic_store(phase, PH_ATTACH);
 		if (tracker_attach(target, NULL, &t, why, sizeof(why)) < 0)
 			_exit(2);
 		atomic_store(phase, PH_PASS);
 		if (tracker_pass(t, 0, &p) == 0)
 			pass_free(&p);
-		atomic_store(phase, PH_FREEZE);
-		if (freeze_process(target, &f) == 0) {
-			atomic_store(phase, PH_FINAL);
-			if (tracker_pass(t, PASS_FINAL, &p) == 0)
-				pass_free(&p);
-			atomic_store(phase, PH_THAW);
-			thaw_process(&f, false);
-		}
+		while (freeze_only)
+			daemon_freeze(target, t, phase);
+		daemon_freeze(target, t, phase);
 		atomic_store(phase, PH_DETACH);
 		tracker_detach(t);
 	}
@@ -953,7 +1111,7 @@ static bool only_uffd_added(const char *before, const char *after)
 }
 
 struct death_tally {
-	unsigned kills[PH_N], target_killed[PH_N], uffd_left[PH_N];
+	unsigned kills[PH_N], target_killed[PH_N], uffd_left[PH_N], wp_left[PH_N];
 };
 
 /*
@@ -1009,6 +1167,7 @@ static bool target_after_death(struct wl *w, const char *fds_before, uint64_t su
 	      phase_names[ph]);
 	CHECK(proc_has_uffd_wp(w->pid) == 0, "iteration %u: uffd-wp left after the daemon died in %s",
 	      iter, phase_names[ph]);
+	tally->wp_left[ph] += wp_pages(w->pid) > 0;
 	char *after = proc_fds(w->pid);
 	if (strcmp(fds_before, after)) {
 		CHECK(only_uffd_added(fds_before, after), "iteration %u: fds after the daemon died "
@@ -1048,12 +1207,13 @@ static void case_tracer_death(void)
 		fds = proc_fds(w.pid);
 		atomic_store(phase, PH_START);
 		pid_t daemon = fork();
+		bool freeze_only = i % 3 == 2;
 		if (daemon == 0) {
 			prctl(PR_SET_PDEATHSIG, SIGKILL);
-			daemon_loop(w.pid, phase);
+			daemon_loop(w.pid, phase, freeze_only);
 		}
-		/* A third of the kills fall into the first attach. */
-		sleep_us(rnd(3) ? rnd(12000) : 300 + rnd(2500));
+		/* Some kills fall into the first attach, some into freezes. */
+		sleep_us(freeze_only ? 3000 + rnd(10000) : rnd(2) ? rnd(12000) : 300 + rnd(2500));
 		kill(daemon, SIGKILL);
 		int status;
 		waitpid(daemon, &status, 0);
@@ -1063,10 +1223,10 @@ static void case_tracer_death(void)
 		alive = target_after_death(&w, fds, sum, ph, i, &tally);
 	}
 	fprintf(stderr, "  daemon SIGKILLed %d times; by phase: kills / target killed (EXITKILL) / "
-		"target kept a uffd fd\n", ITERATIONS);
+		"target kept a uffd fd / pages left write-protected\n", ITERATIONS);
 	for (int ph = 0; ph < PH_N; ph++)
-		fprintf(stderr, "    %-10s %4u / %u / %u\n", phase_names[ph], tally.kills[ph],
-			tally.target_killed[ph], tally.uffd_left[ph]);
+		fprintf(stderr, "    %-10s %4u / %u / %u / %u\n", phase_names[ph], tally.kills[ph],
+			tally.target_killed[ph], tally.uffd_left[ph], tally.wp_left[ph]);
 	if (alive) {
 		/* Whatever was left behind does not stop the next attach. */
 		struct tracker *t = attach_or_fail(w.pid, "after the daemon deaths");
@@ -1099,6 +1259,7 @@ static const struct {
 	{ "busy", case_busy },           { "exit-race", case_exit_race },
 	{ "errors", case_errors },       { "freeze", case_freeze },
 	{ "stopped", case_stopped },     { "tracer-death", case_tracer_death },
+	{ "churn", case_churn },
 };
 
 int main(int argc, char **argv)

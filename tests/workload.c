@@ -25,6 +25,7 @@
  *   sum NAME                     FNV-1a 64 of the region
  *   check                        self-check results
  *   busy                         total loop count of the --busy threads
+ *   churn start|stop             a thread creating and joining threads
  *   quit
  */
 #include <errno.h>
@@ -67,6 +68,9 @@ struct workload {
 	atomic_bool stop;
 	atomic_ulong reg_loops, reg_bad, sleep_bad, read_bad, usr1, rt;
 	atomic_ulong busy_loops;
+	pthread_t churner;
+	atomic_bool churn_on;
+	atomic_ulong churned;
 	int read_pipe[2];
 	atomic_int read_got;
 };
@@ -320,6 +324,26 @@ static void on_rt(int sig)
 	atomic_fetch_add(&the_workload->rt, 1);
 }
 
+static void *short_thread(void *arg)
+{
+	return arg;
+}
+
+static void *churn_thread(void *arg)
+{
+	struct workload *w = arg;
+
+	while (atomic_load(&w->churn_on)) {
+		pthread_t t;
+
+		if (pthread_create(&t, NULL, short_thread, NULL) == 0) {
+			pthread_join(t, NULL);
+			atomic_fetch_add(&w->churned, 1);
+		}
+	}
+	return NULL;
+}
+
 static void *busy_thread(void *arg)
 {
 	struct workload *w = arg;
@@ -545,6 +569,15 @@ static void handle(struct workload *w, char *line, bool selfcheck)
 		printf("OK %d\n", w->n);
 	} else if (!strcmp(cmd, "check")) {
 		cmd_check(w, selfcheck);
+	} else if (!strcmp(cmd, "churn")) {
+		if (!strcmp(a, "start") && !atomic_load(&w->churn_on)) {
+			atomic_store(&w->churn_on, true);
+			pthread_create(&w->churner, NULL, churn_thread, w);
+		} else if (!strcmp(a, "stop") && atomic_load(&w->churn_on)) {
+			atomic_store(&w->churn_on, false);
+			pthread_join(w->churner, NULL);
+		}
+		printf("OK %lu\n", atomic_load(&w->churned));
 	} else if (!strcmp(cmd, "busy")) {
 		printf("OK %lu\n", atomic_load(&w->busy_loops));
 	} else if (!strcmp(cmd, "fork")) {
