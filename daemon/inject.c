@@ -2,6 +2,7 @@
 #include "inject.h"
 
 #include <dirent.h>
+#include <sched.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kcmp.h>
@@ -163,31 +164,45 @@ static bool thread_safe_to_stop(pid_t pid, pid_t tid)
 	return true;
 }
 
-/* Prefer a running thread or one in a restartable syscall. */
-static pid_t choose_thread(pid_t pid)
+/* A running thread or one in a restartable syscall, or 0. */
+static pid_t find_safe_thread(pid_t pid)
 {
 	char path[64];
-	pid_t fallback = pid;
 	struct dirent *de;
+	pid_t found = 0;
 	DIR *d;
 
 	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
 	d = opendir(path);
 	if (!d)
-		return pid;
-	while ((de = readdir(d))) {
+		return 0;
+	while (!found && (de = readdir(d))) {
 		pid_t tid = (pid_t)atoi(de->d_name);
 
-		if (tid <= 0)
-			continue;
-		if (thread_safe_to_stop(pid, tid)) {
-			closedir(d);
-			return tid;
-		}
+		if (tid > 0 && thread_safe_to_stop(pid, tid))
+			found = tid;
 	}
 	closedir(d);
-	return fallback;
+	return found;
 }
+
+/*
+ * Prefer a thread that a stop does not disturb.  Threads come and go (one
+ * that just exited, or has not started, shows no syscall state): look a
+ * few times before settling for the main thread, whatever it is doing.
+ */
+static pid_t choose_thread(pid_t pid)
+{
+	for (int i = 0; i < 64; i++) {
+		pid_t tid = find_safe_thread(pid);
+
+		if (tid)
+			return tid;
+		sched_yield();
+	}
+	return pid;
+}
+
 
 static int find_vdso_syscall(pid_t pid, uint64_t *ret)
 {
@@ -312,6 +327,21 @@ static void rseq_fixup(struct inject *in)
 		in->saved.rip = cs[3];
 }
 
+/* Seize tid and bring it to an event stop.  -ESRCH: it exited meanwhile. */
+static int seize_thread(struct inject *in, pid_t tid)
+{
+	int r;
+
+	in->tid = tid;
+	if (ptrace(PTRACE_SEIZE, tid, NULL, NULL) < 0)
+		return -errno;
+	in->seized = true;
+	r = interrupt_to_event_stop(in, 0, false, false);
+	if (r == -ESRCH)
+		in->seized = false; /* wait_stop() reaped its exit */
+	return r;
+}
+
 int inject_attach(struct inject *in, pid_t pid)
 {
 	int r;
@@ -320,13 +350,15 @@ int inject_attach(struct inject *in, pid_t pid)
 	in->pidfd = (int)pidfd_open_(pid);
 	if (in->pidfd < 0)
 		return -errno;
-	in->tid = choose_thread(pid);
-	if (ptrace(PTRACE_SEIZE, in->tid, NULL, NULL) < 0) {
-		r = -errno;
-		goto fail;
+	/* The thread chosen may exit before it stops (EPERM or ESRCH from
+	 * the seize, or an exit instead of a stop): choose again while the
+	 * process lives. */
+	for (int tries = 0;; tries++) {
+		r = seize_thread(in, choose_thread(pid));
+		if (r == 0 || in->seized || tries == 16 || !task_exiting(pid, in->tid) ||
+		    task_exiting(pid, pid))
+			break;
 	}
-	in->seized = true;
-	r = interrupt_to_event_stop(in, 0, false, false);
 	if (r < 0)
 		goto fail;
 	if (ptrace(PTRACE_GETREGS, in->tid, NULL, &in->saved) < 0) {

@@ -252,14 +252,8 @@ int tracker_attach(pid_t pid, const struct tracker_opts *opts, struct tracker **
 	r = inject_acquire_uffd(pid, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY, &t->uffd,
 				&t->pidfd);
 	if (r < 0) {
-		/* Mostly the target exiting (ptrace then says EPERM, reads
-		 * EFAULT) or traced meanwhile: give that reason, not the symptom. */
-		int rc = target_check(pid, why, why_len);
-		if (rc < 0)
-			r = rc;
-		else
-			snprintf(why, why_len, "cannot create a userfaultfd in process %d: %s",
-				 (int)pid, strerror(-r));
+		snprintf(why, why_len, "cannot create a userfaultfd in process %d: %s", (int)pid,
+			 strerror(-r));
 		goto fail;
 	}
 	r = uffd_api(t->uffd);
@@ -297,6 +291,17 @@ int tracker_attach(pid_t pid, const struct tracker_opts *opts, struct tracker **
 	return 0;
 fail:
 	tracker_detach(t);
+	/* A target exiting (or traced by another) meanwhile makes a step fail
+	 * with a symptom (ptrace EPERM, reads EFAULT or ENOENT): give the cause. */
+	if (r != -ENOMEM) {
+		char cause[256];
+		int rc = target_check(pid, cause, sizeof(cause));
+
+		if (rc < 0) {
+			snprintf(why, why_len, "%s", cause);
+			r = rc;
+		}
+	}
 	return r;
 }
 
