@@ -32,6 +32,7 @@
 #include <linux/io_uring.h>
 #include <linux/seccomp.h>
 #include <poll.h>
+#include <sys/epoll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -466,6 +467,15 @@ enum { EXIT_NOW, EXIT_SPIN, EXIT_THREADED, EXIT_SLEEP, EXIT_EXEC, EXEC_LIVE, EXI
 
 static const char *const variant_names[] = { "exit", "spin+exit", "thread+exit", "sleep+exit",
 					     "exec true", "exec sleep" };
+
+static void *spin_briefly(void *arg)
+{
+	uint64_t end = now_ns() + 20000;
+
+	while (now_ns() < end)
+		;
+	return arg;
+}
 
 static void *spin_forever(void *arg)
 {
@@ -938,6 +948,86 @@ static unsigned long churned(struct wl *w, const char *cmd)
 								       : 0;
 }
 
+/* Each thread spins briefly, starts the next one and exits. */
+static void *chain_thread(void *arg)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+
+	spin_briefly(NULL);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	while (pthread_create(&t, &attr, chain_thread, NULL) != 0)
+		;
+	return arg;
+}
+
+/*
+ * A main thread in epoll_wait() (which a stop ends with EINTR, so the
+ * injection must choose another thread) and a chain of threads that live
+ * 20 us each: the thread chosen may be gone by the time we seize it.
+ * Each return of epoll_wait() is reported on fd.
+ */
+static void epoll_churn_target(int fd)
+{
+	struct epoll_event ev;
+	pthread_t t;
+	int ep = epoll_create1(0);
+
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	pthread_create(&t, NULL, chain_thread, NULL);
+	for (;;) {
+		int n = epoll_wait(ep, &ev, 1, -1), e = n < 0 ? errno : 0;
+
+		if (write(fd, &e, sizeof(e)) != sizeof(e))
+			_exit(1);
+	}
+}
+
+static void attach_epoll_churn(void)
+{
+	unsigned ok = 0, failed = 0;
+	int report[2], e;
+	char why[256];
+
+	if (pipe2(report, O_NONBLOCK) < 0)
+		return;
+	pid_t pid = fork();
+	if (pid == 0)
+		epoll_churn_target(report[1]);
+	close(report[1]);
+	sleep_us(20000);
+	for (int i = 0; i < 200; i++) {
+		struct tracker *t = NULL;
+		int r = tracker_attach(pid, NULL, &t, why, sizeof(why));
+
+		CHECK(r == 0, "attach %d to a churning target blocked in epoll_wait: %s", i, why);
+		if (r < 0) {
+			failed++;
+			continue;
+		}
+		ok++;
+		tracker_detach(t);
+	}
+	int returns = 0;
+	while (read(report[0], &e, sizeof(e)) == sizeof(e))
+		returns++;
+	CHECK(returns == 0, "epoll_wait() in the target returned %d times during attaches", returns);
+	/* A freeze stops every thread: there epoll_wait() does return EINTR. */
+	struct freeze f;
+	if (freeze_process(pid, &f) == 0)
+		thaw_process(&f, false);
+	sleep_us(20000);
+	while (read(report[0], &e, sizeof(e)) == sizeof(e))
+		fprintf(stderr, "  after one freeze, epoll_wait() in the target returned: %s\n",
+			e ? strerror(e) : "0");
+	fprintf(stderr, "  %u attaches to a target in epoll_wait with churning threads, %u failed\n",
+		ok, failed);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	close(report[0]);
+}
+
 /* Threads come and go while we attach and freeze: every one there is held. */
 static void case_churn(void)
 {
@@ -986,6 +1076,7 @@ static void case_churn(void)
 	free(before);
 	free(after);
 	wl_stop(&w);
+	attach_epoll_churn();
 }
 
 /* ---- stopped ---- */
