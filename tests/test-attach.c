@@ -16,6 +16,8 @@
  *                group-stopped ('T') after a leave_stopped thaw until SIGCONT
  *   churn        a target creating and joining threads all the time: attach
  *                and freeze hold every thread there is
+ *   foreign-uffd a target with its own userfaultfd on a range: that range is
+ *                read whole, the target's own fault handling is unaffected
  *   stopped      a target already group-stopped: attach and freeze work and
  *                leave it stopped
  *   tracer-death a process that attaches, scans, freezes and detaches in a
@@ -31,8 +33,10 @@
 #include <linux/filter.h>
 #include <linux/io_uring.h>
 #include <linux/seccomp.h>
+#include <linux/userfaultfd.h>
 #include <poll.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -1079,6 +1083,125 @@ static void case_churn(void)
 	attach_epoll_churn();
 }
 
+/* ---- foreign-uffd ---- */
+
+#define FOREIGN_BYTES (1UL << 20)
+
+struct foreign {
+	int uffd;
+	uint8_t page[4096];
+};
+
+/* The target's own missing-fault handler: every page it is asked for
+ * arrives filled with its page number. */
+static void *foreign_handler(void *arg)
+{
+	struct foreign *fo = arg;
+	struct uffd_msg m;
+
+	for (;;) {
+		struct pollfd p = { .fd = fo->uffd, .events = POLLIN };
+
+		if (poll(&p, 1, -1) < 0 || read(fo->uffd, &m, sizeof(m)) != sizeof(m) ||
+		    m.event != UFFD_EVENT_PAGEFAULT)
+			continue;
+		uint64_t addr = m.arg.pagefault.address & ~(PAGE_SIZE_4K - 1);
+		memset(fo->page, (int)((addr >> 12) & 0x7f) | 0x80, sizeof(fo->page));
+		struct uffdio_copy c = { .dst = addr, .src = (uintptr_t)fo->page, .len = 4096 };
+		ioctl(fo->uffd, UFFDIO_COPY, &c);
+	}
+	return NULL;
+}
+
+/* Commands on cmd: a page index to read (answer: its byte on rep). */
+static void foreign_target(int cmd, int rep)
+{
+	static struct foreign fo;
+	struct uffdio_api api = { .api = UFFD_API };
+	uint8_t *area = mmap(NULL, FOREIGN_BYTES, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct uffdio_register reg = { .range = { (uintptr_t)area, FOREIGN_BYTES },
+				       .mode = UFFDIO_REGISTER_MODE_MISSING };
+	pthread_t th;
+	uint32_t page;
+
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	fo.uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
+	if (fo.uffd < 0 || ioctl(fo.uffd, UFFDIO_API, &api) < 0 ||
+	    ioctl(fo.uffd, UFFDIO_REGISTER, &reg) < 0)
+		_exit(3);
+	pthread_create(&th, NULL, foreign_handler, &fo);
+	if (write(rep, &area, sizeof(area)) != sizeof(area))
+		_exit(1);
+	while (read(cmd, &page, sizeof(page)) == sizeof(page)) {
+		uint8_t v = area[(page % (FOREIGN_BYTES / 4096)) * 4096];
+		if (write(rep, &v, 1) != 1)
+			_exit(1);
+	}
+	_exit(0);
+}
+
+static bool foreign_page_ok(int cmd, int rep, uint64_t base, uint32_t page)
+{
+	uint8_t v = 0;
+
+	if (write(cmd, &page, sizeof(page)) != sizeof(page) || read(rep, &v, 1) != 1)
+		return false;
+	return v == ((((base >> 12) + page) & 0x7f) | 0x80);
+}
+
+/*
+ * A target using userfaultfd itself (postcopy-style missing faults): its
+ * range cannot be registered by us (EBUSY), is read whole every pass
+ * without touching its missing pages, and its own handler keeps working.
+ */
+static void case_foreign_uffd(void)
+{
+	int cmd[2], rep[2];
+	uint64_t base = 0;
+	struct pass p;
+
+	if (pipe(cmd) < 0 || pipe(rep) < 0)
+		return;
+	pid_t pid = fork();
+	if (pid == 0)
+		foreign_target(cmd[0], rep[1]);
+	if (read(rep[0], &base, sizeof(base)) != sizeof(base)) {
+		CHECK(0, "the foreign-uffd target did not start");
+		return;
+	}
+	CHECK(foreign_page_ok(cmd[1], rep[0], base, 1), "its handler before attach");
+	struct tracker *t = attach_or_fail(pid, "target with its own uffd");
+	if (t && tracker_pass(t, 0, &p) == 0) {
+		ssize_t i = pass_find_region(&p, base);
+		CHECK(i >= 0 && (p.regions[i].flags & REGION_UNTRACKED),
+		      "its uffd range is not flagged untracked");
+		pass_free(&p);
+		CHECK(foreign_page_ok(cmd[1], rep[0], base, 2), "its handler while tracked");
+		CHECK(tracker_pass(t, 0, &p) == 0, "second pass");
+		struct range_set part = { 0 };
+		range_set_clip(&p.data, base, base + FOREIGN_BYTES, &part);
+		/* Read whole: its two populated pages as data, the rest zero. */
+		CHECK(range_set_bytes(&part) == 2 * PAGE_SIZE_4K, "%llu bytes of its range as data",
+		      (unsigned long long)range_set_bytes(&part));
+		range_set_clip(&p.zero, base, base + FOREIGN_BYTES, &part);
+		CHECK(range_set_bytes(&part) == FOREIGN_BYTES, "its range not covered whole: %llu",
+		      (unsigned long long)range_set_bytes(&part));
+		range_set_free(&part);
+		pass_free(&p);
+	}
+	tracker_detach(t);
+	CHECK(foreign_page_ok(cmd[1], rep[0], base, 3), "its handler after detach");
+	fprintf(stderr, "  a range registered by the target's own uffd: untracked, read whole, "
+		"its handler unaffected\n");
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	close(cmd[0]);
+	close(cmd[1]);
+	close(rep[0]);
+	close(rep[1]);
+}
+
 /* ---- stopped ---- */
 
 static void case_stopped(void)
@@ -1350,7 +1473,7 @@ static const struct {
 	{ "busy", case_busy },           { "exit-race", case_exit_race },
 	{ "errors", case_errors },       { "freeze", case_freeze },
 	{ "stopped", case_stopped },     { "tracer-death", case_tracer_death },
-	{ "churn", case_churn },
+	{ "churn", case_churn },         { "foreign-uffd", case_foreign_uffd },
 };
 
 int main(int argc, char **argv)
