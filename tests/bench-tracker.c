@@ -442,6 +442,35 @@ static double memcpy_gbs(uint8_t *src, uint64_t len, uint8_t *dst, uint64_t chun
 	return (double)len / ((double)(now_ns() - t0) / 1e9) / 1e9;
 }
 
+/* The reader's access pattern without the kernel: every other page. */
+static double memcpy_scattered_gbs(uint8_t *src, uint64_t len, uint8_t *dst, uint64_t chunk)
+{
+	uint64_t t0 = now_ns(), off = 0;
+
+	for (uint64_t a = 0; a < len; a += 2 * PAGE_SIZE_4K) {
+		memcpy(dst + off, src + a, PAGE_SIZE_4K);
+		off = (off + PAGE_SIZE_4K) % chunk;
+	}
+	__asm__ volatile("" ::"r"(dst) : "memory");
+	return (double)(len / 2) / ((double)(now_ns() - t0) / 1e9) / 1e9;
+}
+
+/* What process_vm_readv does without scattering: 4 MiB per call. */
+static double contiguous_readv_gbs(const struct target *tg, uint8_t *buf, uint64_t chunk)
+{
+	uint64_t t0 = now_ns(), len = tg->len / 2;
+
+	for (uint64_t off = 0; off < len; off += chunk) {
+		struct iovec l = { buf, chunk }, r = { (void *)(tg->base + off), chunk };
+
+		if (process_vm_readv(tg->pid, &l, 1, &r, 1, 0) != (ssize_t)chunk) {
+			BENCH_CHECK(0, "process_vm_readv: %m");
+			return 0;
+		}
+	}
+	return (double)len / ((double)(now_ns() - t0) / 1e9) / 1e9;
+}
+
 static double one_page_readv_gbs(pid_t pid, const struct read_plan *plan, uint8_t *buf,
 				 uint64_t chunk)
 {
@@ -464,13 +493,13 @@ static void read_figures(struct target *tg, struct tracker *t, const struct pass
 			 const struct opts *o)
 {
 	const uint64_t chunk = 4 * MiB;
-	double rd[64], mc[64], one[64];
+	double rd[64], mc[64], ms[64], cont[64], one[64];
 	struct read_plan plan;
 	uint8_t *buf = aligned_alloc(4096, chunk);
 	uint64_t src_len = tg->len / 2;
-	uint8_t *src = malloc(src_len);
+	uint8_t *src = malloc(tg->len);
 
-	memset(src, 0x5a, src_len);
+	memset(src, 0x5a, tg->len);
 	memset(buf, 0, chunk);
 	int r = read_plan_build(p, chunk, &plan);
 	BENCH_CHECK(r == 0, "read_plan_build: %s", strerror(-r));
@@ -479,6 +508,8 @@ static void read_figures(struct target *tg, struct tracker *t, const struct pass
 		for (unsigned i = 0; i < o->reps; i++) {
 			rd[i] = read_all_gbs(t, p, &plan, buf, i == 0 ? tg : NULL);
 			mc[i] = memcpy_gbs(src, src_len, buf, chunk);
+			ms[i] = memcpy_scattered_gbs(src, tg->len, buf, chunk);
+			cont[i] = contiguous_readv_gbs(tg, buf, chunk);
 		}
 		for (unsigned i = 0; i < n_one; i++)
 			one[i] = one_page_readv_gbs(tg->pid, &plan, buf, chunk);
@@ -490,6 +521,8 @@ static void read_figures(struct target *tg, struct tracker *t, const struct pass
 		snprintf(ref, sizeof(ref), "  ref: memcpy %llu MiB in 4 MiB pieces",
 			 (unsigned long long)(src_len / MiB));
 		print_row(ref, m, "GB/s");
+		print_row("  ref: memcpy of every other page, own memory", stats(ms, o->reps), "GB/s");
+		print_row("  ref: process_vm_readv 4 MiB contiguous/call", stats(cont, o->reps), "GB/s");
 		print_row("  ref: process_vm_readv one page per call", stats(one, n_one), "GB/s");
 		printf("  %-46s %9.2f\n", "reader / memcpy", s.med / m.med);
 		char goal[96];
