@@ -51,6 +51,7 @@
 
 #include "freeze.h"
 #include "harness.h"
+#include "inject.h"
 #include "maps.h"
 #include "util.h"
 
@@ -90,17 +91,11 @@ static size_t task_states(pid_t pid, char *out, size_t len)
 	if (!d)
 		return 0;
 	while ((de = readdir(d)) && n + 1 < len) {
-		char sp[340], *text, *p;
+		unsigned long flags;
+		pid_t tid = (pid_t)atoi(de->d_name);
 
-		if (de->d_name[0] == '.')
-			continue;
-		snprintf(sp, sizeof(sp), "%s/%s/stat", path, de->d_name);
-		if (read_full_file(sp, &text, NULL) < 0)
-			continue;
-		p = strrchr(text, ')');
-		if (p && p[1] == ' ' && p[2])
-			out[n++] = p[2];
-		free(text);
+		if (tid > 0 && proc_task_stat(pid, tid, &out[n], &flags) == 0)
+			n++;
 	}
 	closedir(d);
 	out[n] = 0;
@@ -1330,32 +1325,29 @@ struct death_tally {
 
 /*
  * Is pid on its way out?  A tracer dying with PTRACE_O_EXITKILL set sends
- * SIGKILL before it can be reaped, so by then the target has it pending
- * or is exiting already.
+ * SIGKILL before it can be reaped, so by then the target has it pending or
+ * is exiting already -- but for the instant between taking the signal and
+ * marking itself exiting: look three times, a millisecond apart.
  */
 static bool dying(pid_t pid)
 {
-	char path[64], *text = NULL, *p;
-	unsigned long long pend = 0;
-	bool gone;
+	for (int i = 0; i < 3; i++) {
+		char path[64], *text = NULL;
+		unsigned long long pend = 0;
 
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	if (read_full_file(path, &text, NULL) < 0)
-		return true;
-	for (p = text; (p = strstr(p, "Pnd:")); p += 4)
-		pend |= strtoull(p + 4, NULL, 16);
-	p = strstr(text, "State:");
-	gone = (pend & (1ULL << (SIGKILL - 1))) || (p && strchr("ZX", p[7]));
-	free(text);
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	if (!gone && read_full_file(path, &text, NULL) == 0) {
-		unsigned long flags = 0;
-		p = strrchr(text, ')');
-		if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %lu", &flags) == 1)
-			gone = flags & 0x4; /* PF_EXITING */
+		if (task_exiting(pid, pid))
+			return true;
+		snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+		if (read_full_file(path, &text, NULL) < 0)
+			return true;
+		for (char *p = text; (p = strstr(p, "Pnd:")); p += 4)
+			pend |= strtoull(p + 4, NULL, 16);
 		free(text);
+		if (pend & (1ULL << (SIGKILL - 1)))
+			return true;
+		sleep_us(1000);
 	}
-	return gone;
+	return false;
 }
 
 /* After the daemon died: the target runs, unstopped, unregistered, intact. */

@@ -553,6 +553,19 @@ static void cmd_fork(struct workload *w)
 	close(p[0]);
 }
 
+/* "start" or "stop" a thread that runs while *on. */
+static void start_stop(const char *how, atomic_bool *on, pthread_t *th, void *(*fn)(void *),
+		       struct workload *w)
+{
+	if (!strcmp(how, "start") && !atomic_load(on)) {
+		atomic_store(on, true);
+		pthread_create(th, NULL, fn, w);
+	} else if (!strcmp(how, "stop") && atomic_load(on)) {
+		atomic_store(on, false);
+		pthread_join(*th, NULL);
+	}
+}
+
 static void handle(struct workload *w, char *line, bool selfcheck)
 {
 	char cmd[32] = "", a[64] = "", b[64] = "", c[64] = "";
@@ -570,13 +583,7 @@ static void handle(struct workload *w, char *line, bool selfcheck)
 	} else if (!strcmp(cmd, "check")) {
 		cmd_check(w, selfcheck);
 	} else if (!strcmp(cmd, "churn")) {
-		if (!strcmp(a, "start") && !atomic_load(&w->churn_on)) {
-			atomic_store(&w->churn_on, true);
-			pthread_create(&w->churner, NULL, churn_thread, w);
-		} else if (!strcmp(a, "stop") && atomic_load(&w->churn_on)) {
-			atomic_store(&w->churn_on, false);
-			pthread_join(w->churner, NULL);
-		}
+		start_stop(a, &w->churn_on, &w->churner, churn_thread, w);
 		printf("OK %lu\n", atomic_load(&w->churned));
 	} else if (!strcmp(cmd, "busy")) {
 		printf("OK %lu\n", atomic_load(&w->busy_loops));
@@ -590,13 +597,7 @@ static void handle(struct workload *w, char *line, bool selfcheck)
 		}
 		printf("OK\n");
 	} else if (!strcmp(cmd, "writer")) {
-		if (!strcmp(a, "start") && !atomic_load(&w->writer_on)) {
-			atomic_store(&w->writer_on, true);
-			pthread_create(&w->writer, NULL, writer_thread, w);
-		} else if (!strcmp(a, "stop") && atomic_load(&w->writer_on)) {
-			atomic_store(&w->writer_on, false);
-			pthread_join(w->writer, NULL);
-		}
+		start_stop(a, &w->writer_on, &w->writer, writer_thread, w);
 		printf("OK %lu\n", atomic_load(&w->writer_pages));
 	} else if (!strcmp(cmd, "mmap") && n == 4) {
 		int rc = add_region(w, a, b, parse_size(c));
