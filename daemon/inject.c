@@ -2,10 +2,10 @@
 #include "inject.h"
 
 #include <dirent.h>
-#include <sched.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kcmp.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -202,7 +202,6 @@ static pid_t choose_thread(pid_t pid)
 	}
 	return pid;
 }
-
 
 static int find_vdso_syscall(pid_t pid, uint64_t *ret)
 {

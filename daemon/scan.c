@@ -94,7 +94,7 @@ static int scan_written_as(struct tracker *t, uint64_t start, uint64_t end, bool
  * `exact` is each one sorted by what backs it: elsewhere a written page is
  * data, which lets the kernel take its fast path (return_mask ==
  * category_mask == PAGE_IS_WRITTEN tests one bit per PTE instead of working
- * out every category: 0.85 -> 0.4 ms per clean GiB here).  After the first
+ * out every category: 0.85 -> about 0.5 ms per clean GiB here).  After the first
  * scan of a range, which leaves every empty entry protected by a marker, an
  * empty page is only reported written if something emptied it after a
  * write (MADV_DONTNEED/REMOVE), and the caller puts those ranges in
