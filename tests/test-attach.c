@@ -650,13 +650,15 @@ static void expect_refused(pid_t pid, int want, const char *words, const char *w
 		tracker_detach(t);
 }
 
+/* PIDs stay below pid_max: that one names no process, now or later. */
 static pid_t free_pid(void)
 {
-	pid_t pid = fork();
+	char *text = NULL;
+	pid_t pid = 4194304;
 
-	if (pid == 0)
-		_exit(0);
-	waitpid(pid, NULL, 0);
+	if (read_full_file("/proc/sys/kernel/pid_max", &text, NULL) == 0)
+		pid = (pid_t)atoi(text);
+	free(text);
 	return pid;
 }
 
