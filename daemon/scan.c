@@ -9,6 +9,7 @@
  * already re-protected range is harmless (nothing is reported twice).
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -21,7 +22,8 @@
  * populated go to unpop: the caller knows what an empty page of its region
  * holds (zero for anon, the file's content otherwise).  Since 6.x kernels
  * report never-populated, unprotected entries as written and protect them
- * with markers in the same call.
+ * with markers in the same call.  A scan that does not ask for the
+ * categories passes unpop = &out->data.
  */
 static int scan_loop(struct tracker *t, struct pm_scan_arg tmpl, struct pass *out,
 		     struct range_set *unpop)
@@ -68,23 +70,56 @@ static int scan_loop(struct tracker *t, struct pm_scan_arg tmpl, struct pass *ou
 	return 0;
 }
 
-/* Written pages in [start, end), atomically re-protected. */
-int scan_written(struct tracker *t, uint64_t start, uint64_t end, struct pass *out,
-		 struct range_set *unpop)
+static int scan_written_as(struct tracker *t, uint64_t start, uint64_t end, bool exact,
+			   struct pass *out, struct range_set *unpop)
 {
 	struct pm_scan_arg arg = {
 		.size = sizeof(arg),
 		.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
 		.start = start,
 		.end = end,
-		/* More than PAGE_IS_WRITTEN in return_mask: we need to tell
-		 * populated pages from empty ones and zero-pfn ones. */
 		.category_mask = PAGE_IS_WRITTEN,
-		.return_mask = PAGE_IS_WRITTEN | PAGE_IS_PRESENT | PAGE_IS_SWAPPED |
-			       PAGE_IS_PFNZERO,
+		.return_mask = PAGE_IS_WRITTEN,
 	};
 
+	if (!exact)
+		return scan_loop(t, arg, out, &out->data);
+	/* Tell populated pages from empty ones and zero-pfn ones. */
+	arg.return_mask |= PAGE_IS_PRESENT | PAGE_IS_SWAPPED | PAGE_IS_PFNZERO;
 	return scan_loop(t, arg, out, unpop);
+}
+
+/*
+ * Written pages in [start, end), atomically re-protected.  Only inside
+ * `exact` is each one sorted by what backs it: elsewhere a written page is
+ * data, which lets the kernel take its fast path (return_mask ==
+ * category_mask == PAGE_IS_WRITTEN tests one bit per PTE instead of working
+ * out every category: 0.85 -> about 0.5 ms per clean GiB here).  After the first
+ * scan of a range, which leaves every empty entry protected by a marker, an
+ * empty page is only reported written if something emptied it after a
+ * write (MADV_DONTNEED/REMOVE), and the caller puts those ranges in
+ * `exact`; should one slip by (MADV_FREE reclaimed), reading it still
+ * yields its content (zero, or the file's).
+ */
+int scan_written(struct tracker *t, uint64_t start, uint64_t end, const struct range_set *exact,
+		 struct pass *out, struct range_set *unpop)
+{
+	struct range_set part = { 0 };
+	uint64_t cur = start;
+	int r = range_set_clip(exact, start, end, &part);
+
+	for (size_t i = 0; r == 0 && i <= part.n; i++) {
+		uint64_t next = i < part.n ? part.r[i].start : end;
+
+		if (cur < next)
+			r = scan_written_as(t, cur, next, false, out, unpop);
+		if (r == 0 && i < part.n) {
+			r = scan_written_as(t, part.r[i].start, part.r[i].end, true, out, unpop);
+			cur = part.r[i].end;
+		}
+	}
+	range_set_free(&part);
+	return r;
 }
 
 /* Populated pages in [start, end), no protection change. */

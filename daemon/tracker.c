@@ -238,14 +238,19 @@ int tracker_attach(pid_t pid, const struct tracker_opts *opts, struct tracker **
 	r = target_check(pid, why, why_len);
 	if (r < 0)
 		return r;
-	if (!(opts && opts->allow_pinned)) {
-		r = check_pinned(pid, why, why_len);
-		if (r < 0)
-			return r;
+	char pinned[256] = "";
+	r = check_pinned(pid, pinned, sizeof(pinned));
+	if (r < 0 && !(opts && opts->allow_pinned)) {
+		snprintf(why, why_len, "%s", pinned);
+		return r;
 	}
+	bool always_dirty = r < 0;
 	t = tracker_new(pid, opts);
 	if (!t)
 		return -ENOMEM;
+	t->always_dirty = always_dirty;
+	if (always_dirty)
+		log_warning("%s; allow_pinned is set: every final pass reads every page", pinned);
 	r = inject_acquire_uffd(pid, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY, &t->uffd,
 				&t->pidfd, why, why_len);
 	if (r < 0)
@@ -285,6 +290,17 @@ int tracker_attach(pid_t pid, const struct tracker_opts *opts, struct tracker **
 	return 0;
 fail:
 	tracker_detach(t);
+	/* A target exiting (or traced by another) meanwhile makes a step fail
+	 * with a symptom (ptrace EPERM, reads EFAULT or ENOENT): give the cause. */
+	if (r != -ENOMEM) {
+		char cause[256];
+		int rc = target_check(pid, cause, sizeof(cause));
+
+		if (rc < 0) {
+			snprintf(why, why_len, "%s", cause);
+			r = rc;
+		}
+	}
 	return r;
 }
 
@@ -392,7 +408,8 @@ static int for_each_in_regions(struct tracker *t, const struct range_set *set, s
 	return 0;
 }
 
-static int scan_registered(struct tracker *t, struct pass *out, struct range_set *failed)
+static int scan_registered(struct tracker *t, struct pass *out, const struct range_set *exact,
+			   struct range_set *failed)
 {
 	for (size_t i = 0; i < out->n_regions; i++) {
 		const struct pass_region *pr = &out->regions[i];
@@ -400,7 +417,7 @@ static int scan_registered(struct tracker *t, struct pass *out, struct range_set
 		int r = range_set_clip(&t->registered, pr->start, pr->end, &part);
 
 		for (size_t j = 0; r == 0 && j < part.n; j++) {
-			r = scan_written(t, part.r[j].start, part.r[j].end, out, &unpop);
+			r = scan_written(t, part.r[j].start, part.r[j].end, exact, out, &unpop);
 			/* EPERM: a VMA in there is not ours any more (replaced
 			 * or moved while we looked): re-read the layout. */
 			if (r == -EPERM)
@@ -419,9 +436,24 @@ static int scan_registered(struct tracker *t, struct pass *out, struct range_set
 	return 0;
 }
 
+/* Where a scan must tell populated, zero and empty pages apart: ranges
+ * not scanned yet, and ranges emptied by MADV_DONTNEED/REMOVE since. */
+static int exact_ranges(const struct tracker *t, const struct range_set *removed,
+			struct range_set *exact)
+{
+	int r = 0;
+
+	range_set_clear(exact);
+	for (size_t i = 0; r == 0 && i < t->pending_new.n; i++)
+		r = range_set_add(exact, t->pending_new.r[i].start, t->pending_new.r[i].end);
+	for (size_t i = 0; r == 0 && i < removed->n; i++)
+		r = range_set_add(exact, removed->r[i].start, removed->r[i].end);
+	return r;
+}
+
 static int sync_and_scan(struct tracker *t, struct pass *out, struct range_set *removed)
 {
-	struct range_set failed = { 0 };
+	struct range_set failed = { 0 }, exact = { 0 };
 	struct vma_list maps;
 	int r;
 
@@ -438,7 +470,9 @@ static int sync_and_scan(struct tracker *t, struct pass *out, struct range_set *
 		uint64_t t1 = now_ns();
 		out->st.sync_ns += t1 - t0;
 		range_set_clear(&failed);
-		r = scan_registered(t, out, &failed);
+		r = exact_ranges(t, removed, &exact);
+		if (r == 0)
+			r = scan_registered(t, out, &exact, &failed);
 		out->st.scan_ns += now_ns() - t1;
 		if (r < 0 || !failed.n)
 			break;
@@ -452,6 +486,7 @@ static int sync_and_scan(struct tracker *t, struct pass *out, struct range_set *
 			break;
 	}
 	range_set_free(&failed);
+	range_set_free(&exact);
 	return r;
 }
 
@@ -462,6 +497,9 @@ int tracker_pass(struct tracker *t, unsigned flags, struct pass *out)
 	int r;
 
 	*out = (struct pass){ 0 };
+	/* Writes through long-term pins never fault: read everything again. */
+	if ((flags & PASS_FINAL) && t->always_dirty)
+		tracker_invalidate(t);
 	pthread_mutex_lock(&t->pass_lock);
 	if (!(flags & PASS_FINAL))
 		layout_recheck_sharing(t, t0);

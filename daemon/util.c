@@ -47,15 +47,18 @@ int read_full_file(const char *path, char **ret, size_t *ret_len)
 	return 0;
 }
 
+/* Decimal, or hex with 0x; no sign, no space, no octal. */
 int parse_u64(const char *s, uint64_t *ret)
 {
+	bool hex = s && s[0] == '0' && (s[1] == 'x' || s[1] == 'X');
+	const char *digits = hex ? s + 2 : s;
 	char *end;
 	unsigned long long v;
 
-	if (!s || !*s || *s == '-' || isspace((unsigned char)*s))
+	if (!s || !(hex ? isxdigit((unsigned char)*digits) : isdigit((unsigned char)*digits)))
 		return -EINVAL;
 	errno = 0;
-	v = strtoull(s, &end, 0);
+	v = strtoull(digits, &end, hex ? 16 : 10);
 	if (errno)
 		return -errno;
 	if (*end)
@@ -70,7 +73,7 @@ int parse_size(const char *s, uint64_t *ret)
 	unsigned long long v;
 	unsigned shift = 0;
 
-	if (!s || !*s || *s == '-' || isspace((unsigned char)*s))
+	if (!s || !isdigit((unsigned char)*s))
 		return -EINVAL;
 	errno = 0;
 	v = strtoull(s, &end, 10);
