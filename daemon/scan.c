@@ -16,17 +16,8 @@
 #include "tracker-internal.h"
 #include "util.h"
 
-/*
- * Sort what the kernel returned: zero-pfn pages are zero, populated
- * (present or swapped) pages are data, and pages reported written but not
- * populated go to unpop: the caller knows what an empty page of its region
- * holds (zero for anon, the file's content otherwise).  Since 6.x kernels
- * report never-populated, unprotected entries as written and protect them
- * with markers in the same call.  A scan that does not ask for the
- * categories passes unpop = &out->data.
- */
-static int scan_loop(struct tracker *t, struct pm_scan_arg tmpl, struct pass *out,
-		     struct range_set *unpop)
+/* Zero-pfn pages are zero; every other page returned is data. */
+static int scan_loop(struct tracker *t, struct pm_scan_arg tmpl, struct pass *out)
 {
 	uint64_t cur = tmpl.start, end = tmpl.end;
 
@@ -47,18 +38,13 @@ static int scan_loop(struct tracker *t, struct pm_scan_arg tmpl, struct pass *ou
 		for (long i = 0; i < n; i++) {
 			const struct page_region *r = &t->vec[i];
 			uint64_t pages = (r->end - r->start) / PAGE_SIZE_4K;
-			int rc;
+			bool zero = r->categories & PAGE_IS_PFNZERO;
+			int rc = range_set_add(zero ? &out->zero : &out->data, r->start, r->end);
 
-			if (r->categories & PAGE_IS_PFNZERO) {
-				rc = range_set_add(&out->zero, r->start, r->end);
-				out->st.zero_pages += pages;
-			} else if (r->categories & (PAGE_IS_PRESENT | PAGE_IS_SWAPPED)) {
-				rc = range_set_add(&out->data, r->start, r->end);
-			} else {
-				rc = range_set_add(unpop, r->start, r->end);
-			}
 			if (rc < 0)
 				return rc;
+			if (zero)
+				out->st.zero_pages += pages;
 			if (r->categories & PAGE_IS_WRITTEN)
 				out->st.written_pages += pages;
 		}
@@ -70,8 +56,17 @@ static int scan_loop(struct tracker *t, struct pm_scan_arg tmpl, struct pass *ou
 	return 0;
 }
 
-static int scan_written_as(struct tracker *t, uint64_t start, uint64_t end, bool exact,
-			   struct pass *out, struct range_set *unpop)
+/*
+ * Written pages in [start, end), atomically re-protected: only populated
+ * ones (present or swapped).  Asked only for "written", this kernel also
+ * reports every empty entry and protects it with a marker, allocating page
+ * tables to hold the markers: 2 MiB per GiB of never-touched mapping, kept
+ * after we detach; for an ASan binary's terabytes of shadow that is tens of
+ * GiB and the OOM killer.  An empty page needs no protection anyway: a
+ * write to it populates an entry without the protect bit, reported by the
+ * next scan; one emptied by a zap is announced by UFFD_EVENT_REMOVE.
+ */
+int scan_written(struct tracker *t, uint64_t start, uint64_t end, struct pass *out)
 {
 	struct pm_scan_arg arg = {
 		.size = sizeof(arg),
@@ -79,47 +74,11 @@ static int scan_written_as(struct tracker *t, uint64_t start, uint64_t end, bool
 		.start = start,
 		.end = end,
 		.category_mask = PAGE_IS_WRITTEN,
-		.return_mask = PAGE_IS_WRITTEN,
+		.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+		.return_mask = PAGE_IS_WRITTEN | PAGE_IS_PFNZERO,
 	};
 
-	if (!exact)
-		return scan_loop(t, arg, out, &out->data);
-	/* Tell populated pages from empty ones and zero-pfn ones. */
-	arg.return_mask |= PAGE_IS_PRESENT | PAGE_IS_SWAPPED | PAGE_IS_PFNZERO;
-	return scan_loop(t, arg, out, unpop);
-}
-
-/*
- * Written pages in [start, end), atomically re-protected.  Only inside
- * `exact` is each one sorted by what backs it: elsewhere a written page is
- * data, which lets the kernel take its fast path (return_mask ==
- * category_mask == PAGE_IS_WRITTEN tests one bit per PTE instead of working
- * out every category: 0.85 -> about 0.5 ms per clean GiB here).  After the first
- * scan of a range, which leaves every empty entry protected by a marker, an
- * empty page is only reported written if something emptied it after a
- * write (MADV_DONTNEED/REMOVE), and the caller puts those ranges in
- * `exact`; should one slip by (MADV_FREE reclaimed), reading it still
- * yields its content (zero, or the file's).
- */
-int scan_written(struct tracker *t, uint64_t start, uint64_t end, const struct range_set *exact,
-		 struct pass *out, struct range_set *unpop)
-{
-	struct range_set part = { 0 };
-	uint64_t cur = start;
-	int r = range_set_clip(exact, start, end, &part);
-
-	for (size_t i = 0; r == 0 && i <= part.n; i++) {
-		uint64_t next = i < part.n ? part.r[i].start : end;
-
-		if (cur < next)
-			r = scan_written_as(t, cur, next, false, out, unpop);
-		if (r == 0 && i < part.n) {
-			r = scan_written_as(t, part.r[i].start, part.r[i].end, true, out, unpop);
-			cur = part.r[i].end;
-		}
-	}
-	range_set_free(&part);
-	return r;
+	return scan_loop(t, arg, out);
 }
 
 /* Populated pages in [start, end), no protection change. */
@@ -133,7 +92,7 @@ int scan_present(struct tracker *t, uint64_t start, uint64_t end, struct pass *o
 		.return_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED | PAGE_IS_PFNZERO,
 	};
 
-	return scan_loop(t, arg, out, &out->zero); /* never used: all populated */
+	return scan_loop(t, arg, out);
 }
 
 /*

@@ -52,7 +52,6 @@ void layout_mark_all_shared(struct tracker *t);
 void layout_recheck_sharing(struct tracker *t, uint64_t now);
 
 /* scan.c */
-int scan_written(struct tracker *t, uint64_t start, uint64_t end, const struct range_set *exact,
-		 struct pass *out, struct range_set *unpop);
+int scan_written(struct tracker *t, uint64_t start, uint64_t end, struct pass *out);
 int scan_present(struct tracker *t, uint64_t start, uint64_t end, struct pass *out);
 int scan_file_extents(int fd, uint64_t off, uint64_t start, uint64_t end, struct pass *out);

@@ -408,52 +408,30 @@ static int for_each_in_regions(struct tracker *t, const struct range_set *set, s
 	return 0;
 }
 
-static int scan_registered(struct tracker *t, struct pass *out, const struct range_set *exact,
-			   struct range_set *failed)
+static int scan_registered(struct tracker *t, struct pass *out, struct range_set *failed)
 {
 	for (size_t i = 0; i < out->n_regions; i++) {
 		const struct pass_region *pr = &out->regions[i];
-		struct range_set part = { 0 }, unpop = { 0 };
+		struct range_set part = { 0 };
 		int r = range_set_clip(&t->registered, pr->start, pr->end, &part);
 
 		for (size_t j = 0; r == 0 && j < part.n; j++) {
-			r = scan_written(t, part.r[j].start, part.r[j].end, exact, out, &unpop);
+			r = scan_written(t, part.r[j].start, part.r[j].end, out);
 			/* EPERM: a VMA in there is not ours any more (replaced
 			 * or moved while we looked): re-read the layout. */
 			if (r == -EPERM)
 				r = range_set_add(failed, part.r[j].start, part.r[j].end);
 		}
-		/* Reported written but empty: what an empty page holds. */
-		for (size_t j = 0; r == 0 && j < unpop.n; j++)
-			r = pr->kind == VMA_ANON
-				    ? range_set_add(&out->zero, unpop.r[j].start, unpop.r[j].end)
-				    : capture_whole(t, pr, unpop.r[j].start, unpop.r[j].end, out);
 		range_set_free(&part);
-		range_set_free(&unpop);
 		if (r < 0)
 			return r;
 	}
 	return 0;
 }
 
-/* Where a scan must tell populated, zero and empty pages apart: ranges
- * not scanned yet, and ranges emptied by MADV_DONTNEED/REMOVE since. */
-static int exact_ranges(const struct tracker *t, const struct range_set *removed,
-			struct range_set *exact)
-{
-	int r = 0;
-
-	range_set_clear(exact);
-	for (size_t i = 0; r == 0 && i < t->pending_new.n; i++)
-		r = range_set_add(exact, t->pending_new.r[i].start, t->pending_new.r[i].end);
-	for (size_t i = 0; r == 0 && i < removed->n; i++)
-		r = range_set_add(exact, removed->r[i].start, removed->r[i].end);
-	return r;
-}
-
 static int sync_and_scan(struct tracker *t, struct pass *out, struct range_set *removed)
 {
-	struct range_set failed = { 0 }, exact = { 0 };
+	struct range_set failed = { 0 };
 	struct vma_list maps;
 	int r;
 
@@ -470,9 +448,7 @@ static int sync_and_scan(struct tracker *t, struct pass *out, struct range_set *
 		uint64_t t1 = now_ns();
 		out->st.sync_ns += t1 - t0;
 		range_set_clear(&failed);
-		r = exact_ranges(t, removed, &exact);
-		if (r == 0)
-			r = scan_registered(t, out, &exact, &failed);
+		r = scan_registered(t, out, &failed);
 		out->st.scan_ns += now_ns() - t1;
 		if (r < 0 || !failed.n)
 			break;
@@ -486,7 +462,6 @@ static int sync_and_scan(struct tracker *t, struct pass *out, struct range_set *
 			break;
 	}
 	range_set_free(&failed);
-	range_set_free(&exact);
 	return r;
 }
 
