@@ -9,7 +9,10 @@
  *    than the reference);
  *  - incremental checkpoint of that 1 GiB process with 1 % of its pages
  *    written since the last one: the pause (goal: <= 5 ms) and total;
- *  - the idle daemon: RSS (goal < 10 MiB) and CPU ticks over 2 s.
+ *  - the idle daemon: RSS (goal < 10 MiB) and CPU ticks over 2 s, before
+ *    any work and again after untracking everything;
+ *  - daemon RSS while tracking the 1 GiB process, after its checkpoints
+ *    (goal: under 16 MiB per tracked GiB).
  *
  *   bench-checkpoint [--quick]      (--quick: 64 MiB, one run, smoke test)
  */
@@ -128,15 +131,28 @@ int main(int argc, char **argv)
 		    checkpoint(&d, w.pid, set, &pause[i], &total[i], &bytes) < 0)
 			return 1;
 	}
+	long rss_tracking = proc_rss_kib(d.pid);
+	char p[16];
+	snprintf(p, sizeof(p), "%d", (int)w.pid);
+	if (CTL(&d, NULL, NULL, "untrack", p) != 0)
+		return 1;
+	usleep(200000);
+	long rss_after = proc_rss_kib(d.pid), t1 = cpu_ticks(d.pid);
+	sleep(2);
+	long ticks_after = cpu_ticks(d.pid) - t1;
 	double f = median(full, runs), r = median(ref, runs);
 	printf("full checkpoint of %zu MiB mixed memory: %.2f GB/s (goal >= 1 GB/s); "
 	       "single-thread zstd -1 reference: %.2f GB/s (ratio %.2fx)\n", mib, f, r, f / r);
 	printf("incremental checkpoint, 1%% of %zu MiB written: pause %.2f ms (goal <= 5 ms), "
 	       "total %.1f ms, median of %d\n", mib, median(pause, inc_runs),
 	       median(total, inc_runs), inc_runs);
-	printf("idle daemon: RSS %ld KiB (goal < 10240), %ld CPU ticks in 2 s\n", rss, ticks);
+	printf("idle daemon: RSS %ld KiB (goal < 10240), %ld CPU ticks in 2 s; after "
+	       "untracking everything: RSS %ld KiB, %ld ticks in 2 s\n", rss, ticks, rss_after,
+	       ticks_after);
+	printf("daemon tracking %zu MiB after its checkpoints: RSS %ld KiB (goal < %zu KiB)\n",
+	       mib, rss_tracking, 16384 * mib / 1024);
 	wl_stop(&w);
 	wpmigd_stop(&d, 5000);
 	wpmigd_cleanup(&d);
-	return rss < 10240 && ticks == 0 ? 0 : 1;
+	return rss < 10240 && ticks == 0 && rss_after < 10240 && ticks_after == 0 ? 0 : 1;
 }
