@@ -39,19 +39,34 @@ static int note_taken(struct run *run, const struct pass *p)
 	return r;
 }
 
-static void account(struct run *run, const struct pass *p, const struct pipeline_stats *st)
+/* Pass counts: pages the tracker found, and the codec's zero pages. */
+static void account(struct run *run, uint64_t data, uint64_t zero, const struct pipeline_stats *st)
 {
-	uint64_t data = range_set_bytes(&p->data) / PAGE_SIZE_4K;
-	uint64_t zero = range_set_bytes(&p->zero) / PAGE_SIZE_4K;
-
 	run->res->passes++;
 	run->res->data_pages += data - st->zero_pages;
 	run->res->zero_pages += zero + st->zero_pages;
 	run->res->unreadable += st->unreadable;
 }
 
-/* Passes while the target runs, until they find little. */
-static int live_passes(struct run *run, uint64_t *seq)
+static uint64_t pages_of(const struct range_set *s)
+{
+	return range_set_bytes(s) / PAGE_SIZE_4K;
+}
+
+/* The last live pass is only copied out (much faster than encoding), so
+ * the target dirties less before the freeze; up to this much memory. */
+#define LAST_PASS_CAPTURE_MAX (512ULL << 20)
+
+struct held {
+	struct capture *cap;
+	uint64_t seq, data, zero;
+};
+
+/*
+ * Passes while the target runs, until they find little.  The last one is
+ * held as a capture in *held (encoded after the thaw) when it fits.
+ */
+static int live_passes(struct run *run, uint64_t *seq, struct held *held)
 {
 	unsigned max = run->o->max_live_passes ? run->o->max_live_passes : 4;
 	uint64_t converge = run->o->converge_pages ? run->o->converge_pages : 2048;
@@ -64,27 +79,54 @@ static int live_passes(struct run *run, uint64_t *seq)
 		if (r < 0)
 			return r;
 		snprintf(run->phase, sizeof(run->phase), "live-pass %u", i + 1);
+		uint64_t data = pages_of(&p.data), zero = pages_of(&p.zero);
+		bool last = data + zero < converge || i + 1 == max;
 		r = note_taken(run, &p);
+		if (r == 0 && last && data * PAGE_SIZE_4K <= LAST_PASS_CAPTURE_MAX) {
+			r = pipeline_capture(run->pl, run->t, &p, NULL, &held->cap, &st);
+			*held = (struct held){ held->cap, (*seq)++, data, zero };
+			run->res->unreadable += st.unreadable;
+			pass_free(&p);
+			return r;
+		}
 		if (r == 0)
 			r = pipeline_run(run->pl, run->t, &p, (*seq)++, run->s, on_progress, run, &st);
-		uint64_t found = (range_set_bytes(&p.data) + range_set_bytes(&p.zero)) / PAGE_SIZE_4K;
 		if (r == 0)
-			account(run, &p, &st);
+			account(run, data, zero, &st);
 		pass_free(&p);
-		if (r < 0)
+		if (r < 0 || last)
 			return r;
-		if (found < converge)
-			break;
 	}
 	return 0;
 }
 
-/* Freeze, final pass, copy out, thaw: the only time the target waits. */
-static int frozen_pass(struct run *run, struct pass *p, struct capture **cap)
+/* Encode and store a capture after the thaw. */
+static int flush(struct run *run, struct capture *cap, uint64_t seq, uint64_t data, uint64_t zero)
+{
+	struct pipeline_stats st = { 0 };
+	int r = pipeline_flush(run->pl, cap, seq, run->s, on_progress, run, &st);
+
+	if (r == 0)
+		account(run, data, zero, &st);
+	return r;
+}
+
+/*
+ * Freeze, final pass, copy out, thaw: the only time the target waits.  The
+ * copy goes into memory populated before the freeze, sized after the last
+ * live pass (a target writes about as much again meanwhile).
+ */
+static int frozen_pass(struct run *run, struct pass *p, struct capture **cap,
+		       uint64_t expect_pages, struct capture_arena *arena)
 {
 	struct pipeline_stats st = { 0 };
 	struct freeze f;
-	int r = freeze_process(tracker_pid(run->t), &f);
+	uint64_t want = MIN(MAX(expect_pages * 2, 1024ULL) * PAGE_SIZE_4K, LAST_PASS_CAPTURE_MAX);
+	int r = capture_arena_new(want, arena);
+
+	if (r < 0)
+		*arena = (struct capture_arena){ 0 }; /* the capture maps its own */
+	r = freeze_process(tracker_pid(run->t), &f);
 
 	if (r < 0) {
 		snprintf(run->why, run->why_len, "cannot stop process %d: %s",
@@ -94,8 +136,10 @@ static int frozen_pass(struct run *run, struct pass *p, struct capture **cap)
 	uint64_t t0 = now_ns();
 	r = tracker_pass(run->t, PASS_FINAL, p);
 	run->res->final_scan_ns = now_ns() - t0;
+	if (r == 0)
+		run->res->final_pages = pages_of(&p->data) + pages_of(&p->zero);
 	if (r == 0) {
-		r = pipeline_capture(run->pl, run->t, p, cap, &st);
+		r = pipeline_capture(run->pl, run->t, p, arena, cap, &st);
 		run->res->final_copy_ns = st.ns;
 		run->res->unreadable += st.unreadable;
 	}
@@ -117,29 +161,36 @@ int checkpoint_run(struct tracker *t, struct pipeline *pl, struct sink *s,
 			   .why_len = why_len };
 	uint64_t t0 = now_ns(), seq = 1;
 	struct capture *cap = NULL;
+	struct capture_arena arena = { 0 };
+	struct held held = { 0 };
 	struct pass final = { 0 };
 	int r;
 
 	*res = (struct checkpoint_result){ 0 };
-	r = live_passes(&run, &seq);
+	r = live_passes(&run, &seq, &held);
 	if (r == 0)
-		r = frozen_pass(&run, &final, &cap);
-	if (r == 0) {
-		struct pipeline_stats st = { 0 };
-
-		snprintf(run.phase, sizeof(run.phase), "store");
-		r = note_taken(&run, &final);
+		r = frozen_pass(&run, &final, &cap, held.data, &arena);
+	snprintf(run.phase, sizeof(run.phase), "store");
+	if (held.cap) {
 		if (r == 0)
-			r = pipeline_flush(pl, cap, seq, s, on_progress, &run, &st);
+			r = flush(&run, held.cap, held.seq, held.data, held.zero);
+		else
+			capture_free(held.cap);
+	}
+	if (cap) {
+		uint64_t data = pages_of(&final.data), zero = pages_of(&final.zero);
+		if (r == 0)
+			r = note_taken(&run, &final);
+		if (r == 0)
+			r = flush(&run, cap, seq, data, zero);
 		else
 			capture_free(cap);
-		if (r == 0) {
-			account(&run, &final, &st);
-			r = s->ops->commit(s, final.regions, final.n_regions, &res->gen);
-		}
-		res->regions = (uint32_t)final.n_regions;
-		pass_free(&final);
 	}
+	capture_arena_free(&arena);
+	if (r == 0)
+		r = s->ops->commit(s, final.regions, final.n_regions, &res->gen);
+	res->regions = (uint32_t)final.n_regions;
+	pass_free(&final);
 	if (r < 0) {
 		if (!why[0])
 			snprintf(why, why_len, "checkpoint of process %d failed: %s", (int)tracker_pid(t),

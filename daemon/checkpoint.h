@@ -30,7 +30,7 @@ struct checkpoint_result {
 	uint64_t data_pages, zero_pages, unreadable;
 	uint64_t bytes;          /* bytes stored or sent */
 	uint64_t pause_ns, duration_ns;
-	uint64_t final_scan_ns, final_copy_ns;
+	uint64_t final_scan_ns, final_copy_ns, final_pages;
 	uint32_t regions;
 };
 

@@ -204,6 +204,9 @@ static void reply(struct ckpt_job *c)
 	cr.zero_pages = res->zero_pages;
 	cr.raw_bytes = res->data_pages * PAGE_SIZE_4K;
 	cr.regions = res->regions;
+	cr.final_pages = res->final_pages;
+	cr.final_scan_ms = ns_to_ms(res->final_scan_ns);
+	cr.final_copy_ms = ns_to_ms(res->final_copy_ns);
 	cr.peer = c->peer ? c->peer : (char *)"";
 	resp.result_case = WPMIG__RESPONSE__RESULT_CHECKPOINT;
 	resp.checkpoint = &cr;

@@ -36,7 +36,7 @@ struct enc_chunk {
 	uint32_t payload_len;
 	uint32_t encoding;   /* ENC_RAW or ENC_ZSTD */
 	uint64_t payload_sum; /* XXH3-64 of the payload as stored */
-	/* owned buffers, reused between encodes */
+	/* owned buffers, reused between encodes; capacities in bytes */
 	size_t ext_cap, sums_cap, payload_cap;
 };
 

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 #include "config.h"
 
+#include "codec.h"
+
 #include <errno.h>
 #include <grp.h>
 #include <ini.h>
@@ -30,7 +32,7 @@ void config_init(struct config *c)
 		.max_sessions = 64,
 		.max_requests = 16,
 		.max_output = 4 << 20,
-		.zstd_level = 1,
+		.zstd_level = CODEC_DEFAULT_LEVEL,
 		.log_level = LOG_INFO,
 		.peer_cache = 64 << 20,
 		.peer_zstd_level = -3,

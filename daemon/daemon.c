@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <event2/thread.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,9 +78,25 @@ static void maybe_finish(struct daemon *d)
 		event_base_loopexit(d->base, &flush);
 }
 
+/*
+ * With nothing tracked nothing can checkpoint: give back the pipeline's
+ * buffers and zstd contexts, and the heap the workers freed, so an idle
+ * daemon is as small after use as before it.
+ */
+static void release_idle_memory(struct daemon *d)
+{
+	pthread_mutex_lock(&d->pipeline_lock);
+	pipeline_free(d->pipeline);
+	d->pipeline = NULL;
+	pthread_mutex_unlock(&d->pipeline_lock);
+	malloc_trim(0);
+}
+
 void daemon_session_end(struct daemon *d, struct session *s)
 {
 	session_free(s);
+	if (!d->sessions.n)
+		release_idle_memory(d);
 	daemon_notify_status(d);
 	maybe_finish(d);
 }

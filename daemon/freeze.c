@@ -9,6 +9,7 @@
 #include <sys/ptrace.h>
 #include <sys/wait.h>
 
+#include "inject.h"
 #include "util.h"
 
 static bool have_thread(const struct freeze *f, pid_t tid)
@@ -83,8 +84,9 @@ static int seize_new_threads(struct freeze *f, size_t *n_new)
 		if (tid <= 0 || have_thread(f, tid))
 			continue;
 		if (ptrace(PTRACE_SEIZE, tid, NULL, NULL) < 0) {
-			if (errno == ESRCH)
-				continue; /* exited meanwhile */
+			/* Exited since listed (ESRCH), or exiting (EPERM). */
+			if (errno == ESRCH || task_exiting(f->pid, tid))
+				continue;
 			int r = -errno;
 			closedir(d);
 			return r;
@@ -131,22 +133,37 @@ fail:
 	return r;
 }
 
+/*
+ * PTRACE_DETACH needs the thread in a ptrace stop: one seized and
+ * interrupted but not waited for yet (a freeze that failed half way) is
+ * waited for first, else it would stop later and stay stopped.  One that
+ * exited is reaped.
+ */
+static void detach_thread(pid_t tid, int sig)
+{
+	for (;;) {
+		int status;
+		pid_t w;
+
+		if (ptrace(PTRACE_DETACH, tid, NULL, (void *)(long)sig) == 0 || errno != ESRCH)
+			return;
+		while ((w = waitpid(tid, &status, __WALL)) < 0 && errno == EINTR)
+			;
+		if (w < 0 || !WIFSTOPPED(status))
+			return;
+		if ((status >> 16) == 0)
+			sig = WSTOPSIG(status); /* a signal-delivery-stop: pass it on */
+	}
+}
+
 int thaw_process(struct freeze *f, bool leave_stopped)
 {
 	int r = 0;
 
 	if (leave_stopped && f->n && kill(f->pid, SIGSTOP) < 0)
 		r = -errno;
-	for (size_t i = 0; i < f->n; i++) {
-		pid_t tid = f->t[i].tid;
-
-		if (ptrace(PTRACE_DETACH, tid, NULL, (void *)(long)f->t[i].sig) < 0 &&
-		    errno == ESRCH) {
-			int status;
-			while (waitpid(tid, &status, __WALL) < 0 && errno == EINTR)
-				;
-		}
-	}
+	for (size_t i = 0; i < f->n; i++)
+		detach_thread(f->t[i].tid, f->t[i].sig);
 	free(f->t);
 	f->t = NULL;
 	f->n = f->cap = 0;

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kcmp.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include "uapi.h"
 #include "util.h"
 
+#define PF_EXITING 0x00000004
 #define PF_KTHREAD 0x00200000
 
 /*
@@ -66,18 +68,37 @@ static int proc_status_field(pid_t pid, const char *key, char *buf, size_t len)
 
 static unsigned long proc_stat_flags(pid_t pid)
 {
-	char path[64];
-	_cleanup_free_ char *text = NULL;
 	unsigned long flags = 0;
+	char state;
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	if (read_full_file(path, &text, NULL) < 0)
-		return 0;
+	return proc_task_stat(pid, pid, &state, &flags) == 0 ? flags : 0;
+}
+
+int proc_task_stat(pid_t pid, pid_t tid, char *state, unsigned long *flags)
+{
+	char path[96];
+	_cleanup_free_ char *text = NULL;
+	int r;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+	r = read_full_file(path, &text, NULL);
+	if (r < 0)
+		return r == -ENOENT ? -ESRCH : r;
 	/* comm may hold spaces and parentheses: parse after the last ')'. */
 	char *p = strrchr(text, ')');
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %lu", &flags) != 1)
-		return 0;
-	return flags;
+	if (!p || sscanf(p + 2, "%c %*d %*d %*d %*d %*d %lu", state, flags) != 2)
+		return -EIO;
+	return 0;
+}
+
+bool task_exiting(pid_t pid, pid_t tid)
+{
+	unsigned long flags;
+	char state;
+
+	if (proc_task_stat(pid, tid, &state, &flags) < 0)
+		return true;
+	return state == 'Z' || state == 'X' || (flags & PF_EXITING);
 }
 
 int target_check(pid_t pid, char *why, size_t why_len)
@@ -103,7 +124,12 @@ int target_check(pid_t pid, char *why, size_t why_len)
 		snprintf(why, why_len, "process %d is a zombie (exited, not reaped)", (int)pid);
 		return -ESRCH;
 	}
-	if (proc_stat_flags(pid) & PF_KTHREAD) {
+	unsigned long flags = proc_stat_flags(pid);
+	if (flags & PF_EXITING) {
+		snprintf(why, why_len, "process %d is exiting", (int)pid);
+		return -ESRCH;
+	}
+	if (flags & PF_KTHREAD) {
 		snprintf(why, why_len, "process %d is a kernel thread (no user memory)", (int)pid);
 		return -EINVAL;
 	}
@@ -141,30 +167,43 @@ static bool thread_safe_to_stop(pid_t pid, pid_t tid)
 	return true;
 }
 
-/* Prefer a running thread or one in a restartable syscall. */
-static pid_t choose_thread(pid_t pid)
+/* A running thread or one in a restartable syscall, or 0. */
+static pid_t find_safe_thread(pid_t pid)
 {
 	char path[64];
-	pid_t fallback = pid;
 	struct dirent *de;
+	pid_t found = 0;
 	DIR *d;
 
 	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
 	d = opendir(path);
 	if (!d)
-		return pid;
-	while ((de = readdir(d))) {
+		return 0;
+	while (!found && (de = readdir(d))) {
 		pid_t tid = (pid_t)atoi(de->d_name);
 
-		if (tid <= 0)
-			continue;
-		if (thread_safe_to_stop(pid, tid)) {
-			closedir(d);
-			return tid;
-		}
+		if (tid > 0 && thread_safe_to_stop(pid, tid))
+			found = tid;
 	}
 	closedir(d);
-	return fallback;
+	return found;
+}
+
+/*
+ * Prefer a thread that a stop does not disturb.  Threads come and go (one
+ * that just exited, or has not started, shows no syscall state): look a
+ * few times before settling for the main thread, whatever it is doing.
+ */
+static pid_t choose_thread(pid_t pid)
+{
+	for (int i = 0; i < 64; i++) {
+		pid_t tid = find_safe_thread(pid);
+
+		if (tid)
+			return tid;
+		sched_yield();
+	}
+	return pid;
 }
 
 static int find_vdso_syscall(pid_t pid, uint64_t *ret)
@@ -290,6 +329,21 @@ static void rseq_fixup(struct inject *in)
 		in->saved.rip = cs[3];
 }
 
+/* Seize tid and bring it to an event stop.  -ESRCH: it exited meanwhile. */
+static int seize_thread(struct inject *in, pid_t tid)
+{
+	int r;
+
+	in->tid = tid;
+	if (ptrace(PTRACE_SEIZE, tid, NULL, NULL) < 0)
+		return -errno;
+	in->seized = true;
+	r = interrupt_to_event_stop(in, 0, false, false);
+	if (r == -ESRCH)
+		in->seized = false; /* wait_stop() reaped its exit */
+	return r;
+}
+
 int inject_attach(struct inject *in, pid_t pid)
 {
 	int r;
@@ -298,16 +352,15 @@ int inject_attach(struct inject *in, pid_t pid)
 	in->pidfd = (int)pidfd_open_(pid);
 	if (in->pidfd < 0)
 		return -errno;
-	r = find_vdso_syscall(pid, &in->syscall_ip);
-	if (r < 0 && r != -ENOENT)
-		goto fail;
-	in->tid = choose_thread(pid);
-	if (ptrace(PTRACE_SEIZE, in->tid, NULL, NULL) < 0) {
-		r = -errno;
-		goto fail;
+	/* The thread chosen may exit before it stops (EPERM or ESRCH from
+	 * the seize, or an exit instead of a stop): choose again while the
+	 * process lives. */
+	for (int tries = 0;; tries++) {
+		r = seize_thread(in, choose_thread(pid));
+		if (r == 0 || in->seized || tries == 16 || !task_exiting(pid, in->tid) ||
+		    task_exiting(pid, pid))
+			break;
 	}
-	in->seized = true;
-	r = interrupt_to_event_stop(in, 0, false, false);
 	if (r < 0)
 		goto fail;
 	if (ptrace(PTRACE_GETREGS, in->tid, NULL, &in->saved) < 0) {
@@ -318,6 +371,10 @@ int inject_attach(struct inject *in, pid_t pid)
 		r = -EPROTONOSUPPORT;
 		goto fail;
 	}
+	/* Look for the vDSO only now: an exec before the stop moves it. */
+	r = find_vdso_syscall(pid, &in->syscall_ip);
+	if (r < 0 && r != -ENOENT)
+		goto fail;
 	rseq_fixup(in);
 	return 0;
 fail:

@@ -25,6 +25,10 @@ struct inject {
  * seccomp filter, not already traced) and fill a human reason on failure.
  */
 int target_check(pid_t pid, char *why, size_t why_len);
+/* State letter and PF_* flags of thread tid of pid, from procfs. */
+int proc_task_stat(pid_t pid, pid_t tid, char *state, unsigned long *flags);
+/* Has thread tid of pid exited, or is it exiting? */
+bool task_exiting(pid_t pid, pid_t tid);
 
 int inject_attach(struct inject *in, pid_t pid);
 /* Run syscall nr(args) in the target; *ret gets its return value. */

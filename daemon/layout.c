@@ -4,9 +4,9 @@
  * re-reads /proc/PID/maps: writable mappings not yet registered are
  * registered (and owed a whole first capture), registered ranges that are
  * no longer writable mappings are unregistered.  Unmapped ranges leave the
- * registered set through UFFD_EVENT_UNMAP (tracker.c); a range mremap()ed
- * away loses its registration in the kernel (no UFFD_FEATURE_EVENT_REMAP)
- * and shows up here as a new, unregistered mapping at its new address.
+ * registered set through UFFD_EVENT_UNMAP, and a range mremap()ed away
+ * through UFFD_EVENT_REMAP, whose handler (tracker.c) unregisters it at its
+ * new address so it shows up here as new and is adopted whole.
  */
 #include <dirent.h>
 #include <errno.h>

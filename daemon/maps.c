@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 #include "maps.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,10 @@ static enum vma_kind classify(const struct vma *v)
 	for (size_t i = 0; i < ARRAY_SIZE(special_names); i++)
 		if (!strcmp(p, special_names[i]))
 			return VMA_SPECIAL;
+	/* memfd_secret(2): unmapped from the kernel's direct map, readable by
+	 * no one but its owner; it cannot be in an image. */
+	if (!strncmp(p, "/secretmem", 10))
+		return VMA_SPECIAL;
 	if (v->shared)
 		return VMA_SHARED;
 	/* Private: anonymous unless backed by an inode (memfd, file). */
@@ -27,27 +32,62 @@ static enum vma_kind classify(const struct vma *v)
 	return VMA_FILE_PRIVATE;
 }
 
-/* Parse one line in place; 0 or -EINVAL. */
+/* An unsigned number in base at *p (no sign, at least one digit). */
+static int number(const char **p, int base, unsigned long long *ret)
+{
+	char *end;
+
+	if (!(base == 16 ? isxdigit((unsigned char)**p) : isdigit((unsigned char)**p)))
+		return -EINVAL;
+	errno = 0;
+	*ret = strtoull(*p, &end, base);
+	if (errno)
+		return -EINVAL;
+	*p = end;
+	return 0;
+}
+
+static bool one_of(char c, const char *set)
+{
+	return c && strchr(set, c);
+}
+
+static int expect(const char **p, char c)
+{
+	if (**p != c)
+		return -EINVAL;
+	(*p)++;
+	return 0;
+}
+
+/* "START-END PERMS OFFSET MAJ:MIN INODE [PATH]", strictly; 0 or -EINVAL. */
 static int parse_line(char *line, struct vma *v)
 {
-	char perms[5];
-	unsigned long long start, end, pgoff, ino;
-	unsigned maj, min;
-	int pos = 0;
+	unsigned long long start, end, pgoff, maj, min, ino;
+	const char *p = line, *perms;
 
-	if (sscanf(line, "%llx-%llx %4s %llx %x:%x %llu%n", &start, &end, perms,
-		   &pgoff, &maj, &min, &ino, &pos) != 7)
+	if (number(&p, 16, &start) || expect(&p, '-') || number(&p, 16, &end) ||
+	    expect(&p, ' '))
 		return -EINVAL;
-	if (start >= end || strlen(perms) != 4)
+	perms = p;
+	if (!one_of(perms[0], "r-") || !one_of(perms[1], "w-") || !one_of(perms[2], "x-") ||
+	    !one_of(perms[3], "ps"))
 		return -EINVAL;
-	while (line[pos] == ' ')
-		pos++;
+	p += 4;
+	if (expect(&p, ' ') || number(&p, 16, &pgoff) || expect(&p, ' ') ||
+	    number(&p, 16, &maj) || expect(&p, ':') || number(&p, 16, &min) || expect(&p, ' ') ||
+	    number(&p, 10, &ino) || (*p && *p != ' '))
+		return -EINVAL;
+	if (start >= end || maj > UINT32_MAX || min > UINT32_MAX)
+		return -EINVAL;
+	while (*p == ' ')
+		p++;
 	*v = (struct vma){
 		.start = start, .end = end, .pgoff = pgoff, .ino = ino,
-		.dev_major = maj, .dev_minor = min,
+		.dev_major = (uint32_t)maj, .dev_minor = (uint32_t)min,
 		.read = perms[0] == 'r', .write = perms[1] == 'w',
 		.exec = perms[2] == 'x', .shared = perms[3] == 's',
-		.path = line + pos,
+		.path = p,
 	};
 	v->kind = classify(v);
 	return 0;

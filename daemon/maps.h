@@ -10,7 +10,8 @@ enum vma_kind {
 	VMA_ANON,         /* private anonymous: heap, stack, malloc, [anon:...] */
 	VMA_FILE_PRIVATE, /* private mapping of a file (COW over page cache) */
 	VMA_SHARED,       /* shared mapping: shmem, memfd, SysV shm, file */
-	VMA_SPECIAL,      /* [vvar], [vdso], [vsyscall], [uprobes]: never tracked */
+	VMA_SPECIAL,      /* [vvar], [vdso], [vsyscall], [uprobes], memfd_secret:
+			     never tracked, not in images */
 };
 
 struct vma {

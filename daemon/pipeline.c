@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/sysinfo.h>
 #include <time.h>
 
@@ -58,6 +59,7 @@ struct capture {
 	struct pass pass;     /* regions, zero set: owned */
 	struct read_plan plan;
 	uint8_t *buf;
+	struct capture_arena own; /* mapped here when the caller's arena was short */
 	uint64_t *offset;
 };
 
@@ -281,13 +283,35 @@ void capture_free(struct capture *c)
 		return;
 	pass_free(&c->pass);
 	read_plan_free(&c->plan);
-	free(c->buf);
+	capture_arena_free(&c->own);
 	free(c->offset);
 	free(c);
 }
 
+int capture_arena_new(size_t len, struct capture_arena *a)
+{
+	*a = (struct capture_arena){ 0 };
+	if (!len)
+		return 0;
+	len = (len + PAGE_SIZE_4K - 1) & ~(PAGE_SIZE_4K - 1);
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	*a = (struct capture_arena){ p, len };
+	return 0;
+}
+
+void capture_arena_free(struct capture_arena *a)
+{
+	if (a->buf)
+		munmap(a->buf, a->len);
+	*a = (struct capture_arena){ 0 };
+}
+
 int pipeline_capture(struct pipeline *pl, struct tracker *t, const struct pass *p,
-		     struct capture **ret, struct pipeline_stats *st)
+		     const struct capture_arena *arena, struct capture **ret,
+		     struct pipeline_stats *st)
 {
 	struct capture *c = calloc(1, sizeof(*c));
 	int r;
@@ -298,10 +322,17 @@ int pipeline_capture(struct pipeline *pl, struct tracker *t, const struct pass *
 	r = read_plan_build(p, pl->chunk_bytes, &c->plan);
 	if (r < 0)
 		goto fail;
-	c->buf = malloc(c->plan.bytes ? c->plan.bytes : 1);
+	if (arena && arena->len >= c->plan.bytes) {
+		c->buf = arena->buf;
+	} else {
+		r = capture_arena_new(c->plan.bytes, &c->own);
+		if (r < 0)
+			goto fail;
+		c->buf = c->own.buf;
+	}
 	c->offset = calloc(c->plan.n_chunks ? c->plan.n_chunks : 1, sizeof(*c->offset));
 	r = -ENOMEM;
-	if (!c->buf || !c->offset)
+	if (!c->offset)
 		goto fail;
 	r = 0;
 	for (size_t i = 1; i < c->plan.n_chunks; i++)

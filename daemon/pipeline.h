@@ -35,6 +35,11 @@ typedef void (*pipeline_progress_fn)(void *ud, uint64_t pages_done, uint64_t pag
 struct pipeline;
 struct capture; /* pages copied out of a frozen target */
 
+struct capture_arena {
+	uint8_t *buf;
+	size_t len;
+};
+
 int pipeline_new(const struct pipeline_opts *opts, struct pipeline **ret);
 void pipeline_free(struct pipeline *pl);
 
@@ -43,10 +48,19 @@ int pipeline_run(struct pipeline *pl, struct tracker *t, const struct pass *p, u
 		 struct sink *s, pipeline_progress_fn progress, void *ud,
 		 struct pipeline_stats *st);
 
-/* Copy out every data page of p (target frozen), on the calling thread so
- * it never waits for the pool; nothing is encoded yet. */
+/*
+ * Copy out every data page of p (target frozen), on the calling thread so
+ * it never waits for the pool; nothing is encoded yet.  Copying into fresh
+ * memory runs at a fifth of the speed (every destination page faults), so
+ * the caller may hand in an arena it populated before the freeze; when the
+ * pages do not fit, populated memory is mapped here.
+ */
 int pipeline_capture(struct pipeline *pl, struct tracker *t, const struct pass *p,
-		     struct capture **ret, struct pipeline_stats *st);
+		     const struct capture_arena *arena, struct capture **ret,
+		     struct pipeline_stats *st);
+/* Populated memory for a capture (MAP_POPULATE); len 0: an empty arena. */
+int capture_arena_new(size_t len, struct capture_arena *a);
+void capture_arena_free(struct capture_arena *a);
 /* Encode and sink a capture as pass seq; frees it. */
 int pipeline_flush(struct pipeline *pl, struct capture *c, uint64_t seq, struct sink *s,
 		   pipeline_progress_fn progress, void *ud, struct pipeline_stats *st);

@@ -9,22 +9,15 @@
  * already re-protected range is harmless (nothing is reported twice).
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "tracker-internal.h"
 #include "util.h"
 
-/*
- * Sort what the kernel returned: zero-pfn pages are zero, populated
- * (present or swapped) pages are data, and pages reported written but not
- * populated go to unpop: the caller knows what an empty page of its region
- * holds (zero for anon, the file's content otherwise).  Since 6.x kernels
- * report never-populated, unprotected entries as written and protect them
- * with markers in the same call.
- */
-static int scan_loop(struct tracker *t, struct pm_scan_arg tmpl, struct pass *out,
-		     struct range_set *unpop)
+/* Zero-pfn pages are zero; every other page returned is data. */
+static int scan_loop(struct tracker *t, struct pm_scan_arg tmpl, struct pass *out)
 {
 	uint64_t cur = tmpl.start, end = tmpl.end;
 
@@ -45,18 +38,13 @@ static int scan_loop(struct tracker *t, struct pm_scan_arg tmpl, struct pass *ou
 		for (long i = 0; i < n; i++) {
 			const struct page_region *r = &t->vec[i];
 			uint64_t pages = (r->end - r->start) / PAGE_SIZE_4K;
-			int rc;
+			bool zero = r->categories & PAGE_IS_PFNZERO;
+			int rc = range_set_add(zero ? &out->zero : &out->data, r->start, r->end);
 
-			if (r->categories & PAGE_IS_PFNZERO) {
-				rc = range_set_add(&out->zero, r->start, r->end);
-				out->st.zero_pages += pages;
-			} else if (r->categories & (PAGE_IS_PRESENT | PAGE_IS_SWAPPED)) {
-				rc = range_set_add(&out->data, r->start, r->end);
-			} else {
-				rc = range_set_add(unpop, r->start, r->end);
-			}
 			if (rc < 0)
 				return rc;
+			if (zero)
+				out->st.zero_pages += pages;
 			if (r->categories & PAGE_IS_WRITTEN)
 				out->st.written_pages += pages;
 		}
@@ -68,23 +56,29 @@ static int scan_loop(struct tracker *t, struct pm_scan_arg tmpl, struct pass *ou
 	return 0;
 }
 
-/* Written pages in [start, end), atomically re-protected. */
-int scan_written(struct tracker *t, uint64_t start, uint64_t end, struct pass *out,
-		 struct range_set *unpop)
+/*
+ * Written pages in [start, end), atomically re-protected: only populated
+ * ones (present or swapped).  Asked only for "written", this kernel also
+ * reports every empty entry and protects it with a marker, allocating page
+ * tables to hold the markers: 2 MiB per GiB of never-touched mapping, kept
+ * after we detach; for an ASan binary's terabytes of shadow that is tens of
+ * GiB and the OOM killer.  An empty page needs no protection anyway: a
+ * write to it populates an entry without the protect bit, reported by the
+ * next scan; one emptied by a zap is announced by UFFD_EVENT_REMOVE.
+ */
+int scan_written(struct tracker *t, uint64_t start, uint64_t end, struct pass *out)
 {
 	struct pm_scan_arg arg = {
 		.size = sizeof(arg),
 		.flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
 		.start = start,
 		.end = end,
-		/* More than PAGE_IS_WRITTEN in return_mask: we need to tell
-		 * populated pages from empty ones and zero-pfn ones. */
 		.category_mask = PAGE_IS_WRITTEN,
-		.return_mask = PAGE_IS_WRITTEN | PAGE_IS_PRESENT | PAGE_IS_SWAPPED |
-			       PAGE_IS_PFNZERO,
+		.category_anyof_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+		.return_mask = PAGE_IS_WRITTEN | PAGE_IS_PFNZERO,
 	};
 
-	return scan_loop(t, arg, out, unpop);
+	return scan_loop(t, arg, out);
 }
 
 /* Populated pages in [start, end), no protection change. */
@@ -98,7 +92,7 @@ int scan_present(struct tracker *t, uint64_t start, uint64_t end, struct pass *o
 		.return_mask = PAGE_IS_PRESENT | PAGE_IS_SWAPPED | PAGE_IS_PFNZERO,
 	};
 
-	return scan_loop(t, arg, out, &out->zero); /* never used: all populated */
+	return scan_loop(t, arg, out);
 }
 
 /*

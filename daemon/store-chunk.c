@@ -12,7 +12,17 @@
 #include <string.h>
 #include <sys/uio.h>
 
+#include <xxhash.h>
+
 #include "util.h"
+
+uint64_t chunk_meta_sum(const struct disk_chunk *h, const struct ext *ext, const uint64_t *sums)
+{
+	uint64_t s = XXH3_64bits(h, offsetof(struct disk_chunk, meta_sum));
+
+	s = XXH3_64bits_withSeed(ext, (size_t)h->n_ext * sizeof(*ext), s);
+	return XXH3_64bits_withSeed(sums, (size_t)h->n_data_pages * 8, s);
+}
 
 int chunk_grow(void **buf, size_t *cap, size_t want)
 {

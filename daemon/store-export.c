@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * Export: one file per region, START-END.bin, holding the region's content
+ * Export: one file per region, START-END.bin (the addresses as
+ * /proc/PID/maps prints them), holding the region's content
  * at the generation.  The file is sized first with ftruncate, so zero spans,
  * pages never captured and all-zero data pages stay holes.
  */
@@ -105,7 +106,8 @@ static int export_region(struct export_ctx *c, int dir_fd, const struct pass_reg
 	char name[64];
 	int r;
 
-	snprintf(name, sizeof(name), "%" PRIx64 "-%" PRIx64 ".bin", reg->start, reg->end);
+	/* as /proc/PID/maps prints them: lowercase, at least 8 digits */
+	snprintf(name, sizeof(name), "%08" PRIx64 "-%08" PRIx64 ".bin", reg->start, reg->end);
 	c->fd = openat(dir_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (c->fd < 0)
 		return -errno;

@@ -10,7 +10,6 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <xxhash.h>
@@ -301,7 +300,7 @@ void gen_file_close(struct gen_file *gf)
 	free(gf);
 }
 
-ssize_t gen_file_region(const struct gen_file *gf, uint64_t addr)
+size_t gen_file_region_from(const struct gen_file *gf, uint64_t addr)
 {
 	size_t lo = 0, hi = gf->n_regions;
 
@@ -313,5 +312,12 @@ ssize_t gen_file_region(const struct gen_file *gf, uint64_t addr)
 		else
 			hi = mid;
 	}
-	return lo < gf->n_regions && gf->regions[lo].start <= addr ? (ssize_t)lo : -1;
+	return lo;
+}
+
+ssize_t gen_file_region(const struct gen_file *gf, uint64_t addr)
+{
+	size_t i = gen_file_region_from(gf, addr);
+
+	return i < gf->n_regions && gf->regions[i].start <= addr ? (ssize_t)i : -1;
 }

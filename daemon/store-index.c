@@ -78,7 +78,8 @@ static int cmp_u64(const void *a, const void *b)
 }
 
 /* Append [a, b) of entry e, merging with the previous span when seamless. */
-static void emit(struct disk_span *out, size_t *n, uint64_t a, uint64_t b, const struct disk_span *e)
+static void emit(struct disk_span *out, size_t *n, uint64_t a, uint64_t b,
+		 const struct disk_span *e)
 {
 	struct disk_span *last = *n ? &out[*n - 1] : NULL;
 
@@ -222,8 +223,11 @@ int index_build(const struct index_params *w, const struct pass_region *regions,
 
 		*(spans[i].kind == EXT_DATA ? &ix->live_data_pages : &ix->live_zero_pages) += pages;
 	}
-	p = mempcpy(ix + 1, w->chunk_off, w->n_chunks * 8);
-	p = mempcpy(p, spans, n_spans * sizeof(*spans));
+	p = (uint8_t *)(ix + 1);
+	if (w->n_chunks) /* no NULL to mempcpy, even for 0 bytes */
+		p = mempcpy(p, w->chunk_off, w->n_chunks * 8);
+	if (n_spans)
+		p = mempcpy(p, spans, n_spans * sizeof(*spans));
 	char *pool = (char *)p + n_regions * sizeof(struct disk_region);
 	uint32_t off = 0;
 	for (size_t i = 0; i < n_regions; i++, p += sizeof(struct disk_region)) {
@@ -231,7 +235,8 @@ int index_build(const struct index_params *w, const struct pass_region *regions,
 
 		fill_region(&d, &regions[i], off);
 		memcpy(p, &d, sizeof(d));
-		memcpy(pool + off, regions[i].path, d.path_len);
+		if (d.path_len)
+			memcpy(pool + off, regions[i].path, d.path_len);
 		off += d.path_len;
 	}
 	*ret = ix;

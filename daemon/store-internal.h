@@ -74,6 +74,8 @@ int gen_file_decode_chunk(struct gen_file *gf, struct codec *c, uint32_t idx, in
 int64_t gen_file_chunk_page(const struct gen_file *gf, uint64_t addr);
 /* Region of gf holding addr, or -1. */
 ssize_t gen_file_region(const struct gen_file *gf, uint64_t addr);
+/* First region of gf ending after addr (n_regions if none). */
+size_t gen_file_region_from(const struct gen_file *gf, uint64_t addr);
 
 /* store-index.c: what commit writes after the chunks */
 /* Regions sorted, disjoint, page aligned, sane: 0 or -EINVAL. */

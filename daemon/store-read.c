@@ -69,16 +69,10 @@ static int resolve_regions(struct store_image *img, size_t level, uint64_t a, ui
 			   resolve_fn fn, void *ud, bool strict)
 {
 	struct gen_file *gf = img->chain[level];
-	ssize_t first = gen_file_region(gf, a);
-	size_t i = 0;
+	size_t i = gen_file_region_from(gf, a);
 	uint64_t pos = a;
 	int r = 0;
 
-	if (first >= 0)
-		i = (size_t)first;
-	else /* a is in a hole: start at the first region after it */
-		while (i < gf->n_regions && gf->regions[i].end <= a)
-			i++;
 	for (; r == 0 && i < gf->n_regions && gf->regions[i].start < b; i++) {
 		const struct pass_region *reg = &gf->regions[i];
 

@@ -20,6 +20,8 @@
 
 #include "util.h"
 
+#define WRITEBACK_STEP (16ULL << 20)
+
 struct writer {
 	struct sink sink;
 	int images_fd, set_fd, lock_fd, fd;
@@ -32,6 +34,7 @@ struct writer {
 	pthread_mutex_t lock; /* guards everything below */
 	int error;            /* sticky: the first failure ends the generation */
 	uint64_t tail;        /* next free file offset */
+	uint64_t kicked;      /* writeback started up to here */
 	struct disk_span *log;
 	size_t n_log, cap_log;
 	uint64_t *chunk_off;
@@ -45,14 +48,6 @@ static int64_t realtime_ns(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-uint64_t chunk_meta_sum(const struct disk_chunk *h, const struct ext *ext, const uint64_t *sums)
-{
-	uint64_t s = XXH3_64bits(h, offsetof(struct disk_chunk, meta_sum));
-
-	s = XXH3_64bits_withSeed(ext, (size_t)h->n_ext * sizeof(*ext), s);
-	return XXH3_64bits_withSeed(sums, (size_t)h->n_data_pages * 8, s);
 }
 
 /* pwritev until done; a short write is retried so ENOSPC surfaces. */
@@ -138,6 +133,25 @@ static int log_chunk(struct writer *w, const struct enc_chunk *ch, uint64_t len,
 	return 0;
 }
 
+/*
+ * Start writeback of what has been written so far, without waiting, so the
+ * disk works while the workers encode and commit's fsync has only the tail
+ * left.  Ranges still being written by another worker are just skipped.
+ */
+static void kick_writeback(struct writer *w)
+{
+	uint64_t from, to;
+
+	pthread_mutex_lock(&w->lock);
+	from = w->kicked;
+	to = w->tail;
+	if (to - from >= WRITEBACK_STEP)
+		w->kicked = to;
+	pthread_mutex_unlock(&w->lock);
+	if (to - from >= WRITEBACK_STEP)
+		sync_file_range(w->fd, (off_t)from, (off_t)(to - from), SYNC_FILE_RANGE_WRITE);
+}
+
 static int w_put_chunk(struct sink *s, const struct enc_chunk *ch)
 {
 	static uint8_t zeros[8];
@@ -173,6 +187,8 @@ static int w_put_chunk(struct sink *s, const struct enc_chunk *ch)
 	r = pwritev_full(w->fd, iov, (int)ARRAY_SIZE(iov), off);
 	if (r < 0)
 		fail(w, r);
+	else
+		kick_writeback(w);
 	return r;
 }
 
@@ -267,10 +283,9 @@ static int w_commit(struct sink *s, const struct pass_region *regions, size_t n,
 		w->log = NULL;
 		w->n_log = w->cap_log = 0;
 		struct index_params ip = {
-			.generation = w->generation, .data_pages = w->data_pages,
-			.zero_pages = w->zero_pages, .chunk_off = w->chunk_off,
-			.created_ns = realtime_ns(),
-			.n_chunks = w->n_chunks,
+			.generation = w->generation, .created_ns = realtime_ns(),
+			.data_pages = w->data_pages, .zero_pages = w->zero_pages,
+			.chunk_off = w->chunk_off, .n_chunks = w->n_chunks,
 		};
 		r = index_build(&ip, regions, n, spans, n_spans, &index, &len);
 	}
@@ -354,6 +369,26 @@ static int write_header(struct writer *w)
 	return pwritev_full(w->fd, &iov, 1, 0);
 }
 
+/*
+ * The set may vanish under us: an rm, or the abort of its first generation,
+ * removes the lock file and then the directory.  Files can no longer be
+ * created in a removed directory, so this fails with -ENOENT rather than
+ * writing where nobody looks; then try once more from the top.
+ */
+static int open_and_lock(struct store *st, struct writer *w)
+{
+	int r = -ENOENT;
+
+	for (int i = 0; r == -ENOENT && i < 3; i++) {
+		closep(&w->set_fd);
+		w->set_fd = -1;
+		r = set_dir_open(st, w->set, true, &w->set_fd);
+		if (r == 0)
+			r = set_lock(w->set_fd, &w->lock_fd);
+	}
+	return r;
+}
+
 int store_begin(struct store *st, const char *set, pid_t pid, bool full,
 		uint64_t expect_parent, struct sink **ret, uint64_t *generation)
 {
@@ -361,6 +396,10 @@ int store_begin(struct store *st, const char *set, pid_t pid, bool full,
 	char tmp[GEN_NAME_LEN];
 	int r;
 
+	if (!store_set_name_valid(set)) {
+		free(w);
+		return -EINVAL;
+	}
 	if (!w)
 		return -ENOMEM;
 	*w = (struct writer){ .sink.ops = &writer_ops, .images_fd = -1, .set_fd = -1,
@@ -369,9 +408,7 @@ int store_begin(struct store *st, const char *set, pid_t pid, bool full,
 	pthread_mutex_init(&w->lock, NULL);
 	snprintf(w->set, sizeof(w->set), "%s", set);
 	w->images_fd = fcntl(st->images_fd, F_DUPFD_CLOEXEC, 3);
-	r = w->images_fd < 0 ? -errno : set_dir_open(st, set, true, &w->set_fd);
-	if (r == 0)
-		r = set_lock(w->set_fd, &w->lock_fd);
+	r = w->images_fd < 0 ? -errno : open_and_lock(st, w);
 	if (r == 0) {
 		set_clean_temp(w->set_fd);
 		r = next_generation(w, full, expect_parent);

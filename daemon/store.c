@@ -133,7 +133,8 @@ int set_generations(int set_fd, uint64_t **ret, size_t *ret_n)
 		v[n++] = g;
 	}
 	closedir(d);
-	qsort(v, n, sizeof(*v), cmp_u64);
+	if (n)
+		qsort(v, n, sizeof(*v), cmp_u64);
 	*ret = TAKE_PTR(v);
 	*ret_n = n;
 	return 0;

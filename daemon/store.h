@@ -67,9 +67,11 @@ int store_list_generations(struct store *st, const char *set,
  * self-contained.  Otherwise it is an increment over expect_parent, which
  * must be the newest generation (-ESTALE if not: pages written between
  * would be lost; -ENOENT if the set has none).  -EBUSY when another writer
- * or rm holds the set.  The sink's commit fills gen_summary.parent with 0
- * for a full generation (sink.h); the file still records the number.
- * After a failed commit the generation is already gone; call abort to free.
+ * or rm holds the set (or, for an instant, another process's store_open
+ * cleaning it: worth one retry).  The sink's commit fills
+ * gen_summary.parent with 0 for a full generation (sink.h); the file still
+ * records the number.  After a failed commit the generation is already
+ * gone; call abort to free the sink.
  */
 int store_begin(struct store *st, const char *set, pid_t pid, bool full,
 		uint64_t expect_parent, struct sink **ret, uint64_t *generation);
@@ -100,7 +102,7 @@ struct store_bad {
 	uint64_t region_start, region_end; /* its region holding addr; 0, 0 if none */
 	uint64_t addr;         /* page address; UINT64_MAX when it cannot be placed */
 	uint64_t file_offset;  /* of the chunk record */
-	const char *what;      /* "page checksum", "payload", "chunk header", ... */
+	const char *what;      /* "page checksum", "chunk header", ... (static) */
 };
 
 /*
@@ -114,8 +116,9 @@ int store_image_verify(struct store_image *img,
 
 /*
  * Write one file per region into dir (created if missing): START-END.bin,
- * lowercase hex without 0x as /proc/PID/maps prints it, END-START bytes of
- * content; zero ranges are left as holes.
+ * the addresses exactly as /proc/PID/maps prints them (lowercase hex, no
+ * 0x, zero-padded to 8 digits like maps, so no padding from 0x10000000 up),
+ * END-START bytes of content; zero ranges are left as holes.
  */
 int store_image_export(struct store_image *img, const char *dir,
 		       const struct store_progress *progress);

@@ -41,6 +41,7 @@ struct tracker {
 	uint32_t vec_len;
 	uint64_t passes, attach_ns, last_written, last_scan_ns;
 	uint64_t forks_seen, sharing_checked_ns;
+	bool always_dirty; /* pinned memory: allow_pinned tracks it this way */
 };
 
 /* layout.c */
@@ -51,7 +52,6 @@ void layout_mark_all_shared(struct tracker *t);
 void layout_recheck_sharing(struct tracker *t, uint64_t now);
 
 /* scan.c */
-int scan_written(struct tracker *t, uint64_t start, uint64_t end, struct pass *out,
-		 struct range_set *unpop);
+int scan_written(struct tracker *t, uint64_t start, uint64_t end, struct pass *out);
 int scan_present(struct tracker *t, uint64_t start, uint64_t end, struct pass *out);
 int scan_file_extents(int fd, uint64_t off, uint64_t start, uint64_t end, struct pass *out);

@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-only
 #include "tracker.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -36,38 +35,32 @@ static const char *const pinning_fds[] = {
 	"/dev/vfio/", "/dev/infiniband/", "anon_inode:[io_uring]",
 };
 
+struct pinned_check {
+	pid_t pid;
+	char *why;
+	size_t why_len;
+};
+
+static int is_pinning_fd(void *ud, const char *fd, const char *target)
+{
+	struct pinned_check *c = ud;
+
+	for (size_t i = 0; i < ARRAY_SIZE(pinning_fds); i++)
+		if (!strncmp(target, pinning_fds[i], strlen(pinning_fds[i]))) {
+			snprintf(c->why, c->why_len,
+				 "process %d holds %s (fd %s): memory written through "
+				 "long-term pins is invisible to write-protect",
+				 (int)c->pid, target, fd);
+			return -EPERM;
+		}
+	return 0;
+}
+
 static int check_pinned(pid_t pid, char *why, size_t why_len)
 {
-	char dir[64], path[320], link[256];
-	struct dirent *de;
-	DIR *d;
+	struct pinned_check c = { pid, why, why_len };
 
-	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
-	d = opendir(dir);
-	if (!d)
-		return 0;
-	while ((de = readdir(d))) {
-		ssize_t n;
-
-		if (de->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		n = readlink(path, link, sizeof(link) - 1);
-		if (n < 0)
-			continue;
-		link[n] = 0;
-		for (size_t i = 0; i < ARRAY_SIZE(pinning_fds); i++)
-			if (!strncmp(link, pinning_fds[i], strlen(pinning_fds[i]))) {
-				snprintf(why, why_len,
-					 "process %d holds %s (fd %s): memory written through "
-					 "long-term pins is invisible to write-protect",
-					 (int)pid, link, de->d_name);
-				closedir(d);
-				return -EPERM;
-			}
-	}
-	closedir(d);
-	return 0;
+	return proc_fd_foreach(pid, is_pinning_fd, &c);
 }
 
 static void handle_event(struct tracker *t, const struct uffd_msg *m)
@@ -245,14 +238,19 @@ int tracker_attach(pid_t pid, const struct tracker_opts *opts, struct tracker **
 	r = target_check(pid, why, why_len);
 	if (r < 0)
 		return r;
-	if (!(opts && opts->allow_pinned)) {
-		r = check_pinned(pid, why, why_len);
-		if (r < 0)
-			return r;
+	char pinned[256] = "";
+	r = check_pinned(pid, pinned, sizeof(pinned));
+	if (r < 0 && !(opts && opts->allow_pinned)) {
+		snprintf(why, why_len, "%s", pinned);
+		return r;
 	}
+	bool always_dirty = r < 0;
 	t = tracker_new(pid, opts);
 	if (!t)
 		return -ENOMEM;
+	t->always_dirty = always_dirty;
+	if (always_dirty)
+		log_warning("%s; allow_pinned is set: every final pass reads every page", pinned);
 	r = inject_acquire_uffd(pid, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY, &t->uffd,
 				&t->pidfd, why, why_len);
 	if (r < 0)
@@ -292,6 +290,17 @@ int tracker_attach(pid_t pid, const struct tracker_opts *opts, struct tracker **
 	return 0;
 fail:
 	tracker_detach(t);
+	/* A target exiting (or traced by another) meanwhile makes a step fail
+	 * with a symptom (ptrace EPERM, reads EFAULT or ENOENT): give the cause. */
+	if (r != -ENOMEM) {
+		char cause[256];
+		int rc = target_check(pid, cause, sizeof(cause));
+
+		if (rc < 0) {
+			snprintf(why, why_len, "%s", cause);
+			r = rc;
+		}
+	}
 	return r;
 }
 
@@ -403,23 +412,17 @@ static int scan_registered(struct tracker *t, struct pass *out, struct range_set
 {
 	for (size_t i = 0; i < out->n_regions; i++) {
 		const struct pass_region *pr = &out->regions[i];
-		struct range_set part = { 0 }, unpop = { 0 };
+		struct range_set part = { 0 };
 		int r = range_set_clip(&t->registered, pr->start, pr->end, &part);
 
 		for (size_t j = 0; r == 0 && j < part.n; j++) {
-			r = scan_written(t, part.r[j].start, part.r[j].end, out, &unpop);
+			r = scan_written(t, part.r[j].start, part.r[j].end, out);
 			/* EPERM: a VMA in there is not ours any more (replaced
 			 * or moved while we looked): re-read the layout. */
 			if (r == -EPERM)
 				r = range_set_add(failed, part.r[j].start, part.r[j].end);
 		}
-		/* Reported written but empty: what an empty page holds. */
-		for (size_t j = 0; r == 0 && j < unpop.n; j++)
-			r = pr->kind == VMA_ANON
-				    ? range_set_add(&out->zero, unpop.r[j].start, unpop.r[j].end)
-				    : capture_whole(t, pr, unpop.r[j].start, unpop.r[j].end, out);
 		range_set_free(&part);
-		range_set_free(&unpop);
 		if (r < 0)
 			return r;
 	}
@@ -469,6 +472,9 @@ int tracker_pass(struct tracker *t, unsigned flags, struct pass *out)
 	int r;
 
 	*out = (struct pass){ 0 };
+	/* Writes through long-term pins never fault: read everything again. */
+	if ((flags & PASS_FINAL) && t->always_dirty)
+		tracker_invalidate(t);
 	pthread_mutex_lock(&t->pass_lock);
 	if (!(flags & PASS_FINAL))
 		layout_recheck_sharing(t, t0);

@@ -23,7 +23,6 @@ enum {
 	REGION_NEW = 1 << 0,       /* first captured whole in this pass */
 	REGION_UNTRACKED = 1 << 1, /* cannot be write-protected: always read whole */
 	REGION_SHARED_ELSEWHERE = 1 << 2, /* backing file mapped by another process */
-	REGION_UNREADABLE = 1 << 3, /* content could not be read (device memory) */
 };
 
 struct pass_region {
@@ -56,7 +55,10 @@ enum {
 };
 
 struct tracker_opts {
-	bool allow_pinned; /* track even with VFIO / RDMA / io_uring fds open */
+	/* Track a process holding VFIO / RDMA / io_uring fds anyway: writes
+	 * through their long-term pins never fault, so every final pass then
+	 * re-reads every page (the process is treated as always dirty). */
+	bool allow_pinned;
 	uint32_t scan_vec_len; /* page_region entries per PAGEMAP_SCAN call */
 };
 

@@ -2,6 +2,8 @@
 #include "util.h"
 
 #include <ctype.h>
+#include <dirent.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <string.h>
 
@@ -45,15 +47,18 @@ int read_full_file(const char *path, char **ret, size_t *ret_len)
 	return 0;
 }
 
+/* Decimal, or hex with 0x; no sign, no space, no octal. */
 int parse_u64(const char *s, uint64_t *ret)
 {
+	bool hex = s && s[0] == '0' && (s[1] == 'x' || s[1] == 'X');
+	const char *digits = hex ? s + 2 : s;
 	char *end;
 	unsigned long long v;
 
-	if (!s || !*s || *s == '-' || isspace((unsigned char)*s))
+	if (!s || !(hex ? isxdigit((unsigned char)*digits) : isdigit((unsigned char)*digits)))
 		return -EINVAL;
 	errno = 0;
-	v = strtoull(s, &end, 0);
+	v = strtoull(digits, &end, hex ? 16 : 10);
 	if (errno)
 		return -errno;
 	if (*end)
@@ -68,7 +73,7 @@ int parse_size(const char *s, uint64_t *ret)
 	unsigned long long v;
 	unsigned shift = 0;
 
-	if (!s || !*s || *s == '-' || isspace((unsigned char)*s))
+	if (!s || !isdigit((unsigned char)*s))
 		return -EINVAL;
 	errno = 0;
 	v = strtoull(s, &end, 10);
@@ -92,4 +97,32 @@ int parse_size(const char *s, uint64_t *ret)
 		return -ERANGE;
 	*ret = (uint64_t)v << shift;
 	return 0;
+}
+
+int proc_fd_foreach(pid_t pid, int (*fn)(void *ud, const char *fd, const char *target),
+		    void *ud)
+{
+	char dir[64], path[320], link[256];
+	struct dirent *de;
+	DIR *d;
+	int r = 0;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	d = opendir(dir);
+	if (!d)
+		return 0;
+	while (r == 0 && (de = readdir(d))) {
+		ssize_t n;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		n = readlink(path, link, sizeof(link) - 1);
+		if (n < 0)
+			continue; /* closed meanwhile */
+		link[n] = 0;
+		r = fn(ud, de->d_name, link);
+	}
+	closedir(d);
+	return r;
 }

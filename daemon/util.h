@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -66,3 +67,11 @@ int read_full_file(const char *path, char **ret, size_t *ret_len);
 int parse_u64(const char *s, uint64_t *ret);
 /* Parse a size with optional K/M/G/T suffix (powers of 1024). */
 int parse_size(const char *s, uint64_t *ret);
+
+/*
+ * Call fn for every open fd of pid with what /proc/PID/fd/N points at;
+ * a non-zero return of fn stops the walk and is returned.  0 when the
+ * process is gone (nothing to walk).
+ */
+int proc_fd_foreach(pid_t pid, int (*fn)(void *ud, const char *fd, const char *target),
+		    void *ud);

@@ -7,6 +7,9 @@
  *   bench-codec [--quick] [--mib N] [--reps N] [--chunk-kib N]
  *               [--levels L,L,...] [--dir STATE_DIR]
  *
+ * The store figure is a full generation written to a state dir on disk
+ * (default: a fresh dir under /var/tmp), commit with fsync included.
+ *
  * Speeds are input bytes per second (1 GB = 1e9 bytes), medians over reps.
  */
 #include <errno.h>
@@ -18,8 +21,10 @@
 #include <sys/mman.h>
 #include <zstd.h>
 
+#include "bench.h"
 #include "codec.h"
 #include "pagegen.h"
+#include "store.h"
 #include "util.h"
 
 #define PG PAGE_SIZE_4K
@@ -37,19 +42,6 @@ struct bench_opts {
 	bool quick;
 	const char *dir;
 };
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof(*v), cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 /* Runs of 1..64 pages of a random kind; returns the page count per kind. */
 static void fill_mixed(struct bench_data *d, uint64_t seed)
@@ -168,21 +160,6 @@ static double bench_codec(const struct bench_data *d, int level, int threads, do
 	return (double)(d->pages * PG) / (double)t;
 }
 
-static void report_codec(const struct bench_data *d, const struct bench_opts *o, double ref)
-{
-	for (int l = 0; l < o->n_levels; l++) {
-		for (int threads = 1; threads <= 2; threads++) {
-			double v[32], ratio = 0;
-
-			for (int r = 0; r < o->reps; r++)
-				v[r] = bench_codec(d, o->levels[l], threads, &ratio);
-			double m = median(v, o->reps);
-			printf("codec level %-3d   %d thread%s  %6.2f GB/s  ratio %.2f  (%.2fx reference)\n",
-			       o->levels[l], threads, threads > 1 ? "s" : " ", m, ratio, m / ref);
-		}
-	}
-}
-
 static int parse_levels(char *s, struct bench_opts *o)
 {
 	o->n_levels = 0;
@@ -224,17 +201,165 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
 	return 0;
 }
 
-static int bench_store(const struct bench_data *d, const struct bench_opts *o, double ref)
+static int put_store(void *ud, const struct enc_chunk *ch)
 {
+	struct sink *s = ud;
+
+	return s->ops->put_chunk(s, ch);
+}
+
+/* One full generation of the whole buffer: encode, stream, commit (fsync). */
+/* --quick: the smoke test also reads the image back and compares it. */
+static int check_image(const struct bench_data *d, struct store *st, uint64_t gen)
+{
+	struct store_image *img;
+	uint8_t *back = malloc(d->pages * PG);
+	int r = back ? store_image_open(st, "bench", gen, &img) : -ENOMEM;
+
+	if (r == 0) {
+		r = store_image_read(img, d->addrs[0], d->pages * PG, back);
+		if (r == 0)
+			r = store_image_verify(img, NULL, NULL, NULL, NULL);
+		if (r == 0 && memcmp(back, d->buf, d->pages * PG))
+			r = -EILSEQ;
+		store_image_close(img);
+	}
+	free(back);
+	return r;
+}
+
+static int store_once(const struct bench_data *d, struct store *st, int threads, bool check,
+		      double *gbps, double *commit_ms, uint64_t *file_bytes)
+{
+	struct pass_region reg = {
+		.start = d->addrs[0], .end = d->addrs[d->pages - 1] + PG, .prot = 3,
+		.kind = VMA_ANON, .backing = -1, .path = "",
+	};
+	struct gen_summary sum;
+	struct sink *s;
+	uint64_t gen, out, t = now_ns(), tc;
+	int r = store_begin(st, "bench", 1, true, 0, &s, &gen);
+
+	if (r < 0)
+		return r;
+	r = run_encoders(d, 0, threads, put_store, s, &out);
+	tc = now_ns();
+	if (r == 0)
+		r = s->ops->commit(s, &reg, 1, &sum);
+	if (r < 0) {
+		s->ops->abort(s);
+		return r;
+	}
+	s->ops->close(s);
+	*commit_ms = ns_to_ms(now_ns() - tc);
+	*gbps = (double)(d->pages * PG) / (double)(now_ns() - t);
+	*file_bytes = sum.bytes_stored;
+	if (check)
+		r = check_image(d, st, gen);
+	return r < 0 ? r : store_rm_set(st, "bench");
+}
+
+/* One line of the report: measured once per rep, right after that rep's reference. */
+struct config {
+	const char *what;
+	int level, threads;
+	bool store;
+	double gbps[32], rel[32], ratio, commit_ms[32];
+	uint64_t file_bytes;
+};
+
+static int measure(const struct bench_data *d, struct store *st, struct config *c, int rep,
+		   double ref, bool check)
+{
+	int r = 0;
+
+	if (c->store)
+		r = store_once(d, st, c->threads, check, &c->gbps[rep], &c->commit_ms[rep],
+			       &c->file_bytes);
+	else
+		c->gbps[rep] = bench_codec(d, c->level, c->threads, &c->ratio);
+	c->rel[rep] = c->gbps[rep] / ref;
+	return r;
+}
+
+static void print_config(struct config *c, int reps)
+{
+	printf("%-13s level %-3d %d thread%s  %6.2f GB/s  %.2fx reference", c->what, c->level,
+	       c->threads, c->threads > 1 ? "s" : " ", median(c->gbps, reps), median(c->rel, reps));
+	if (c->store)
+		printf("  (commit+fsync %.0f ms, file %.0f MB)\n", median(c->commit_ms, reps),
+		       (double)c->file_bytes / 1e6);
+	else
+		printf("  ratio %.2f\n", c->ratio);
+}
+
+static void print_load(const char *when)
+{
+	char *text = NULL;
+
+	if (read_full_file("/proc/loadavg", &text, NULL) == 0)
+		printf("load average %s: %s", when, text);
+	free(text);
+}
+
+/* Reference, codec at each level and store write, interleaved rep by rep. */
+static int run(const struct bench_data *d, const struct bench_opts *o, struct store *st)
+{
+	struct config cfg[20];
+	double ref[32], ratio = 0, zero[32];
+	int n = 0, r = 0;
+
+	for (int l = 0; l < o->n_levels; l++)
+		for (int t = 1; t <= 2; t++)
+			cfg[n++] = (struct config){ .what = "codec", .level = o->levels[l], .threads = t };
+	for (int t = 1; t <= 2; t++)
+		cfg[n++] = (struct config){ .what = "store write", .level = CODEC_DEFAULT_LEVEL,
+					    .threads = t, .store = true };
+	for (int rep = 0; r == 0 && rep < o->reps; rep++) {
+		zero[rep] = bench_zero_detect(d);
+		ref[rep] = bench_reference(d, &ratio);
+		for (int i = 0; r == 0 && i < n; i++)
+			r = measure(d, st, &cfg[i], rep, ref[rep], o->quick);
+	}
+	if (r < 0)
+		return r;
+	printf("zero detection          1 thread   %6.2f GB/s\n", median(zero, o->reps));
+	printf("reference zstd level 1  1 thread   %6.2f GB/s  ratio %.2f\n", median(ref, o->reps),
+	       ratio);
+	for (int i = 0; i < n; i++)
+		print_config(&cfg[i], o->reps);
 	return 0;
+}
+
+static int bench_all(const struct bench_data *d, const struct bench_opts *o)
+{
+	char tmpl[] = "/var/tmp/wpmig-bench-XXXXXX", images[64];
+	const char *dir = o->dir ? o->dir : mkdtemp(tmpl);
+	struct store *st;
+	int r = dir ? store_open(dir, &st) : -errno;
+
+	if (r < 0) {
+		fprintf(stderr, "store in %s: %s\n", dir ? dir : tmpl, strerror(-r));
+		return r;
+	}
+	print_load("before");
+	r = run(d, o, st);
+	print_load("after");
+	store_close(st);
+	if (!o->dir) {
+		snprintf(images, sizeof(images), "%s/images", dir);
+		rmdir(images);
+		rmdir(dir);
+	}
+	if (r < 0)
+		fprintf(stderr, "bench: %s\n", strerror(-r));
+	return r;
 }
 
 int main(int argc, char **argv)
 {
 	struct bench_data d = { 0 };
 	struct bench_opts o;
-	double v[32], ratio = 0, ref;
-
 	if (parse_args(argc, argv, &o) < 0) {
 		fprintf(stderr, "usage: %s [--quick] [--mib N] [--reps N] [--chunk-kib N] "
 				"[--levels L,L] [--dir STATE_DIR]\n", argv[0]);
@@ -248,20 +373,12 @@ int main(int argc, char **argv)
 		return 1;
 	fill_mixed(&d, 42);
 	printf("data: %zu MiB mixed pages (zero %.1f%%, text %.1f%%, random %.1f%%), "
-	       "chunks of %zu KiB, medians of %d rep(s), zstd %s\n",
+	       "chunks of %zu KiB,\n  medians of %d rep(s), each measured beside its own reference run, zstd %s\n",
 	       o.mib, 100.0 * (double)d.kind_pages[PG_ZERO] / (double)d.pages,
 	       100.0 * (double)d.kind_pages[PG_TEXT] / (double)d.pages,
 	       100.0 * (double)d.kind_pages[PG_RANDOM] / (double)d.pages,
 	       o.chunk_kib, o.reps, ZSTD_versionString());
-	for (int r = 0; r < o.reps; r++)
-		v[r] = bench_zero_detect(&d);
-	printf("zero detection    1 thread   %6.2f GB/s\n", median(v, o.reps));
-	for (int r = 0; r < o.reps; r++)
-		v[r] = bench_reference(&d, &ratio);
-	ref = median(v, o.reps);
-	printf("reference zstd 1  1 thread   %6.2f GB/s  ratio %.2f\n", ref, ratio);
-	report_codec(&d, &o, ref);
-	int r = bench_store(&d, &o, ref);
+	int r = bench_all(&d, &o);
 	munmap(d.buf, d.pages * PG);
 	free(d.addrs);
 	return r < 0 ? 1 : 0;

@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-only
 #include "harness.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -124,38 +123,33 @@ void wl_stop(struct wl *w)
 	w->pid = 0;
 }
 
+struct fd_text {
+	char *out;
+	size_t len, cap;
+};
+
+static int append_fd(void *ud, const char *fd, const char *target)
+{
+	struct fd_text *t = ud;
+	size_t need = strlen(fd) + strlen(target) + 3;
+
+	if (t->len + need >= t->cap) {
+		char *n = realloc(t->out, t->cap = (t->len + need) * 2);
+		if (!n)
+			return -ENOMEM;
+		t->out = n;
+	}
+	t->len += (size_t)sprintf(t->out + t->len, "%s=%s\n", fd, target);
+	return 0;
+}
+
 char *proc_fds(pid_t pid)
 {
-	char dir[64], path[320], link[256];
-	size_t cap = 4096, len = 0;
-	char *out = calloc(1, cap);
-	struct dirent *de;
-	DIR *d;
+	struct fd_text t = { calloc(1, 4096), 0, 4096 };
 
-	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
-	d = opendir(dir);
-	if (!d || !out) {
-		if (d)
-			closedir(d);
-		return out;
-	}
-	while ((de = readdir(d))) {
-		ssize_t n;
-		if (de->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		n = readlink(path, link, sizeof(link) - 1);
-		if (n < 0)
-			continue;
-		link[n] = 0;
-		if (len + strlen(de->d_name) + (size_t)n + 4 >= cap) {
-			cap *= 2;
-			out = realloc(out, cap);
-		}
-		len += (size_t)sprintf(out + len, "%s=%s\n", de->d_name, link);
-	}
-	closedir(d);
-	return out;
+	if (t.out)
+		proc_fd_foreach(pid, append_fd, &t);
+	return t.out;
 }
 
 int proc_has_uffd_wp(pid_t pid)

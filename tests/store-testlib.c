@@ -357,7 +357,7 @@ static int check_export(struct store_image *img, const struct tl_model *m, size_
 		uint8_t *buf = malloc(len + 1);
 		int fd;
 
-		snprintf(path, sizeof(path), "%s/%llx-%llx.bin", dir, (unsigned long long)a,
+		snprintf(path, sizeof(path), "%s/%08llx-%08llx.bin", dir, (unsigned long long)a,
 			 (unsigned long long)g->regions[i].end);
 		fd = open(path, O_RDONLY);
 		if (fd < 0 || read(fd, buf, len + 1) != (ssize_t)len)

@@ -223,7 +223,7 @@ static void check_export_sparse(struct store *st)
 	CHECK(store_image_export(img, scratch, &sp) == 0, "export");
 	CHECK(pr.calls && pr.done == pr.total && pr.total == 60, "export progress %llu/%llu",
 	      (unsigned long long)pr.done, (unsigned long long)pr.total);
-	snprintf(path, sizeof(path), "%s/%llx-%llx.bin", scratch, R0, R0 + 30 * TL_PG);
+	snprintf(path, sizeof(path), "%s/%08llx-%08llx.bin", scratch, R0, R0 + 30 * TL_PG);
 	CHECK(stat(path, &sb) == 0 && sb.st_size == 30 * (off_t)TL_PG, "size");
 	CHECK((uint64_t)sb.st_blocks * 512 < 30 * TL_PG, "not sparse: %llu blocks",
 	      (unsigned long long)sb.st_blocks);
@@ -232,6 +232,30 @@ static void check_export_sparse(struct store *st)
 	CHECK(pr.calls && pr.done == pr.total && pr.total, "verify progress");
 	store_image_close(img);
 	tl_rmrf(scratch);
+}
+
+/* Names are the addresses as maps prints them: 00200000-00202000 at the low end. */
+static void check_export_names(struct store *st)
+{
+	struct tl_plan p = { .full = true, .n_regions = 2, .chunk_pages = 4, .threads = 1 };
+	struct store_image *img;
+	char path[600];
+	struct stat sb;
+	uint64_t g;
+
+	p.regions[0] = (struct range){ 0x200000, 0x202000 };
+	p.regions[1] = (struct range){ 0x7ffd12340000, 0x7ffd12361000 };
+	CHECK(tl_write_gen(st, "low", &p, 0, NULL, &g) == 0, "write");
+	CHECK(store_image_open(st, "low", g, &img) == 0 && store_image_export(img, scratch, NULL) == 0,
+	      "export");
+	snprintf(path, sizeof(path), "%s/00200000-00202000.bin", scratch);
+	CHECK(stat(path, &sb) == 0 && sb.st_size == 0x2000, "%s", path);
+	snprintf(path, sizeof(path), "%s/7ffd12340000-7ffd12361000.bin", scratch);
+	CHECK(stat(path, &sb) == 0 && sb.st_size == 0x21000, "%s", path);
+	CHECK(tl_count_files(scratch, "") == 2, "files");
+	store_image_close(img);
+	tl_rmrf(scratch);
+	store_rm_set(st, "low");
 }
 
 static void test_admin(void)
@@ -253,6 +277,7 @@ static void test_admin(void)
 	}
 	check_listing(st, dir, (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec);
 	check_export_sparse(st);
+	check_export_names(st);
 	check_begin_rules(st, dir);
 	check_rm(st, dir, &m);
 	tl_model_free(&m);

@@ -244,10 +244,26 @@ static void m_index_len(uint8_t *b, size_t len)
 {
 	((struct disk_footer *)(b + len - sizeof(struct disk_footer)))->index_len = 1ULL << 40;
 }
-static void m_spans(uint8_t *b, size_t len) { index_of(b, len)->n_spans = 1ULL << 40; fix_index_sum(b, len); }
-static void m_regions(uint8_t *b, size_t len) { index_of(b, len)->n_regions = UINT32_MAX; fix_index_sum(b, len); }
-static void m_chunks(uint8_t *b, size_t len) { index_of(b, len)->n_chunks = UINT32_MAX; fix_index_sum(b, len); }
-static void m_strings(uint8_t *b, size_t len) { index_of(b, len)->strings_len = UINT32_MAX; fix_index_sum(b, len); }
+static void m_spans(uint8_t *b, size_t len)
+{
+	index_of(b, len)->n_spans = 1ULL << 40;
+	fix_index_sum(b, len);
+}
+static void m_regions(uint8_t *b, size_t len)
+{
+	index_of(b, len)->n_regions = UINT32_MAX;
+	fix_index_sum(b, len);
+}
+static void m_chunks(uint8_t *b, size_t len)
+{
+	index_of(b, len)->n_chunks = UINT32_MAX;
+	fix_index_sum(b, len);
+}
+static void m_strings(uint8_t *b, size_t len)
+{
+	index_of(b, len)->strings_len = UINT32_MAX;
+	fix_index_sum(b, len);
+}
 static void m_payload(uint8_t *b, size_t len)
 {
 	uint64_t off;
@@ -415,8 +431,13 @@ int main(void)
 {
 	struct rlimit rl = { 512ULL << 20, 512ULL << 20 };
 
-	/* A huge allocation from a hostile length now fails loudly (-ENOMEM). */
+	/* A huge allocation from a hostile length now fails loudly (-ENOMEM).
+	   (Not under ASan, whose shadow memory needs the address space.) */
+#ifndef __SANITIZE_ADDRESS__
 	setrlimit(RLIMIT_AS, &rl);
+#else
+	(void)rl;
+#endif
 	scratch = tl_tmpdir("export");
 	rmdir(scratch);
 	setup();

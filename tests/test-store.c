@@ -29,6 +29,8 @@
 #define N_SLOTS 12
 
 static char *scratch; /* export target */
+/* What random_regions did, to show the run covered every kind of change. */
+static struct { int kept, dropped, moved, resized, split, added; } ev;
 
 static unsigned slot_of(uint64_t a)
 {
@@ -74,23 +76,32 @@ static void random_regions(struct tl_plan *p, const struct tl_plan *prev, uint64
 		bool last_in_slot = i + 1 == prev->n_regions || prev->regions[i + 1].start != x.end;
 		unsigned d = (unsigned)(pg_rand(rng) % 100);
 
-		if (d < 10)
-			continue; /* unmapped */
-		if (d < 20) { /* moved: mremap to a fresh slot */
-			add_in_free_slot(r, &n, prev, rng);
+		if (d < 10) { /* unmapped */
+			ev.dropped++;
 			continue;
 		}
-		if (d < 35 && last_in_slot) /* grown or shrunk */
+		if (d < 20) { /* moved: mremap to a fresh slot */
+			add_in_free_slot(r, &n, prev, rng);
+			ev.moved++;
+			continue;
+		}
+		if (d < 35 && last_in_slot) { /* grown or shrunk */
 			x.end = x.start + (1 + pg_rand(rng) % 48) * TL_PG;
-		if (d >= 90 && x.end - x.start >= 2 * TL_PG) { /* split by mprotect */
+			ev.resized++;
+		} else if (d >= 90 && x.end - x.start >= 2 * TL_PG) { /* split by mprotect */
 			uint64_t mid = x.start + (1 + pg_rand(rng) % ((x.end - x.start) / TL_PG - 1)) * TL_PG;
 			r[n++] = (struct range){ x.start, mid };
 			x.start = mid;
+			ev.split++;
+		} else {
+			ev.kept++;
 		}
 		r[n++] = x;
 	}
-	if (!prev || pg_rand(rng) % 100 < 40)
+	if (!prev || pg_rand(rng) % 100 < 40) {
 		add_in_free_slot(r, &n, prev, rng);
+		ev.added++;
+	}
 	qsort(r, n, sizeof(*r), cmp_range);
 	memcpy(p->regions, r, n * sizeof(*r));
 	p->n_regions = n;
@@ -115,7 +126,7 @@ static void random_passes(struct tl_plan *p, uint64_t *rng)
 
 static void test_model(void)
 {
-	for (uint64_t seed = 1; seed <= 10; seed++) {
+	for (uint64_t seed = 1; seed <= 20; seed++) {
 		struct tl_plan plan[2] = { 0 };
 		struct tl_model m = { 0 };
 		char set[32];
@@ -146,6 +157,10 @@ static void test_model(void)
 		tl_rmrf(dir);
 		free(dir);
 	}
+	printf("model: regions kept %d, unmapped %d, moved %d, resized %d, split %d, new %d\n",
+	       ev.kept, ev.dropped, ev.moved, ev.resized, ev.split, ev.added);
+	CHECK(ev.kept && ev.dropped && ev.moved && ev.resized && ev.split && ev.added,
+	      "some kind of region change never happened");
 }
 
 /* ---- directed: expectations computed by hand, not by the model ---- */

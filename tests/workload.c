@@ -5,7 +5,8 @@
  * line on stdout ("OK ..." or "ERR ...").  With --selfcheck it also watches
  * its own state: a thread keeps known values in registers across a busy
  * loop, one thread blocks in read(), one in clock_nanosleep(), and SIGUSR1
- * is counted, so a tracer that disturbs it is caught by the target itself.
+ * and SIGRTMIN+1 are counted, so a tracer that disturbs it is caught by the
+ * target itself.  --busy N adds N threads spinning on the CPU.
  *
  *   regions                      list regions: name kind start end
  *   write NAME N SEED            write N distinct random pages; answers them
@@ -23,6 +24,8 @@
  *   writer start|stop            a thread writing pages continuously
  *   sum NAME                     FNV-1a 64 of the region
  *   check                        self-check results
+ *   busy                         total loop count of the --busy threads
+ *   churn start|stop             a thread creating and joining threads
  *   quit
  */
 #include <errno.h>
@@ -40,6 +43,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "pagegen.h"
 
 #define PG 4096UL
 #define MAX_REGIONS 64
@@ -63,7 +68,11 @@ struct workload {
 	atomic_ulong writer_pages;
 	/* self-check */
 	atomic_bool stop;
-	atomic_ulong reg_loops, reg_bad, sleep_bad, read_bad, usr1;
+	atomic_ulong reg_loops, reg_bad, sleep_bad, read_bad, usr1, rt;
+	atomic_ulong busy_loops;
+	pthread_t churner;
+	atomic_bool churn_on;
+	atomic_ulong churned;
 	int read_pipe[2];
 	atomic_int read_got;
 };
@@ -81,23 +90,8 @@ static uint64_t xs(uint64_t *s)
 static void fill_page(uint8_t *p, uint64_t seed)
 {
 	uint64_t s = seed * 0x9E3779B97F4A7C15ULL + 1;
-	static const char words[] = "the quick brown fox jumps over lazy dogs wpmig page ";
 
-	switch (xs(&s) % 3) {
-	case 0:
-		memset(p, 0, PG);
-		break;
-	case 1:
-		for (size_t i = 0; i < PG; i++)
-			p[i] = (uint8_t)words[(i + (s & 63)) % (sizeof(words) - 1)];
-		p[s % PG] ^= 1; /* never all zero, never identical */
-		break;
-	default:
-		for (size_t i = 0; i < PG; i += 8) {
-			uint64_t v = xs(&s);
-			memcpy(p + i, &v, 8);
-		}
-	}
+	pg_fill(p, (int)(xs(&s) % 3), &s);
 }
 
 static void random_page(uint8_t *p, uint64_t *s)
@@ -310,6 +304,45 @@ static void on_usr1(int sig)
 	atomic_fetch_add(&the_workload->usr1, 1);
 }
 
+/* Real-time signals queue (standard ones coalesce): every one sent counts. */
+static void on_rt(int sig)
+{
+	(void)sig;
+	atomic_fetch_add(&the_workload->rt, 1);
+}
+
+static void *short_thread(void *arg)
+{
+	return arg;
+}
+
+static void *churn_thread(void *arg)
+{
+	struct workload *w = arg;
+
+	while (atomic_load(&w->churn_on)) {
+		pthread_t t;
+
+		if (pthread_create(&t, NULL, short_thread, NULL) == 0) {
+			pthread_join(t, NULL);
+			atomic_fetch_add(&w->churned, 1);
+		}
+	}
+	return NULL;
+}
+
+static void *busy_thread(void *arg)
+{
+	struct workload *w = arg;
+
+	while (!atomic_load(&w->stop)) {
+		for (volatile unsigned i = 0; i < 100000; i++)
+			;
+		atomic_fetch_add(&w->busy_loops, 1);
+	}
+	return NULL;
+}
+
 static void *regcheck_thread(void *arg)
 {
 	struct workload *w = arg;
@@ -365,7 +398,15 @@ static void *sleep_thread(void *arg)
 {
 	struct workload *w = arg;
 	struct timespec ts = { .tv_sec = 3600 }, t0, t1;
+	sigset_t counted;
 
+	/* A handler run on this thread ends clock_nanosleep() with EINTR
+	 * whatever SA_RESTART says (signal(7)): keep the counted signals
+	 * away, so an early wake-up can only be a restart a tracer lost. */
+	sigemptyset(&counted);
+	sigaddset(&counted, SIGUSR1);
+	sigaddset(&counted, SIGRTMIN + 1);
+	pthread_sigmask(SIG_BLOCK, &counted, NULL);
 	while (!atomic_load(&w->stop)) {
 		clock_gettime(CLOCK_MONOTONIC, &t0);
 		int rc = clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, NULL);
@@ -402,6 +443,8 @@ static void start_selfcheck(struct workload *w, pthread_t th[3])
 
 	the_workload = w;
 	sigaction(SIGUSR1, &sa, NULL);
+	sa.sa_handler = on_rt;
+	sigaction(SIGRTMIN + 1, &sa, NULL);
 	if (pipe(w->read_pipe) < 0)
 		exit(1);
 	pthread_create(&th[0], NULL, regcheck_thread, w);
@@ -421,12 +464,12 @@ static void cmd_check(struct workload *w, bool selfcheck)
 		printf("ERR pipe\n");
 	for (int i = 0; i < 2000 && atomic_load(&w->read_got) == before; i++)
 		usleep(1000);
-	printf("%s loops=%lu reg_bad=%lu sleep_bad=%lu read_bad=%lu read_ok=%d usr1=%lu\n",
+	printf("%s loops=%lu reg_bad=%lu sleep_bad=%lu read_bad=%lu read_ok=%d usr1=%lu rt=%lu\n",
 	       (w->reg_bad || w->sleep_bad || w->read_bad ||
 		atomic_load(&w->read_got) != before + 1) ? "ERR" : "OK",
 	       atomic_load(&w->reg_loops), atomic_load(&w->reg_bad),
 	       atomic_load(&w->sleep_bad), atomic_load(&w->read_bad),
-	       atomic_load(&w->read_got) - before, atomic_load(&w->usr1));
+	       atomic_load(&w->read_got) - before, atomic_load(&w->usr1), atomic_load(&w->rt));
 }
 
 static void range_cmd(struct region *r, const char *op, size_t first, size_t count)
@@ -497,6 +540,19 @@ static void cmd_fork(struct workload *w)
 	close(p[0]);
 }
 
+/* "start" or "stop" a thread that runs while *on. */
+static void start_stop(const char *how, atomic_bool *on, pthread_t *th, void *(*fn)(void *),
+		       struct workload *w)
+{
+	if (!strcmp(how, "start") && !atomic_load(on)) {
+		atomic_store(on, true);
+		pthread_create(th, NULL, fn, w);
+	} else if (!strcmp(how, "stop") && atomic_load(on)) {
+		atomic_store(on, false);
+		pthread_join(*th, NULL);
+	}
+}
+
 static void handle(struct workload *w, char *line, bool selfcheck)
 {
 	char cmd[32] = "", a[64] = "", b[64] = "", c[64] = "";
@@ -513,6 +569,11 @@ static void handle(struct workload *w, char *line, bool selfcheck)
 		printf("OK %d\n", w->n);
 	} else if (!strcmp(cmd, "check")) {
 		cmd_check(w, selfcheck);
+	} else if (!strcmp(cmd, "churn")) {
+		start_stop(a, &w->churn_on, &w->churner, churn_thread, w);
+		printf("OK %lu\n", atomic_load(&w->churned));
+	} else if (!strcmp(cmd, "busy")) {
+		printf("OK %lu\n", atomic_load(&w->busy_loops));
 	} else if (!strcmp(cmd, "fork")) {
 		cmd_fork(w);
 	} else if (!strcmp(cmd, "reapchild")) {
@@ -523,13 +584,7 @@ static void handle(struct workload *w, char *line, bool selfcheck)
 		}
 		printf("OK\n");
 	} else if (!strcmp(cmd, "writer")) {
-		if (!strcmp(a, "start") && !atomic_load(&w->writer_on)) {
-			atomic_store(&w->writer_on, true);
-			pthread_create(&w->writer, NULL, writer_thread, w);
-		} else if (!strcmp(a, "stop") && atomic_load(&w->writer_on)) {
-			atomic_store(&w->writer_on, false);
-			pthread_join(w->writer, NULL);
-		}
+		start_stop(a, &w->writer_on, &w->writer, writer_thread, w);
 		printf("OK %lu\n", atomic_load(&w->writer_pages));
 	} else if (!strcmp(cmd, "mmap") && n == 4) {
 		int rc = add_region(w, a, b, parse_size(c));
@@ -571,30 +626,43 @@ int main(int argc, char **argv)
 {
 	static struct workload w = { .seed = 42, .populate_pct = 60 };
 	bool selfcheck = false;
-	pthread_t th[3];
+	pthread_t th[3], busy;
 	char line[512];
+	int n_busy = 0;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	const char *kinds[MAX_REGIONS];
+	size_t sizes[MAX_REGIONS], n = 0;
+
+	/* Every option first: --populate and --seed apply to all regions. */
 	for (int i = 1; i < argc; i++) {
 		const char *o = argv[i];
 		if (!strcmp(o, "--selfcheck")) {
 			selfcheck = true;
 		} else if (!strcmp(o, "--seed") && i + 1 < argc) {
 			w.seed = strtoull(argv[++i], NULL, 0);
+		} else if (!strcmp(o, "--busy") && i + 1 < argc) {
+			n_busy = atoi(argv[++i]);
 		} else if (!strcmp(o, "--populate") && i + 1 < argc) {
 			w.populate_pct = (unsigned)atoi(argv[++i]);
-		} else if (!strncmp(o, "--", 2) && i + 1 < argc) {
-			int rc = add_region(&w, o + 2, o + 2, parse_size(argv[++i]));
-			if (rc < 0) {
-				printf("ERR %s: %s\n", o + 2, strerror(-rc));
-				return rc == -ENOMEM ? 77 : 1;
-			}
+		} else if (!strncmp(o, "--", 2) && i + 1 < argc && n < MAX_REGIONS) {
+			kinds[n] = o + 2;
+			sizes[n++] = parse_size(argv[++i]);
 		} else {
 			fprintf(stderr, "usage: workload [--KIND SIZE]... [--populate PCT] "
-					"[--seed N] [--selfcheck]\n");
+					"[--seed N] [--selfcheck] [--busy N]\n");
 			return 2;
 		}
 	}
+	for (size_t i = 0; i < n; i++) {
+		int rc = add_region(&w, kinds[i], kinds[i], sizes[i]);
+		if (rc < 0) {
+			printf("ERR %s: %s\n", kinds[i], strerror(-rc));
+			return rc == -ENOMEM ? 77 : 1;
+		}
+	}
+	for (; n_busy > 0; n_busy--)
+		pthread_create(&busy, NULL, busy_thread, &w);
 	if (selfcheck)
 		start_selfcheck(&w, th);
 	printf("READY %d\n", (int)getpid());

@@ -1,0 +1,158 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Checkpoint figures through the real daemon and client, each printed
+ * beside a reference measured in the same run (medians of several runs):
+ *
+ *  - full checkpoint of 1 GiB of mixed memory (a third each zero, text,
+ *    random) to the local store, against single-thread zstd level 1 over
+ *    the same kind of pages in this process (goal: >= 1 GB/s, and faster
+ *    than the reference);
+ *  - incremental checkpoint of that 1 GiB process with 1 % of its pages
+ *    written since the last one: the pause (goal: <= 5 ms) and total;
+ *  - the idle daemon: RSS (goal < 10 MiB) and CPU ticks over 2 s, before
+ *    any work and again after untracking everything;
+ *  - daemon RSS while tracking the 1 GiB process, after its checkpoints
+ *    (goal: under 16 MiB per tracked GiB).
+ *
+ *   bench-checkpoint [--quick]      (--quick: 64 MiB, one run, smoke test)
+ */
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include "pagegen.h"
+#include "bench.h"
+#include "util.h"
+#include "wpmigd-harness.h"
+
+/* The workload's mix (tests/pagegen.h): a third each zero, text, random. */
+static void fill_mixed(uint8_t *buf, size_t len)
+{
+	uint64_t s = 42;
+
+	for (size_t o = 0; o < len; o += 4096)
+		pg_fill(buf + o, (int)(pg_rand(&s) % 3), &s);
+}
+
+/* Single-thread zstd level 1 in 1 MiB chunks: GB/s of input. */
+static double zstd_reference(const uint8_t *buf, size_t len)
+{
+	size_t cap = ZSTD_compressBound(1 << 20);
+	void *out = malloc(cap);
+	ZSTD_CCtx *cc = ZSTD_createCCtx();
+	uint64_t t0 = now_ns(), total = 0;
+
+	for (size_t o = 0; o < len; o += 1 << 20)
+		total += ZSTD_compressCCtx(cc, out, cap, buf + o, 1 << 20, 1);
+	double s = (double)(now_ns() - t0) / 1e9;
+	ZSTD_freeCCtx(cc);
+	free(out);
+	return (double)len / s / 1e9 + 0 * (double)total;
+}
+
+static int checkpoint(struct wpmigd *d, pid_t pid, const char *set, double *pause_ms,
+		      double *duration_ms, uint64_t *bytes)
+{
+	char p[16], *out = NULL;
+	json_object *o, *v;
+
+	snprintf(p, sizeof(p), "%d", (int)pid);
+	int rc = CTL(d, &out, NULL, "--json", "checkpoint", p, "--set", set);
+	o = rc == 0 ? json_tokener_parse(out) : NULL;
+	free(out);
+	if (!o)
+		return -EIO;
+	json_object_object_get_ex(o, "pause_ms", &v);
+	*pause_ms = json_object_get_double(v);
+	json_object_object_get_ex(o, "duration_ms", &v);
+	*duration_ms = json_object_get_double(v);
+	json_object_object_get_ex(o, "bytes", &v);
+	*bytes = json_object_get_uint64(v);
+	json_object_put(o);
+	return 0;
+}
+
+static long cpu_ticks(pid_t pid)
+{
+	char path[64], *text = NULL;
+	unsigned long ut = 0, st = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (read_full_file(path, &text, NULL) == 0) {
+		char *p = strrchr(text, ')');
+		if (p)
+			sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st);
+	}
+	free(text);
+	return (long)(ut + st);
+}
+
+int main(int argc, char **argv)
+{
+	bool quick = argc > 1 && !strcmp(argv[1], "--quick");
+	size_t mib = quick ? 64 : 1024;
+	int runs = quick ? 1 : 3, inc_runs = quick ? 1 : 5;
+	double full[5], ref[5], pause[5], total[5];
+	char size[16], set[32];
+	uint64_t bytes = 0;
+	struct wpmigd d = { 0 };
+	struct wl w = { 0 };
+
+	require_tracking();
+	if (wpmigd_start(&d, "", NULL) < 0)
+		return 1;
+	usleep(200000);
+	long rss = proc_rss_kib(d.pid), t0 = cpu_ticks(d.pid);
+	sleep(2);
+	long ticks = cpu_ticks(d.pid) - t0;
+
+	uint8_t *buf = malloc(mib << 20);
+	fill_mixed(buf, mib << 20);
+	snprintf(size, sizeof(size), "%zuM", mib);
+	const char *const args[] = { "--anon", size, "--populate", "100", NULL };
+	if (wl_start(&w, args) < 0)
+		return 1;
+	for (int i = 0; i < runs; i++) {
+		double p, dur;
+		ref[i] = zstd_reference(buf, mib << 20);
+		snprintf(set, sizeof(set), "full-%d", i);
+		if (checkpoint(&d, w.pid, set, &p, &dur, &bytes) < 0)
+			return 1;
+		full[i] = (double)(mib << 20) / (dur / 1e3) / 1e9;
+	}
+	free(buf);
+	uint64_t pages = (mib << 20) / 4096;
+	for (int i = 0; i < inc_runs; i++) {
+		if (wl_cmd(&w, NULL, 0, "write anon %llu %d", (unsigned long long)(pages / 100), i + 1) < 0 ||
+		    checkpoint(&d, w.pid, set, &pause[i], &total[i], &bytes) < 0)
+			return 1;
+	}
+	long rss_tracking = proc_rss_kib(d.pid);
+	char p[16];
+	snprintf(p, sizeof(p), "%d", (int)w.pid);
+	if (CTL(&d, NULL, NULL, "untrack", p) != 0)
+		return 1;
+	usleep(200000);
+	long rss_after = proc_rss_kib(d.pid), t1 = cpu_ticks(d.pid);
+	sleep(2);
+	long ticks_after = cpu_ticks(d.pid) - t1;
+	double f = median(full, runs), r = median(ref, runs);
+	printf("full checkpoint of %zu MiB mixed memory: %.2f GB/s (goal >= 1 GB/s); "
+	       "single-thread zstd -1 reference: %.2f GB/s (ratio %.2fx)\n", mib, f, r, f / r);
+	printf("incremental checkpoint, 1%% of %zu MiB written: pause %.2f ms (goal <= 5 ms), "
+	       "total %.1f ms, median of %d\n", mib, median(pause, inc_runs),
+	       median(total, inc_runs), inc_runs);
+	printf("idle daemon: RSS %ld KiB (goal < 10240), %ld CPU ticks in 2 s; after "
+	       "untracking everything: RSS %ld KiB, %ld ticks in 2 s\n", rss, ticks, rss_after,
+	       ticks_after);
+	printf("daemon tracking %zu MiB after its checkpoints: RSS %ld KiB (goal < %zu KiB)\n",
+	       mib, rss_tracking, 16384 * mib / 1024);
+	wl_stop(&w);
+	wpmigd_stop(&d, 5000);
+	wpmigd_cleanup(&d);
+	return rss < 10240 && ticks == 0 && rss_after < 10240 && ticks_after == 0 ? 0 : 1;
+}
