@@ -35,7 +35,7 @@ void config_init(struct config *c)
 		.zstd_level = CODEC_DEFAULT_LEVEL,
 		.log_level = LOG_INFO,
 		.peer_cache = 64 << 20,
-		.peer_zstd_level = -3,
+		.peer_zstd_level = CODEC_DEFAULT_LEVEL,
 		.peer_timeout = 60,
 		.peer_max_connections = 8,
 	};

@@ -20,7 +20,7 @@ struct pbuf {
 	struct codec *codec; /* at the peer's level, not the pipeline's */
 	struct enc_chunk enc; /* its payload points into the frame being built */
 	struct delta_buf d;
-	uint64_t *ext_addr;
+	uint64_t *ext_skip;
 	uint32_t *ext_pages, *ext_kind;
 	size_t cap;
 	struct pbuf *next;
@@ -44,7 +44,7 @@ static void pbuf_free(struct pbuf *b)
 	enc_chunk_free(&b->enc);
 	codec_free(b->codec);
 	delta_buf_free(&b->d);
-	free(b->ext_addr);
+	free(b->ext_skip);
 	free(b->ext_pages);
 	free(b->ext_kind);
 	free(b);
@@ -78,13 +78,13 @@ static int ext_arrays(struct pbuf *b, uint32_t n)
 {
 	if (n <= b->cap)
 		return 0;
-	free(b->ext_addr);
+	free(b->ext_skip);
 	free(b->ext_pages);
 	free(b->ext_kind);
-	b->ext_addr = malloc(n * sizeof(*b->ext_addr));
+	b->ext_skip = malloc(n * sizeof(*b->ext_skip));
 	b->ext_pages = malloc(n * sizeof(*b->ext_pages));
 	b->ext_kind = malloc(n * sizeof(*b->ext_kind));
-	b->cap = b->ext_addr && b->ext_pages && b->ext_kind ? n : 0;
+	b->cap = b->ext_skip && b->ext_pages && b->ext_kind ? n : 0;
 	return b->cap ? 0 : -ENOMEM;
 }
 
@@ -92,18 +92,22 @@ static int ext_arrays(struct pbuf *b, uint32_t n)
 static int chunk_msg(const struct enc_chunk *e, struct pbuf *b, const struct delta_stats *st,
 		     Wpmig__Peer__Chunk *m)
 {
+	uint64_t end = 0;
 	int r = ext_arrays(b, e->n_ext);
 
 	if (r < 0)
 		return r;
 	for (uint32_t i = 0; i < e->n_ext; i++) {
-		b->ext_addr[i] = e->ext[i].addr;
+		uint64_t page = e->ext[i].addr / PAGE_SIZE_4K;
+
+		b->ext_skip[i] = page - end; /* extents are in increasing order */
+		end = page + e->ext[i].pages;
 		b->ext_pages[i] = e->ext[i].pages;
 		b->ext_kind[i] = e->ext[i].kind;
 	}
 	m->seq = e->seq;
-	m->n_ext_addr = m->n_ext_pages = m->n_ext_kind = e->n_ext;
-	m->ext_addr = b->ext_addr;
+	m->n_ext_skip = m->n_ext_pages = m->n_ext_kind = e->n_ext;
+	m->ext_skip = b->ext_skip;
 	m->ext_pages = b->ext_pages;
 	m->ext_kind = b->ext_kind;
 	m->data_pages = e->n_data_pages;

@@ -156,8 +156,8 @@ static int check_hello(const Wpmig__Peer__Hello *m, const char **why)
 
 static int check_chunk(const Wpmig__Peer__Chunk *m, const char **why)
 {
-	if (m->n_ext_addr != m->n_ext_pages || m->n_ext_addr != m->n_ext_kind ||
-	    m->n_ext_addr > PEER_MAX_CHUNK_PAGES)
+	if (m->n_ext_skip != m->n_ext_pages || m->n_ext_skip != m->n_ext_kind ||
+	    m->n_ext_skip > PEER_MAX_CHUNK_PAGES)
 		return *why = "chunk: extent arrays disagree", -EBADMSG;
 	if (m->data_pages > PEER_MAX_CHUNK_PAGES || m->n_page_sum != m->data_pages)
 		return *why = "chunk: page sums do not match the data pages", -EBADMSG;
@@ -277,6 +277,22 @@ static int check_slots(const uint32_t *s, size_t n, uint32_t n_slots)
 	return 0;
 }
 
+/* Extents from skips: page numbers must stay below 2^52 (64-bit addresses). */
+static int ext_addrs(const Wpmig__Peer__Chunk *m, struct ext *out)
+{
+	const uint64_t limit = 1ULL << 52;
+	uint64_t end = 0;
+
+	for (size_t i = 0; i < m->n_ext_skip; i++) {
+		if (m->ext_skip[i] >= limit - end || m->ext_pages[i] >= limit - end - m->ext_skip[i])
+			return -EBADMSG;
+		out[i] = (struct ext){ (end + m->ext_skip[i]) * PAGE_SIZE_4K, m->ext_pages[i],
+				       m->ext_kind[i] };
+		end += m->ext_skip[i] + m->ext_pages[i];
+	}
+	return 0;
+}
+
 int peer_chunk_view(const Wpmig__Peer__Chunk *m, const uint8_t *tail, uint32_t tail_len,
 		    uint32_t n_slots, struct enc_chunk *out, const char **why)
 {
@@ -287,17 +303,17 @@ int peer_chunk_view(const Wpmig__Peer__Chunk *m, const uint8_t *tail, uint32_t t
 	if (check_slots(m->base_slot, m->n_base_slot, n_slots) < 0 ||
 	    check_slots(m->store_slot, m->n_store_slot, n_slots) < 0)
 		return *why = "chunk: cache slot out of range", -EBADMSG;
-	if (m->n_ext_addr * sizeof(struct ext) > out->ext_cap) {
-		struct ext *e = realloc(out->ext, m->n_ext_addr * sizeof(*e));
+	if (m->n_ext_skip * sizeof(struct ext) > out->ext_cap) {
+		struct ext *e = realloc(out->ext, m->n_ext_skip * sizeof(*e));
 		if (!e)
 			return *why = "out of memory", -ENOMEM;
 		out->ext = e;
-		out->ext_cap = m->n_ext_addr * sizeof(*e); /* bytes, as codec.c keeps it */
+		out->ext_cap = m->n_ext_skip * sizeof(*e); /* bytes, as codec.c keeps it */
 	}
-	for (size_t i = 0; i < m->n_ext_addr; i++)
-		out->ext[i] = (struct ext){ m->ext_addr[i], m->ext_pages[i], m->ext_kind[i] };
+	if (ext_addrs(m, out->ext) < 0)
+		return *why = "chunk: extents beyond the address space", -EBADMSG;
 	out->seq = m->seq;
-	out->n_ext = (uint32_t)m->n_ext_addr;
+	out->n_ext = (uint32_t)m->n_ext_skip;
 	out->n_data_pages = m->data_pages;
 	out->page_sums = m->page_sum;
 	out->payload = (uint8_t *)tail;

@@ -275,13 +275,13 @@ static void open_generation(struct raw *c, const char *set)
 static void authenticated(struct target *t)
 {
 	Wpmig__Peer__Chunk ch = WPMIG__PEER__CHUNK__INIT;
-	uint64_t addr = 0x10000, sum = 0;
+	uint64_t skip = 0x10, sum = 0; /* the page at 0x10000 */
 	uint32_t pages = 1, kind = 0, slot = 99999;
 	static uint8_t page[4096];
 	struct raw c;
 
-	ch.n_ext_addr = ch.n_ext_pages = ch.n_ext_kind = 1;
-	ch.ext_addr = &addr;
+	ch.n_ext_skip = ch.n_ext_pages = ch.n_ext_kind = 1;
+	ch.ext_skip = &skip;
 	ch.ext_pages = &pages;
 	ch.ext_kind = &kind;
 	ch.data_pages = 1;

@@ -246,7 +246,7 @@ static void test_wire(void)
 	Wpmig__Peer__Chunk c = WPMIG__PEER__CHUNK__INIT;
 	Wpmig__Peer__Zero z = WPMIG__PEER__ZERO__INIT;
 	uint8_t nonce[31] = { 0 }, tail[16] = { 0 };
-	uint64_t a[2] = { 0x1000, 0x3000 }, e[2] = { 0x2001, 0x4000 }, sum = 0;
+	uint64_t a[2] = { 0x1000, 0x3000 }, e[2] = { 0x2001, 0x4000 }, sk[2] = { 1, 1 }, sum = 0;
 	uint32_t p[2] = { 1, 1 }, k[2] = { 0, 0 }, slot[2] = { 5, 0 };
 	struct frame_header fh = { .type = PEER_HELLO };
 	struct enc_chunk v = { 0 };
@@ -256,7 +256,7 @@ static void test_wire(void)
 	h.min_version = h.max_version = 1;
 	h.nonce = (ProtobufCBinaryData){ sizeof(nonce), nonce };
 	expect_bad(PEER_HELLO, &h.base, "a 31-byte nonce");
-	c.n_ext_addr = 2, c.ext_addr = a, c.n_ext_pages = 1, c.ext_pages = p;
+	c.n_ext_skip = 2, c.ext_skip = sk, c.n_ext_pages = 1, c.ext_pages = p;
 	c.n_ext_kind = 2, c.ext_kind = k;
 	expect_bad(PEER_CHUNK, &c.base, "extent arrays of different lengths");
 	c.n_ext_pages = 2, c.data_pages = 2, c.n_page_sum = 1, c.page_sum = &sum;
@@ -264,7 +264,7 @@ static void test_wire(void)
 	z.n_start = z.n_end = 2, z.start = a, z.end = e;
 	expect_bad(PEER_ZERO, &z.base, "an unaligned zero range");
 	/* a chunk whose tail is not what it says, and a slot past the cache */
-	c.data_pages = 1, c.n_ext_addr = c.n_ext_pages = c.n_ext_kind = 1, c.payload_len = 16;
+	c.data_pages = 1, c.n_ext_skip = c.n_ext_pages = c.n_ext_kind = 1, c.payload_len = 16;
 	c.encoding = ENC_ZSTD, c.n_base_slot = 1, c.base_slot = slot;
 	CHECK(peer_chunk_view(&c, tail, 8, 8, &v, &why) == -EBADMSG, "short tail accepted");
 	CHECK(peer_chunk_view(&c, tail, 16, 4, &v, &why) == -EBADMSG && strstr(why, "slot"),

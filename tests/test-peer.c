@@ -296,7 +296,8 @@ static void test_restart(void)
 	/* SIGTERM mid-generation: a clean exit that drops it; restarted at
 	 * once, the source's next attempt carries the generation through. */
 	CHECK(wl_cmd(&w, NULL, 0, "write anon 2000 9") == 0, "write");
-	b = (struct bg){ .tx = &tx, .pid = w.pid, .peer = addr, .cap = "--max-bandwidth 8M" };
+	b = (struct bg){ .tx = &tx, .pid = w.pid, .peer = addr,
+			 .cap = "--max-bandwidth 8M --leave-stopped" };
 	pthread_create(&b.th, NULL, bg_checkpoint, &b);
 	CHECK(wpmigd_wait_log(&rx.d, "receiving generation 3", 10000), "generation 3 not begun");
 	usleep(300000);
@@ -310,6 +311,7 @@ static void test_restart(void)
 	      "after the restart: %d, generation %llu over %llu: %s", b.res.rc,
 	      (unsigned long long)b.res.generation, (unsigned long long)b.res.parent, b.res.err);
 	CHECK(b.res.rc || pd_compare(&rx, "s", 3, w.pid) == 0, "generation 3 differs");
+	kill(w.pid, SIGCONT);
 	wl_stop(&w);
 	pd_cleanup(&tx);
 	pd_cleanup(&rx);

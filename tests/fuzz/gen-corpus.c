@@ -61,14 +61,17 @@ static void chunk(const char *dir)
 	pcache_commit(pc);
 	pages[3 * 4096 + 9] ^= 0x40; /* changed a little: deltas next time */
 	delta_encode(c, pc, true, 2, addrs, 6, pages, &e, &db, &st);
+	uint64_t end = 0;
+
 	for (uint32_t i = 0; i < e.n_ext; i++) {
-		a[i] = e.ext[i].addr;
+		a[i] = e.ext[i].addr / 4096 - end; /* pages skipped */
+		end = e.ext[i].addr / 4096 + e.ext[i].pages;
 		p[i] = e.ext[i].pages;
 		k[i] = e.ext[i].kind;
 	}
 	m.seq = 2;
-	m.n_ext_addr = m.n_ext_pages = m.n_ext_kind = e.n_ext;
-	m.ext_addr = a, m.ext_pages = p, m.ext_kind = k;
+	m.n_ext_skip = m.n_ext_pages = m.n_ext_kind = e.n_ext;
+	m.ext_skip = a, m.ext_pages = p, m.ext_kind = k;
 	m.data_pages = e.n_data_pages, m.n_page_sum = e.n_data_pages, m.page_sum = e.page_sums;
 	m.encoding = e.encoding, m.payload_len = e.payload_len, m.payload_sum = e.payload_sum;
 	m.n_base_slot = m.n_store_slot = e.n_data_pages;
