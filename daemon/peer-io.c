@@ -183,10 +183,7 @@ int peer_frame_around(uint16_t type, const ProtobufCMessage *m, uint8_t *mem, ui
 		      bool mac, uint8_t **start, size_t *len)
 {
 	size_t msg = protobuf_c_message_get_packed_size(m);
-	struct frame_header h = {
-		.magic = FRAME_MAGIC, .version = WPMIG_PROTO_VERSION, .type = type,
-		.flags = mac ? FRAME_F_MAC : 0, .length = (uint32_t)msg, .tail_length = tail_len,
-	};
+	struct frame_header h = peer_frame_header(type, msg, tail_len, mac);
 	uint8_t *p;
 
 	if (msg > PEER_MAX_CHUNK_MSG)

@@ -331,14 +331,19 @@ void peer_chunk_view_free(struct enc_chunk *v)
 	*v = (struct enc_chunk){ 0 };
 }
 
+struct frame_header peer_frame_header(uint16_t type, size_t len, uint32_t tail_len, bool mac)
+{
+	return (struct frame_header){
+		.magic = FRAME_MAGIC, .version = WPMIG_PROTO_VERSION, .type = type,
+		.flags = mac ? FRAME_F_MAC : 0, .length = (uint32_t)len, .tail_length = tail_len,
+	};
+}
+
 int peer_frame_pack(uint16_t type, const ProtobufCMessage *m, uint32_t tail_len, bool mac,
 		    uint8_t **ret, size_t *ret_len)
 {
 	size_t len = protobuf_c_message_get_packed_size(m);
-	struct frame_header h = {
-		.magic = FRAME_MAGIC, .version = WPMIG_PROTO_VERSION, .type = type,
-		.flags = mac ? FRAME_F_MAC : 0, .length = (uint32_t)len, .tail_length = tail_len,
-	};
+	struct frame_header h = peer_frame_header(type, len, tail_len, mac);
 	uint8_t *buf;
 
 	if (len > PEER_MAX_REGIONS_MSG)

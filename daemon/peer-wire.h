@@ -89,6 +89,8 @@ int peer_chunk_view(const Wpmig__Peer__Chunk *m, const uint8_t *tail, uint32_t t
 /* Frees only what peer_chunk_view allocated. */
 void peer_chunk_view_free(struct enc_chunk *v);
 
+/* The header of a peer frame carrying a len-byte message. */
+struct frame_header peer_frame_header(uint16_t type, size_t len, uint32_t tail_len, bool mac);
 /* Header + packed message (+ room for nothing else) in one malloc'ed
  * buffer; the caller sends the tail and, with mac, the tag after it. */
 int peer_frame_pack(uint16_t type, const ProtobufCMessage *m, uint32_t tail_len, bool mac,
