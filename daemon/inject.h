@@ -11,6 +11,8 @@
 #include <sys/types.h>
 #include <sys/user.h>
 
+#include "target.h"
+
 struct inject {
 	pid_t pid, tid;
 	int pidfd;
@@ -20,15 +22,6 @@ struct inject {
 	unsigned signals_redelivered; /* signals that arrived during injection */
 };
 
-/*
- * Check the target can be traced (exists, not a zombie or kernel thread, no
- * seccomp filter, not already traced) and fill a human reason on failure.
- */
-int target_check(pid_t pid, char *why, size_t why_len);
-/* State letter and PF_* flags of thread tid of pid, from procfs. */
-int proc_task_stat(pid_t pid, pid_t tid, char *state, unsigned long *flags);
-/* Has thread tid of pid exited, or is it exiting? */
-bool task_exiting(pid_t pid, pid_t tid);
 
 int inject_attach(struct inject *in, pid_t pid);
 /* Run syscall nr(args) in the target; *ret gets its return value. */

@@ -44,6 +44,11 @@ struct tracker {
 	bool always_dirty; /* pinned memory: allow_pinned tracks it this way */
 };
 
+/* tracker-events.c */
+void *tracker_event_thread(void *arg);
+/* Take the ranges the event thread collected since the last pass. */
+int tracker_take_events(struct tracker *t, struct range_set *removed);
+
 /* layout.c */
 int layout_sync(struct tracker *t, const struct vma_list *maps, struct pass *out);
 void layout_unregister_all(struct tracker *t);

@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* A target before we touch it: may it be traced, and which thread to stop. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+/*
+ * Check the target can be traced (exists, not a zombie or kernel thread,
+ * not in seccomp strict mode, not already traced) and fill a human reason
+ * on failure.  Seccomp filters are evaluated later, at attach.
+ */
+int target_check(pid_t pid, char *why, size_t why_len);
+
+/* State letter and PF_* flags of thread tid of pid, from procfs. */
+int proc_task_stat(pid_t pid, pid_t tid, char *state, unsigned long *flags);
+
+/* Has thread tid of pid exited, or is it exiting? */
+bool task_exiting(pid_t pid, pid_t tid);
+
+/* A field of /proc/PID/status (PID may be a thread id), whitespace trimmed. */
+int proc_status_field(pid_t pid, const char *key, char *buf, size_t len);
+/* A thread that a stop disturbs least: running, or in a restartable syscall. */
+pid_t target_choose_thread(pid_t pid);
