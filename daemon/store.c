@@ -291,6 +291,19 @@ int store_list_generations(struct store *st, const char *set,
 	return 0;
 }
 
+/* The set's directory, its writer lock held, and its generations. */
+static int set_open_locked(struct store *st, const char *set, int *set_fd, int *lock_fd,
+			   uint64_t **gens, size_t *n)
+{
+	int r = set_dir_open(st, set, false, set_fd);
+
+	if (r == 0)
+		r = set_lock(*set_fd, lock_fd);
+	if (r == 0)
+		r = set_generations(*set_fd, gens, n);
+	return r;
+}
+
 /* Newest first, so a crash midway leaves a chain that still resolves. */
 int store_rm_set(struct store *st, const char *set)
 {
@@ -300,11 +313,7 @@ int store_rm_set(struct store *st, const char *set)
 	size_t n;
 	int r;
 
-	r = set_dir_open(st, set, false, &set_fd);
-	if (r == 0)
-		r = set_lock(set_fd, &lock_fd);
-	if (r == 0)
-		r = set_generations(set_fd, &gens, &n);
+	r = set_open_locked(st, set, &set_fd, &lock_fd, &gens, &n);
 	if (r < 0)
 		return r;
 	for (size_t i = n; i-- > 0;) {
@@ -328,11 +337,7 @@ int store_rm_generation(struct store *st, const char *set, uint64_t generation)
 	size_t n;
 	int r;
 
-	r = set_dir_open(st, set, false, &set_fd);
-	if (r == 0)
-		r = set_lock(set_fd, &lock_fd);
-	if (r == 0)
-		r = set_generations(set_fd, &gens, &n);
+	r = set_open_locked(st, set, &set_fd, &lock_fd, &gens, &n);
 	if (r < 0)
 		return r;
 	if (!n || !bsearch(&generation, gens, n, sizeof(*gens), cmp_u64))
