@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-only
 #include "freeze.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -66,41 +65,37 @@ static int wait_thread(struct freeze *f, size_t i, bool *dropped)
 	}
 }
 
-/* Seize and interrupt every thread not yet held; returns how many were new. */
+struct seizing {
+	struct freeze *f;
+	size_t n_new;
+};
+
+static int seize_one(void *ud, pid_t tid)
+{
+	struct seizing *z = ud;
+
+	if (have_thread(z->f, tid))
+		return 0;
+	if (ptrace(PTRACE_SEIZE, tid, NULL, NULL) < 0)
+		/* Exited since listed (ESRCH), or exiting (EPERM). */
+		return errno == ESRCH || task_exiting(z->f->pid, tid) ? 0 : -errno;
+	if (add_thread(z->f, tid) < 0) {
+		ptrace(PTRACE_DETACH, tid, NULL, NULL);
+		return -ENOMEM;
+	}
+	ptrace(PTRACE_INTERRUPT, tid, NULL, NULL);
+	z->n_new++;
+	return 0;
+}
+
+/* Seize and interrupt every thread not yet held; *n_new: how many. */
 static int seize_new_threads(struct freeze *f, size_t *n_new)
 {
-	char path[64];
-	struct dirent *de;
-	DIR *d;
+	struct seizing z = { f, 0 };
+	int r = proc_task_foreach(f->pid, seize_one, &z);
 
-	*n_new = 0;
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)f->pid);
-	d = opendir(path);
-	if (!d)
-		return -errno == -ENOENT ? -ESRCH : -errno;
-	while ((de = readdir(d))) {
-		pid_t tid = (pid_t)atoi(de->d_name);
-
-		if (tid <= 0 || have_thread(f, tid))
-			continue;
-		if (ptrace(PTRACE_SEIZE, tid, NULL, NULL) < 0) {
-			/* Exited since listed (ESRCH), or exiting (EPERM). */
-			if (errno == ESRCH || task_exiting(f->pid, tid))
-				continue;
-			int r = -errno;
-			closedir(d);
-			return r;
-		}
-		if (add_thread(f, tid) < 0) {
-			ptrace(PTRACE_DETACH, tid, NULL, NULL);
-			closedir(d);
-			return -ENOMEM;
-		}
-		ptrace(PTRACE_INTERRUPT, tid, NULL, NULL);
-		(*n_new)++;
-	}
-	closedir(d);
-	return 0;
+	*n_new = z.n_new;
+	return r;
 }
 
 int freeze_process(pid_t pid, struct freeze *f)

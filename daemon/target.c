@@ -6,7 +6,6 @@
  */
 #include "target.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <sched.h>
 #include <stdio.h>
@@ -160,26 +159,17 @@ static bool thread_safe_to_stop(pid_t pid, pid_t tid)
 	return true;
 }
 
+static int safe_tid(void *ud, pid_t tid)
+{
+	return thread_safe_to_stop(*(pid_t *)ud, tid) ? (int)tid : 0;
+}
+
 /* A running thread or one in a restartable syscall, or 0. */
 static pid_t find_safe_thread(pid_t pid)
 {
-	char path[64];
-	struct dirent *de;
-	pid_t found = 0;
-	DIR *d;
+	int tid = proc_task_foreach(pid, safe_tid, &pid);
 
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-	d = opendir(path);
-	if (!d)
-		return 0;
-	while (!found && (de = readdir(d))) {
-		pid_t tid = (pid_t)atoi(de->d_name);
-
-		if (tid > 0 && thread_safe_to_stop(pid, tid))
-			found = tid;
-	}
-	closedir(d);
-	return found;
+	return tid > 0 ? (pid_t)tid : 0;
 }
 
 /*

@@ -126,3 +126,24 @@ int proc_fd_foreach(pid_t pid, int (*fn)(void *ud, const char *fd, const char *t
 	closedir(d);
 	return r;
 }
+
+int proc_task_foreach(pid_t pid, int (*fn)(void *ud, pid_t tid), void *ud)
+{
+	char path[64];
+	struct dirent *de;
+	DIR *d;
+	int r = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return errno == ENOENT ? -ESRCH : -errno;
+	while (r == 0 && (de = readdir(d))) {
+		pid_t tid = (pid_t)atoi(de->d_name);
+
+		if (tid > 0)
+			r = fn(ud, tid);
+	}
+	closedir(d);
+	return r;
+}

@@ -75,3 +75,9 @@ int parse_size(const char *s, uint64_t *ret);
  */
 int proc_fd_foreach(pid_t pid, int (*fn)(void *ud, const char *fd, const char *target),
 		    void *ud);
+
+/*
+ * Call fn for every thread id listed in /proc/PID/task; a non-zero return
+ * of fn stops the walk and is returned.  -ESRCH when the process is gone.
+ */
+int proc_task_foreach(pid_t pid, int (*fn)(void *ud, pid_t tid), void *ud);
