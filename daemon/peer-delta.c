@@ -4,9 +4,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <xxhash.h>
 
 #include "peer-wire.h"
+#include "sum.h"
 #include "util.h"
 
 void delta_buf_free(struct delta_buf *b)

@@ -5,8 +5,8 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <xxhash.h>
 
+#include "sum.h"
 #include "util.h"
 
 #define MOVE_SEARCH_MAX 1024 /* look for moves only among this many changes */

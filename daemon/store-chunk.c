@@ -12,8 +12,8 @@
 #include <string.h>
 #include <sys/uio.h>
 
-#include <xxhash.h>
 
+#include "sum.h"
 #include "util.h"
 
 uint64_t chunk_meta_sum(const struct disk_chunk *h, const struct ext *ext, const uint64_t *sums)

@@ -12,8 +12,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
-#include <xxhash.h>
 
+#include "sum.h"
 #include "util.h"
 
 static int pread_full(int fd, void *buf, size_t len, uint64_t off)

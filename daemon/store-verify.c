@@ -9,8 +9,8 @@
 
 #include <errno.h>
 #include <stdlib.h>
-#include <xxhash.h>
 
+#include "sum.h"
 #include "util.h"
 
 struct verify_ctx {

@@ -16,8 +16,8 @@
 #include <string.h>
 #include <sys/uio.h>
 #include <time.h>
-#include <xxhash.h>
 
+#include "sum.h"
 #include "util.h"
 
 #define WRITEBACK_STEP (16ULL << 20)
