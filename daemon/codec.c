@@ -323,9 +323,14 @@ static int decompress(struct codec *c, const struct enc_chunk *in, uint8_t *dst)
 	return 0;
 }
 
+bool codec_payload_intact(const struct enc_chunk *in)
+{
+	return XXH3_64bits(in->payload, in->payload_len) == in->payload_sum;
+}
+
 int codec_unpack(struct codec *c, const struct enc_chunk *in, uint8_t *dst)
 {
-	if (XXH3_64bits(in->payload, in->payload_len) != in->payload_sum)
+	if (!codec_payload_intact(in))
 		return -EBADMSG;
 	return decompress(c, in, dst);
 }
@@ -337,7 +342,7 @@ int codec_decode(struct codec *c, const struct enc_chunk *in, uint8_t *dst, int6
 	*bad_page = -1;
 	if (codec_check(in) < 0)
 		return -EBADMSG;
-	if (XXH3_64bits(in->payload, in->payload_len) != in->payload_sum) {
+	if (!codec_payload_intact(in)) {
 		*bad_page = locate_damage(c, in, dst);
 		return -EBADMSG;
 	}

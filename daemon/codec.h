@@ -7,6 +7,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -89,6 +90,8 @@ int codec_pack(struct codec *c, const uint8_t *data, struct enc_chunk *out);
 /* The reverse: check payload_sum and decompress into dst; page sums are
  * not checked.  0 or -EBADMSG.  in must pass codec_check(). */
 int codec_unpack(struct codec *c, const struct enc_chunk *in, uint8_t *dst);
+/* Does the payload still have the sum it was sent with?  (No decoding.) */
+bool codec_payload_intact(const struct enc_chunk *in);
 /* Largest payload a valid chunk of n data pages can have. */
 size_t codec_payload_bound(uint32_t n_data_pages);
 

@@ -120,6 +120,16 @@ static int parse_level(const char *v, int *ret)
 	return 0;
 }
 
+/* peer_verify: "pages" decodes and checks every page on arrival;
+ * "payload" checks each chunk's payload sum (docs/protocol.md). */
+static int parse_verify(const char *v, bool *pages)
+{
+	if (strcmp(v, "pages") && strcmp(v, "payload"))
+		return -EINVAL;
+	*pages = !strcmp(v, "pages");
+	return 0;
+}
+
 static int set_key(struct config *c, const char *k, const char *v)
 {
 	int r;
@@ -158,6 +168,8 @@ static int set_key(struct config *c, const char *k, const char *v)
 		return parse_uint(v, 1, 3600, &c->peer_timeout);
 	if (!strcmp(k, "peer_max_connections"))
 		return parse_uint(v, 1, 1024, &c->peer_max_connections);
+	if (!strcmp(k, "peer_verify"))
+		return parse_verify(v, &c->peer_verify_pages);
 	if (!strcmp(k, "max_bandwidth"))
 		return parse_size(v, &c->max_bandwidth);
 	return -ENOKEY;
@@ -265,6 +277,7 @@ void config_reload_apply(struct config *cur, struct config *n)
 	cur->peer_cache = n->peer_cache;
 	cur->peer_zstd_level = n->peer_zstd_level;
 	cur->peer_timeout = n->peer_timeout;
+	cur->peer_verify_pages = n->peer_verify_pages;
 	cur->max_bandwidth = n->max_bandwidth;
 	if (cur->peer_max_connections != n->peer_max_connections)
 		log_warning("peer_max_connections changes only on restart");

@@ -38,6 +38,7 @@ struct config {
 	int peer_zstd_level;      /* pages sent to a peer (docs/protocol.md) */
 	unsigned peer_timeout;    /* seconds without progress before a link fails */
 	unsigned peer_max_connections;
+	bool peer_verify_pages;   /* receiver: decode every page on arrival */
 	uint64_t max_bandwidth;   /* bytes per second a source sends; 0: unlimited */
 };
 

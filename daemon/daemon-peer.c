@@ -42,6 +42,7 @@ int daemon_peer_init(struct daemon *d)
 		.window = PEER_WINDOW, .max_connections = d->cfg.peer_max_connections,
 		.timeout_ms = MIN(d->cfg.peer_timeout, 30u) * 1000, .workers = MIN(get_nprocs(), 8),
 		.zstd_level = d->cfg.zstd_level, .store = d->store, .store_lock = &d->store_lock,
+		.verify_pages = d->cfg.peer_verify_pages,
 	};
 	int r = load_key(&d->cfg, &d->peer_key);
 
@@ -59,6 +60,8 @@ void daemon_peer_reload(struct daemon *d)
 {
 	struct peer_key k = { 0 };
 
+	if (d->peer)
+		peer_server_set_verify(d->peer, d->cfg.peer_verify_pages);
 	if (load_key(&d->cfg, &k) < 0) {
 		log_error("Keeping the previous peer key");
 		return;

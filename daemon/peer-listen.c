@@ -77,6 +77,11 @@ int peer_server_set_key(struct peer_server *s, const struct peer_key *key)
 	return 0;
 }
 
+void peer_server_set_verify(struct peer_server *s, bool pages)
+{
+	s->o.verify_pages = pages;
+}
+
 int peer_server_open(struct event_base *base, const struct peer_server_opts *o,
 		     struct peer_server **ret)
 {

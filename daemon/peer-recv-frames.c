@@ -112,6 +112,13 @@ static void accept_chunk(struct rconn *rc, struct peer_frame *f)
 		rconn_close(rc, r, "bad chunk: %s", why);
 		return;
 	}
+	/* Every page of a chunk is decoded and checked on arrival when the
+	 * delta cache needs its pages, under peer_verify = pages, and for one
+	 * chunk in PEER_SPOT_CHECK (the first of each generation among them):
+	 * an encoder and decoder that disagree are found before a commit. */
+	t->decode = rc->verify_pages || m->n_base_slot || m->n_store_slot ||
+		    rc->gen_chunks % PEER_SPOT_CHECK == 0;
+	rc->gen_decoded += t->decode;
 	rc->gen_chunks++;
 	queue(rc, RT_CHUNK, NULL, t);
 }
@@ -239,7 +246,8 @@ static void open_done(struct rconn *rc, struct rtask *t)
 		rc->parent_regions = t->parent_regions;
 		rc->n_parent_regions = t->n_parent_regions;
 		t->parent_regions = NULL;
-		rc->gen_chunks = rc->gen_zero_frames = 0;
+		rc->gen_chunks = rc->gen_zero_frames = rc->gen_decoded = 0;
+		rc->verify_pages = rc->srv->o.verify_pages;
 		rc->gen_bytes = rc->rx.bytes;
 		rc->gen_t0 = now_ns();
 		log_info("peer conn %llu (%s): receiving generation %llu of %s (%s)",
@@ -267,10 +275,11 @@ static void commit_done(struct rconn *rc, struct rtask *t)
 		rc->rate = (double)(rc->rx.bytes - rc->gen_bytes) * 1e9 /
 			   (double)MAX(now_ns() - rc->gen_t0, 1ULL);
 		log_info("peer conn %llu (%s): generation %llu of %s committed: %llu bytes "
-			 "received, %llu stored", (unsigned long long)rc->id, rc->name,
-			 (unsigned long long)res.generation, rc->set,
-			 (unsigned long long)(rc->rx.bytes - rc->gen_bytes),
-			 (unsigned long long)res.bytes_stored);
+			 "received, %llu stored; %llu of %llu chunks decoded on arrival",
+			 (unsigned long long)rc->id, rc->name, (unsigned long long)res.generation,
+			 rc->set, (unsigned long long)(rc->rx.bytes - rc->gen_bytes),
+			 (unsigned long long)res.bytes_stored, (unsigned long long)rc->gen_decoded,
+			 (unsigned long long)rc->gen_chunks);
 	} else {
 		log_warning("peer conn %llu (%s): generation %llu of %s not committed: %s",
 			    (unsigned long long)rc->id, rc->name, (unsigned long long)rc->generation,

@@ -2,8 +2,9 @@
 /*
  * The receiver's generations.  Frames of a generation become tasks run by
  * worker threads (the loop never decodes, verifies or writes): Open begins
- * a generation in the local store, chunks are decoded and every page
- * checked before the store gets them, Commit rebuilds the region table and
+ * a generation in the local store, chunks are checked (payload sum, or
+ * every page decoded: see check_chunk) before the store gets them, Commit
+ * rebuilds the region table and
  * commits.  Open, Commit and Abort are barriers: they run alone, after
  * everything before them.  Work queued or running is bounded by the
  * window: past it the connection is not read.
@@ -140,14 +141,27 @@ static uint64_t data_page_addr(const struct enc_chunk *c, int64_t idx)
 	return 0;
 }
 
+/* A chunk not decoded here is stored as it came, once its payload has the
+ * sum it was sent with (the frame's MAC proved the rest); its page sums are
+ * checked whenever its pages are next decoded (verify, export, restore). */
+static int check_chunk(struct rtask *t, struct recv_ctx *ctx, int64_t *bad)
+{
+	const Wpmig__Peer__Chunk *m = (const Wpmig__Peer__Chunk *)t->f.m;
+
+	*bad = -1;
+	if (!t->decode)
+		return codec_payload_intact(&t->view) ? 0 : -EBADMSG;
+	return delta_decode(ctx->codec, t->rc->cache, &t->view, m->n_base_slot ? m->base_slot : NULL,
+			    m->n_store_slot ? m->store_slot : NULL, ctx->pages, bad);
+}
+
 static void run_chunk(struct rtask *t, struct recv_ctx *ctx)
 {
 	const Wpmig__Peer__Chunk *m = (const Wpmig__Peer__Chunk *)t->f.m;
 	struct sink *sink = t->rc->sink;
 	int64_t bad;
 
-	t->r = delta_decode(ctx->codec, t->rc->cache, &t->view, m->n_base_slot ? m->base_slot : NULL,
-			    m->n_store_slot ? m->store_slot : NULL, ctx->pages, &bad);
+	t->r = check_chunk(t, ctx, &bad);
 	if (t->r < 0) {
 		if (bad >= 0)
 			snprintf(t->why, sizeof(t->why), "page %#llx (pass %llu) failed its checksum: "

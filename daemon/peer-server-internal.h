@@ -32,12 +32,17 @@ enum rt_kind { RT_OPEN, RT_CHUNK, RT_ZERO, RT_COMMIT, RT_ABORT };
 struct rconn;
 
 /* One received frame of a generation, handled by a worker. */
+/* Under peer_verify = payload, one chunk in this many (the first of each
+ * generation among them) is still decoded on arrival. */
+#define PEER_SPOT_CHECK 64
+
 struct rtask {
 	struct wtask w;
 	struct rconn *rc;
 	enum rt_kind kind;
 	struct peer_frame f;     /* owns the frame and its message */
 	struct enc_chunk view;   /* RT_CHUNK: the frame as an encoded chunk */
+	bool decode;             /* RT_CHUNK: decode and check every page, not only the payload */
 	int r;
 	char why[192];
 	/* results */
@@ -76,6 +81,8 @@ struct rconn {
 	size_t n_parent_regions;
 	ProtobufCMessage *changes;          /* RegionChanges, once received */
 	uint64_t gen_chunks, gen_zero_frames, gen_bytes, gen_t0;
+	uint64_t gen_decoded;                /* chunks decoded on arrival */
+	bool verify_pages;                   /* peer_verify = pages for this generation */
 
 	/* frames waiting or running */
 	TAILQ_HEAD(, rtask) q;

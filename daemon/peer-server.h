@@ -26,6 +26,7 @@ struct peer_server_opts {
 	unsigned timeout_ms;        /* handshake, and a frame once started */
 	unsigned workers;           /* decode/verify/store threads */
 	int zstd_level;             /* re-encoding delta chunks for the store */
+	bool verify_pages;          /* decode every chunk on arrival, not only some */
 	struct store *store;
 	pthread_mutex_t *store_lock;
 };
@@ -37,6 +38,8 @@ void peer_server_stop(struct peer_server *s);
 void peer_server_free(struct peer_server *s);
 /* A new key for the connections to come (SIGHUP). */
 int peer_server_set_key(struct peer_server *s, const struct peer_key *key);
+/* peer_verify for the generations to come (SIGHUP). */
+void peer_server_set_verify(struct peer_server *s, bool pages);
 /* Incoming links for status: (*ret)[i] and its strings live in s until
  * the next call; returns how many. */
 size_t peer_server_links(struct peer_server *s, Wpmig__LinkInfo ***ret);

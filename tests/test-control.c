@@ -399,10 +399,12 @@ static void test_reload(void)
 	CHECK(raw_status(fd, 1000) == 0, "status after reload (same connection)");
 	CHECK(wpmigd_wait_log(&d, "request 7: status", 1000), "no debug line after reload");
 	/* a broken file keeps the running configuration */
-	CHECK(wpmigd_write_config(&d, "log_level = loud\nbogus = 1\n") == 0, "config");
+	CHECK(wpmigd_write_config(&d, "log_level = loud\nbogus = 1\npeer_verify = some\n") == 0,
+	      "config");
 	kill(d.pid, SIGHUP);
 	CHECK(wpmigd_wait_log(&d, "keeping the running configuration", 3000), "bad reload");
 	CHECK(wpmigd_log_has(&d, "unknown key 'bogus'"), "bad key not named");
+	CHECK(wpmigd_log_has(&d, "bad value for peer_verify: 'some'"), "bad value not named");
 	CHECK(raw_status(fd, 1000) == 0, "status after a bad reload");
 	close(fd);
 	CHECK(wpmigd_stop(&d, 5000) == 0, "daemon exit status");

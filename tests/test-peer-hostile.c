@@ -271,6 +271,16 @@ static void open_generation(struct raw *c, const char *set)
 	peer_frame_clear(&f);
 }
 
+/* peer_verify = pages from now on (a reload). */
+static void set_verify_pages(struct pd *rx)
+{
+	FILE *f = fopen(rx->d.conf, "ae");
+
+	CHECK(f && fputs("peer_verify = pages\n", f) >= 0 && fclose(f) == 0, "config");
+	kill(rx->d.pid, SIGHUP);
+	CHECK(wpmigd_wait_log(&rx->d, "Reloaded", 3000), "no reload");
+}
+
 /* With the key: what an authenticated but broken (or forging) peer sends. */
 static void authenticated(struct target *t)
 {
@@ -302,6 +312,8 @@ static void authenticated(struct target *t)
 	send_msg(&c, PEER_CHUNK, &ch.base, page, sizeof(page));
 	expect_error(&c, -EBADMSG, "cache slot", "slot out of range");
 
+	/* Under the default peer_verify = payload the first chunk of a
+	 * generation is still decoded on arrival. */
 	raw_open(t->port, &c);
 	CHECK(handshake(&c, &t->key) == 0, "handshake with the key");
 	open_generation(&c, "hostile");
@@ -309,6 +321,19 @@ static void authenticated(struct target *t)
 	ch.payload_sum = XXH3_64bits(page, sizeof(page)); /* the payload is intact, */
 	send_msg(&c, PEER_CHUNK, &ch.base, page, sizeof(page)); /* its page sum is not */
 	expect_error(&c, -EBADMSG, "page 0x10000 (pass 0) failed its checksum", "corrupt page");
+
+	/* Under peer_verify = pages every chunk is: a good one, then a bad one. */
+	set_verify_pages(&t->rx);
+	raw_open(t->port, &c);
+	CHECK(handshake(&c, &t->key) == 0, "handshake with the key");
+	open_generation(&c, "hostile");
+	sum = XXH3_64bits(page, sizeof(page));
+	send_msg(&c, PEER_CHUNK, &ch.base, page, sizeof(page));
+	sum = 0;
+	skip = 0x11;
+	send_msg(&c, PEER_CHUNK, &ch.base, page, sizeof(page));
+	expect_error(&c, -EBADMSG, "page 0x11000 (pass 0) failed its checksum",
+		     "corrupt page in a later chunk");
 
 	raw_open(t->port, &c);
 	CHECK(handshake(&c, &t->key) == 0, "handshake with the key");
