@@ -128,12 +128,13 @@ struct rig {
 	const char *tx_cpus;
 };
 
-static int rig_up(struct rig *g, const char *key, const char *tx_cpus, const char *rx_cpus)
+static int rig_up(struct rig *g, const char *key, const char *tx_cpus, const char *rx_cpus,
+		  const char *rx_conf)
 {
 	g->tx_cpus = tx_cpus;
 	for (int i = 0; i < 2; i++) {
 		snprintf(g->addr[i], sizeof(g->addr[i]), "127.0.0.1:%d", free_port());
-		if (pd_start_on(&g->rx[i], key, g->addr[i], "", rx_cpus) < 0)
+		if (pd_start_on(&g->rx[i], key, g->addr[i], rx_conf, rx_cpus) < 0)
 			return -1;
 	}
 	return pd_start_on(&g->tx, key, NULL, "", tx_cpus);
@@ -262,16 +263,17 @@ static int parse(int argc, char **argv, struct opts *o)
 static int figures(const char *key, const struct opts *o, double *shared, double *hosts,
 		   double *wire, double *delta)
 {
-	struct rig g = { 0 }, h = { 0 };
+	struct rig g = { 0 }, h = { 0 }, v = { 0 };
 	struct pd plain = { 0 };
 	char a2[64];
-	double w2;
+	double w2, pages;
 	int r;
 
 	printf("Full checkpoint of %u MiB of mixed memory, %u reps, both daemons on all %ld "
-	       "cores:\n", o->mib, o->reps, sysconf(_SC_NPROCESSORS_ONLN));
+	       "cores (peer_verify = payload, the default):\n", o->mib, o->reps,
+	       sysconf(_SC_NPROCESSORS_ONLN));
 	snprintf(a2, sizeof(a2), "127.0.0.1:%d", free_port());
-	r = rig_up(&g, key, NULL, NULL) < 0 || pd_start(&plain, key, a2, "peer_cache = 0", NULL) < 0
+	r = rig_up(&g, key, NULL, NULL, "") < 0 || pd_start(&plain, key, a2, "peer_cache = 0", NULL) < 0
 		    ? -1 : bench_stream(&g, o, shared, wire);
 	if (r == 0)
 		r = bench_delta(&g.tx, g.addr[0], a2, o, delta);
@@ -279,11 +281,18 @@ static int figures(const char *key, const struct opts *o, double *shared, double
 	pd_cleanup(&plain);
 	if (r < 0 || o->quick)
 		return r;
+	/* The same with receivers that decode every page on arrival. */
+	printf("The same with peer_verify = pages (every page decoded and checked on arrival):\n");
+	r = rig_up(&v, key, NULL, NULL, "peer_verify = pages") < 0 ? -1
+		: bench_stream(&v, o, &pages, &w2);
+	rig_down(&v);
+	if (r < 0)
+		return r;
 	/* Two hosts of one core each, as far as one host can show it: the
 	 * source (and the process) on CPU 0, the receivers on CPU 1; the
 	 * local checkpoint gets CPU 0 only, like the source. */
 	printf("The same as two one-core hosts (source and process on CPU 0, receiver on CPU 1):\n");
-	r = rig_up(&h, key, "0", "1") < 0 ? -1 : bench_stream(&h, o, hosts, &w2);
+	r = rig_up(&h, key, "0", "1", "") < 0 ? -1 : bench_stream(&h, o, hosts, &w2);
 	rig_down(&h);
 	return r;
 }

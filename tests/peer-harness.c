@@ -24,6 +24,30 @@ static const char *bin(const char *env, const char *fallback)
 	return b ? b : fallback;
 }
 
+/* Key files made by this process, removed with their directories at exit. */
+static char made_keys[8][192];
+
+static void remove_keys(void)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(made_keys) && made_keys[i][0]; i++) {
+		unlink(made_keys[i]);
+		*strrchr(made_keys[i], '/') = '\0';
+		rmdir(made_keys[i]);
+	}
+}
+
+static void remember_key(const char *path)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(made_keys); i++) {
+		if (made_keys[i][0])
+			continue;
+		if (i == 0)
+			atexit(remove_keys);
+		snprintf(made_keys[i], sizeof(made_keys[i]), "%s", path);
+		return;
+	}
+}
+
 int pk_make(char *buf, size_t len)
 {
 	char dir[] = "/tmp/wpmig-key.XXXXXX";
@@ -34,6 +58,7 @@ int pk_make(char *buf, size_t len)
 	if (!mkdtemp(dir))
 		return -errno;
 	snprintf(buf, len, "%s/peer.key", dir);
+	remember_key(buf);
 	fd = open(buf, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	f = fd >= 0 ? fdopen(fd, "w") : NULL;
 	if (!f)
@@ -79,7 +104,7 @@ static int spawn(struct pd *p)
 		argv[n++] = "-c";
 		argv[n++] = p->cpus;
 	}
-	argv[n++] = bin("WPMIGD", "./wpmigd");
+	const char *exe = argv[n++] = bin("WPMIGD", "./wpmigd");
 	argv[n++] = "--config";
 	argv[n++] = p->d.conf;
 	argv[n++] = "--control";
@@ -88,8 +113,11 @@ static int spawn(struct pd *p)
 	argv[n++] = p->d.state;
 	argv[n] = NULL;
 	p->d.pid = spawn_logged(p->d.log, NULL, argv);
-	if (p->d.pid < 0)
-		return -errno;
+	if (p->d.pid < 0) {
+		int e = errno;
+		fprintf(stderr, "cannot run %s: %s\n", exe, strerror(e));
+		return -e;
+	}
 	for (int i = 0; i < 500; i++) {
 		int fd = raw_connect(p->d.sock);
 		if (fd >= 0) {
@@ -98,10 +126,14 @@ static int spawn(struct pd *p)
 		}
 		if (waitpid(p->d.pid, NULL, WNOHANG) == p->d.pid) {
 			p->d.pid = 0;
+			fprintf(stderr, "%s exited at start (WPMIGD unset? run it from meson); log: %s\n",
+				exe, p->d.log);
 			return -ECHILD;
 		}
 		usleep(10000);
 	}
+	fprintf(stderr, "%s did not open %s within 5 s; log: %s\n", exe, p->d.sock,
+		p->d.log);
 	return -ETIMEDOUT;
 }
 
