@@ -15,7 +15,10 @@
 void peer_frame_clear(struct peer_frame *f)
 {
 	peer_msg_free(f->m);
-	free(f->buf);
+	if (f->bufs)
+		peer_bufs_put(f->bufs, f->buf);
+	else
+		free(f->buf);
 	*f = (struct peer_frame){ 0 };
 }
 
@@ -105,7 +108,8 @@ static int header_done(struct peer_reader *r, struct peer_rx *rx, const char **w
 	if (e < 0)
 		return e;
 	r->size = peer_frame_size(&r->h);
-	r->buf = malloc(r->size); /* every length is within its type's limit */
+	/* every length is within its type's limit */
+	r->buf = r->bufs ? peer_bufs_get(r->bufs, r->size) : malloc(r->size);
 	if (!r->buf)
 		return *why = "out of memory", -ENOMEM;
 	memcpy(r->buf, r->hdr, FRAME_HEADER_SIZE);
@@ -138,8 +142,8 @@ int peer_reader_read(struct peer_reader *r, int fd, struct peer_rx *rx, struct p
 		}
 		r->got += (size_t)k;
 	}
-	*f = (struct peer_frame){ .h = r->h, .size = r->size, .buf = r->buf };
-	*r = (struct peer_reader){ 0 };
+	*f = (struct peer_frame){ .h = r->h, .size = r->size, .buf = r->buf, .bufs = r->bufs };
+	*r = (struct peer_reader){ .bufs = r->bufs };
 	return finish(rx, f, why);
 }
 
@@ -150,8 +154,11 @@ bool peer_reader_partial(const struct peer_reader *r)
 
 void peer_reader_free(struct peer_reader *r)
 {
-	free(r->buf);
-	*r = (struct peer_reader){ 0 };
+	if (r->bufs)
+		peer_bufs_put(r->bufs, r->buf);
+	else
+		free(r->buf);
+	*r = (struct peer_reader){ .bufs = r->bufs };
 }
 
 int peer_frame_build(uint16_t type, const ProtobufCMessage *m, const uint8_t *tail,

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 
 #include "peer-auth.h"
+#include "peer-bufs.h"
 #include "peer-wire.h"
 
 /* Bytes one read() or write() of a peer socket moves at most. */
@@ -29,6 +30,7 @@ struct peer_frame {
 	struct frame_header h;
 	size_t size;         /* whole frame on the wire */
 	uint8_t *buf;        /* header, message, tail (owned) */
+	struct peer_bufs *bufs; /* where buf goes back to; NULL: malloc'ed */
 	const uint8_t *msg;  /* h.length bytes */
 	const uint8_t *tail; /* h.tail_length bytes */
 	ProtobufCMessage *m; /* unpacked and checked */
@@ -53,6 +55,7 @@ size_t peer_rx_want(struct evbuffer *in);
  * frame's buffer allocated and the rest read into it.
  */
 struct peer_reader {
+	struct peer_bufs *bufs; /* frame buffers come from here (set by the owner) */
 	uint8_t hdr[FRAME_HEADER_SIZE];
 	size_t hdr_got;
 	struct frame_header h;

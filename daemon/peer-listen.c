@@ -97,7 +97,9 @@ int peer_server_open(struct event_base *base, const struct peer_server_opts *o,
 	if (!s->listen || peer_server_set_key(s, o->key) < 0)
 		goto fail;
 	s->pool = wpool_new(base, o->workers, recv_ctx_new, recv_ctx_free, s);
-	if (!s->pool)
+	/* enough free buffers for a whole window of frames, and two more */
+	s->bufs = peer_bufs_new(o->window + (8u << 20));
+	if (!s->pool || !s->bufs)
 		goto fail;
 	fd = r = listen_socket(s, why, sizeof(why));
 	if (r < 0)
@@ -147,6 +149,7 @@ void peer_server_free(struct peer_server *s)
 	wpool_free(s->pool);
 	while (!TAILQ_EMPTY(&s->conns))
 		rconn_free(TAILQ_FIRST(&s->conns));
+	peer_bufs_free(s->bufs);
 	peer_key_free(&s->key);
 	free(s->listen);
 	free(s->info);

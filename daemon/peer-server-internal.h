@@ -107,6 +107,7 @@ struct peer_server {
 	struct peer_key key;
 	struct peer_server_opts o;
 	struct wpool *pool;
+	struct peer_bufs *bufs;    /* frame buffers, drained when no connection is left */
 	TAILQ_HEAD(, rconn) conns;
 	unsigned n_conns;
 	uint64_t next_id;

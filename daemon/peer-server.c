@@ -33,12 +33,25 @@ const char *rconn_state_name(enum rc_state st)
 	return st < _RC_STATE_MAX ? state_names[st] : "?";
 }
 
+/* No generation is being received: the free frame buffers go back. */
+static void drain_if_idle(struct peer_server *s)
+{
+	struct rconn *rc;
+
+	TAILQ_FOREACH(rc, &s->conns, link)
+		if (rc->state >= RC_OPENING && rc->state <= RC_ABORTING)
+			return;
+	peer_bufs_drain(s->bufs);
+}
+
 void rconn_enter(struct rconn *rc, enum rc_state st)
 {
 	log_debug("peer conn %llu (%s): %s -> %s", (unsigned long long)rc->id, rc->name,
 		  state_names[rc->state], state_names[st]);
 	rc->state = st;
 	rc->state_ns = now_ns();
+	if (st == RC_IDLE || st == RC_CLOSING)
+		drain_if_idle(rc->srv);
 }
 
 void rconn_free(struct rconn *rc)
@@ -54,6 +67,7 @@ void rconn_free(struct rconn *rc)
 	peer_mac_free(&rc->rx.mac);
 	peer_mac_free(&rc->tx_mac);
 	free(rc);
+	drain_if_idle(s);
 }
 
 static void on_free(evutil_socket_t fd, short what, void *arg)
@@ -308,6 +322,7 @@ void rconn_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr 
 		return;
 	}
 	rc->srv = s;
+	rc->rd.bufs = s->bufs;
 	rc->id = ++s->next_id;
 	rc->state_ns = now_ns();
 	TAILQ_INIT(&rc->q);
