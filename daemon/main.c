@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /* wpmigd: command line, then the daemon (daemon.c). */
 #include <getopt.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +73,19 @@ static int parse_args(int argc, char **argv, struct config_overrides *o, bool *c
 	return 0;
 }
 
+/*
+ * One malloc arena for every thread.  glibc's malloc_trim gives back the
+ * top of the main arena only: a worker thread's arena kept the 4 MB it
+ * freed after a commit resident for good (a receiver idle between
+ * generations: 11.4 MiB RSS, 7.7 with one arena).  The threads allocate
+ * little and seldom (buffers are per chunk or kept), so sharing the lock
+ * costs nothing measurable.
+ */
+static void tune_malloc(void)
+{
+	mallopt(M_ARENA_MAX, 1);
+}
+
 int main(int argc, char **argv)
 {
 	struct config_overrides o = { 0 };
@@ -83,6 +97,7 @@ int main(int argc, char **argv)
 		return 2;
 	if (check)
 		return run_check();
+	tune_malloc();
 	r = daemon_init(&d, &o);
 	if (r == 0)
 		r = daemon_run(&d);

@@ -20,6 +20,7 @@ struct wpool {
 	struct wtask *done_head, *done_tail; /* finished, for the loop */
 	struct event *done_ev;
 	bool stop;
+	unsigned running;
 	unsigned n;
 	struct worker *w;
 	void (*ctx_free)(void *ctx);
@@ -60,9 +61,11 @@ static void *worker_main(void *arg)
 		t = pop(&p->q_head, &p->q_tail);
 		if (!t)
 			break; /* stopping and nothing left */
+		p->running++;
 		pthread_mutex_unlock(&p->lock);
 		t->run(t, w->ctx);
 		pthread_mutex_lock(&p->lock);
+		p->running--;
 		push(&p->done_head, &p->done_tail, t);
 		if (p->done_ev)
 			event_active(p->done_ev, 0, 0);
@@ -127,6 +130,18 @@ void wpool_submit(struct wpool *p, struct wtask *t)
 	push(&p->q_head, &p->q_tail, t);
 	pthread_cond_signal(&p->work);
 	pthread_mutex_unlock(&p->lock);
+}
+
+bool wpool_trim(struct wpool *p, void (*trim)(void *ctx))
+{
+	bool idle;
+
+	pthread_mutex_lock(&p->lock);
+	idle = !p->q_head && !p->running;
+	for (unsigned i = 0; idle && i < p->n; i++)
+		trim(p->w[i].ctx);
+	pthread_mutex_unlock(&p->lock);
+	return idle;
 }
 
 void wpool_free(struct wpool *p)

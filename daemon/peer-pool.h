@@ -7,6 +7,7 @@
 #pragma once
 
 #include <event2/event.h>
+#include <stdbool.h>
 
 struct wtask {
 	void (*run)(struct wtask *t, void *worker_ctx); /* worker thread */
@@ -19,6 +20,9 @@ struct wpool;
 struct wpool *wpool_new(struct event_base *base, unsigned workers, void *(*ctx_new)(void *arg),
 			void (*ctx_free)(void *ctx), void *arg);
 void wpool_submit(struct wpool *p, struct wtask *t);
+/* When no task is queued or running: trim(ctx) for every worker's
+ * context, here, and true; else false. */
+bool wpool_trim(struct wpool *p, void (*trim)(void *ctx));
 /* Runs what is queued, joins the workers, then calls done() of every
  * finished task on this thread, and runs here what those queue. */
 void wpool_free(struct wpool *p);

@@ -15,13 +15,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "log.h"
 #include "peer-delta.h"
 #include "peer-regions.h"
 #include "util.h"
 
+/* What a worker decodes with: made on first use, freed when idle. */
 struct recv_ctx {
+	int zstd_level;
 	struct codec *codec;
 	uint8_t *pages;      /* a chunk's data pages, decoded */
 	struct enc_chunk re; /* a delta chunk re-encoded for the store */
@@ -32,27 +35,43 @@ void *recv_ctx_new(void *arg)
 	struct peer_server *s = arg;
 	struct recv_ctx *c = calloc(1, sizeof(*c));
 
-	if (!c)
-		return NULL;
-	c->codec = codec_new(s->o.zstd_level);
-	c->pages = malloc((size_t)PEER_MAX_CHUNK_PAGES * PAGE_SIZE_4K);
-	if (!c->codec || !c->pages) {
-		recv_ctx_free(c);
-		return NULL;
-	}
+	if (c)
+		c->zstd_level = s->o.zstd_level;
 	return c;
+}
+
+#define CTX_PAGES_BYTES ((size_t)PEER_MAX_CHUNK_PAGES * PAGE_SIZE_4K)
+
+static int recv_ctx_ready(struct recv_ctx *c)
+{
+	if (!c->codec)
+		c->codec = codec_new(c->zstd_level);
+	if (!c->pages) { /* mapped: a thread's malloc arena keeps its top resident */
+		c->pages = mmap(NULL, CTX_PAGES_BYTES, PROT_READ | PROT_WRITE,
+				MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (c->pages == MAP_FAILED)
+			c->pages = NULL;
+	}
+	return c->codec && c->pages ? 0 : -ENOMEM;
+}
+
+void recv_ctx_trim(void *ctx)
+{
+	struct recv_ctx *c = ctx;
+
+	codec_free(c->codec);
+	if (c->pages)
+		munmap(c->pages, CTX_PAGES_BYTES);
+	free(c->re.payload);
+	*c = (struct recv_ctx){ .zstd_level = c->zstd_level };
 }
 
 void recv_ctx_free(void *ctx)
 {
-	struct recv_ctx *c = ctx;
-
-	if (!c)
+	if (!ctx)
 		return;
-	codec_free(c->codec);
-	free(c->pages);
-	free(c->re.payload);
-	free(c);
+	recv_ctx_trim(ctx);
+	free(ctx);
 }
 
 void recv_task_free(struct rtask *t)
@@ -151,6 +170,8 @@ static int check_chunk(struct rtask *t, struct recv_ctx *ctx, int64_t *bad)
 	*bad = -1;
 	if (!t->decode)
 		return codec_payload_intact(&t->view) ? 0 : -EBADMSG;
+	if (recv_ctx_ready(ctx) < 0)
+		return -ENOMEM;
 	return delta_decode(ctx->codec, t->rc->cache, &t->view, m->n_base_slot ? m->base_slot : NULL,
 			    m->n_store_slot ? m->store_slot : NULL, ctx->pages, bad);
 }
@@ -163,7 +184,9 @@ static void run_chunk(struct rtask *t, struct recv_ctx *ctx)
 
 	t->r = check_chunk(t, ctx, &bad);
 	if (t->r < 0) {
-		if (bad >= 0)
+		if (t->r == -ENOMEM)
+			snprintf(t->why, sizeof(t->why), "out of memory for decoding");
+		else if (bad >= 0)
 			snprintf(t->why, sizeof(t->why), "page %#llx (pass %llu) failed its checksum: "
 				 "corrupted in transit", (unsigned long long)data_page_addr(&t->view, bad),
 				 (unsigned long long)m->seq);

@@ -135,6 +135,8 @@ void rconn_arm(struct rconn *rc);
 /* peer-recv.c: the worker side */
 void *recv_ctx_new(void *arg);
 void recv_ctx_free(void *ctx);
+/* Give back what a worker decoded with (no task may run). */
+void recv_ctx_trim(void *ctx);
 void recv_task_run(struct wtask *w, void *ctx);
 void recv_task_free(struct rtask *t);
 /* Drop queued tasks, and once none runs what the generation holds (its

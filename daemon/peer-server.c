@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <event2/buffer.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +34,9 @@ const char *rconn_state_name(enum rc_state st)
 	return st < _RC_STATE_MAX ? state_names[st] : "?";
 }
 
-/* No generation is being received: the free frame buffers go back. */
+/* No generation is being received: the free frame buffers, the workers'
+ * decoding memory and the heap they freed go back, so a receiver between
+ * generations is as small as one that never received any. */
 static void drain_if_idle(struct peer_server *s)
 {
 	struct rconn *rc;
@@ -42,6 +45,8 @@ static void drain_if_idle(struct peer_server *s)
 		if (rc->state >= RC_OPENING && rc->state <= RC_ABORTING)
 			return;
 	peer_bufs_drain(s->bufs);
+	if (wpool_trim(s->pool, recv_ctx_trim))
+		malloc_trim(0);
 }
 
 void rconn_enter(struct rconn *rc, enum rc_state st)
