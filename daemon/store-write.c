@@ -35,6 +35,7 @@ struct writer {
 	int error;            /* sticky: the first failure ends the generation */
 	uint64_t tail;        /* next free file offset */
 	uint64_t kicked;      /* writeback started up to here */
+	uint64_t dropped;     /* dropped from the page cache up to here */
 	struct disk_span *log;
 	size_t n_log, cap_log;
 	uint64_t *chunk_off;
@@ -137,19 +138,32 @@ static int log_chunk(struct writer *w, const struct enc_chunk *ch, uint64_t len,
  * Start writeback of what has been written so far, without waiting, so the
  * disk works while the workers encode and commit's fsync has only the tail
  * left.  Ranges still being written by another worker are just skipped.
+ * What was kicked one step before is written back by now (or soon): drop
+ * it from the page cache.  An image is written once and seldom read, and a
+ * 1 GiB checkpoint must not push 480 MB of the host's useful cache out;
+ * the next writes then reuse those pages instead of fresh ones (on this
+ * project's VMs fresh ones cost a host fault each: 0.3 GB/s against 2).
  */
 static void kick_writeback(struct writer *w)
 {
-	uint64_t from, to;
+	uint64_t from, to, drop_from, drop_to;
 
 	pthread_mutex_lock(&w->lock);
 	from = w->kicked;
 	to = w->tail;
-	if (to - from >= WRITEBACK_STEP)
+	drop_from = w->dropped;
+	drop_to = from;
+	if (to - from >= WRITEBACK_STEP) {
 		w->kicked = to;
+		w->dropped = drop_to;
+	}
 	pthread_mutex_unlock(&w->lock);
-	if (to - from >= WRITEBACK_STEP)
-		sync_file_range(w->fd, (off_t)from, (off_t)(to - from), SYNC_FILE_RANGE_WRITE);
+	if (to - from < WRITEBACK_STEP)
+		return;
+	sync_file_range(w->fd, (off_t)from, (off_t)(to - from), SYNC_FILE_RANGE_WRITE);
+	if (drop_to > drop_from)
+		posix_fadvise(w->fd, (off_t)drop_from, (off_t)(drop_to - drop_from),
+			      POSIX_FADV_DONTNEED);
 }
 
 static int w_put_chunk(struct sink *s, const struct enc_chunk *ch)
@@ -231,6 +245,7 @@ static int publish(struct writer *w)
 
 	if (fsync(w->fd) < 0)
 		return -errno;
+	posix_fadvise(w->fd, 0, 0, POSIX_FADV_DONTNEED); /* all clean now: see kick_writeback */
 	gen_file_name(tmp, w->generation, true);
 	gen_file_name(name, w->generation, false);
 	if (renameat2(w->set_fd, tmp, w->set_fd, name, RENAME_NOREPLACE) < 0) {
