@@ -32,6 +32,7 @@ struct psink {
 	struct pcache *cache;
 	int zstd_level;
 	bool full;
+	bool cache_pass1; /* a full generation's first pass may fill the cache */
 	uint64_t generation, bytes0, t0_ns;
 	pthread_mutex_t lock;
 	struct pbuf *bufs;
@@ -152,8 +153,12 @@ static int encode_send(struct psink *s, struct pbuf *b, uint64_t seq, const uint
 	b->enc.payload = mem + PEER_TAIL_OFF;
 	b->enc.payload_cap = room; /* the codec never needs more: no realloc */
 	/* An increment may replace older copies; a full generation only
-	 * fills free slots (most of what it sends is never written again). */
-	r = delta_encode(b->codec, s->cache, !s->full, seq, addrs, n, buf, &b->enc, &b->d, st);
+	 * fills free slots (most of what it sends is never written again), and
+	 * with its first pass only when the whole process fits (see
+	 * peer_sink_begin). */
+	struct pcache *cache = s->full && seq == 1 && !s->cache_pass1 ? NULL : s->cache;
+
+	r = delta_encode(b->codec, cache, !s->full, seq, addrs, n, buf, &b->enc, &b->d, st);
 	if (r == 0 && b->enc.payload != mem + PEER_TAIL_OFF)
 		r = -EFAULT;
 	b->enc.payload = NULL;
@@ -372,6 +377,33 @@ static int open_generation(struct peer_link *l, const char *set, pid_t pid, bool
 	return peer_link_call(l, PEER_OPEN, &m.base, PEER_OPEN_RESULT, (ProtobufCMessage **)res);
 }
 
+/*
+ * May the first pass of a full generation fill the delta cache?  When the
+ * whole process fits, yes: the next increment finds every page it changed.
+ * When it does not, which pages the first pass would keep is an accident
+ * of their addresses, and filling costs both ends a decode and a copy of
+ * each (the receiver decodes every chunk holding one): later passes of the
+ * generation (pages written while it was sent) and the increments fill it
+ * with pages that are being written instead.
+ */
+static bool fits_cache(pid_t pid, const struct pcache *cache)
+{
+	unsigned long long size, resident;
+	char path[64];
+	FILE *f;
+	bool fits = false;
+
+	if (!cache)
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/statm", (int)pid);
+	f = fopen(path, "re");
+	if (f && fscanf(f, "%llu %llu", &size, &resident) == 2)
+		fits = resident <= pcache_slots(cache);
+	if (f)
+		fclose(f);
+	return fits;
+}
+
 int peer_sink_begin(struct peer_link *l, const char *set, pid_t pid, bool full, int zstd_level,
 		    struct sink **ret, uint64_t *generation, char *why, size_t why_len)
 {
@@ -407,6 +439,7 @@ int peer_sink_begin(struct peer_link *l, const char *set, pid_t pid, bool full, 
 		return -ENOMEM;
 	*s = (struct psink){ .sink.ops = &psink_ops, .l = l, .cache = peer_link_cache(l),
 			     .full = full, .generation = *generation, .bytes0 = bytes0,
+			     .cache_pass1 = full && fits_cache(pid, peer_link_cache(l)),
 			     .zstd_level = zstd_level,
 			     .t0_ns = now_ns() };
 	pthread_mutex_init(&s->lock, NULL);
