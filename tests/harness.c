@@ -3,8 +3,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -15,14 +17,32 @@
 
 int test_failures;
 
+const char *test_bin(const char *env, const char *rel)
+{
+	char self[PATH_MAX], path[PATH_MAX + 64], *slash;
+	const char *v = getenv(env);
+	ssize_t n;
+
+	if (v)
+		return v;
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0)
+		return rel;
+	self[n] = '\0';
+	slash = strrchr(self, '/');
+	if (!slash)
+		return rel;
+	*slash = '\0';
+	snprintf(path, sizeof(path), "%s/%s", self, rel);
+	setenv(env, path, 0); /* kept there: the next call returns it */
+	return getenv(env);
+}
+
 int wl_start(struct wl *w, const char *const *args)
 {
-	const char *bin = getenv("WPMIG_WORKLOAD");
+	const char *bin = test_bin("WPMIG_WORKLOAD", "workload");
 	int in[2], out[2];
 	char line[256];
-
-	if (!bin)
-		bin = "./workload";
 	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0)
 		return -errno;
 	w->pid = fork();

@@ -38,6 +38,13 @@ struct wl {
 };
 
 /* Starts $WPMIG_WORKLOAD (or ./workload) with args; NULL-terminated. */
+/*
+ * A program the tests run: $env when set (meson sets it), else rel to the
+ * directory of the running test (the build tree: "../daemon/wpmigd"), so a
+ * bench run by hand finds its daemon.  The string lives until exit.
+ */
+const char *test_bin(const char *env, const char *rel);
+
 int wl_start(struct wl *w, const char *const *args);
 /* Sends a command; reply gets the answer line; 0 when it starts with OK. */
 int wl_cmd(struct wl *w, char *reply, size_t len, const char *fmt, ...)

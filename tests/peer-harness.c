@@ -18,12 +18,6 @@
 
 #include "util.h"
 
-static const char *bin(const char *env, const char *fallback)
-{
-	const char *b = getenv(env);
-	return b ? b : fallback;
-}
-
 /* Key files made by this process, removed with their directories at exit. */
 static char made_keys[8][192];
 
@@ -104,7 +98,7 @@ static int spawn(struct pd *p)
 		argv[n++] = "-c";
 		argv[n++] = p->cpus;
 	}
-	const char *exe = argv[n++] = bin("WPMIGD", "./wpmigd");
+	const char *exe = argv[n++] = test_bin("WPMIGD", "../daemon/wpmigd");
 	argv[n++] = "--config";
 	argv[n++] = p->d.conf;
 	argv[n++] = "--control";
@@ -126,7 +120,7 @@ static int spawn(struct pd *p)
 		}
 		if (waitpid(p->d.pid, NULL, WNOHANG) == p->d.pid) {
 			p->d.pid = 0;
-			fprintf(stderr, "%s exited at start (WPMIGD unset? run it from meson); log: %s\n",
+			fprintf(stderr, "%s exited at start; log: %s\n",
 				exe, p->d.log);
 			return -ECHILD;
 		}
@@ -360,7 +354,7 @@ long pd_hwm(struct pd *p)
 
 int proxy_start(struct proxy *x, const char *listen, const char *target, const char *mode)
 {
-	const char *argv[] = { bin("WPMIG_PROXY", "./peer-proxy"), listen, target, mode, NULL };
+	const char *argv[] = { test_bin("WPMIG_PROXY", "peer-proxy"), listen, target, mode, NULL };
 	char dir[] = "/tmp/wpmig-proxy.XXXXXX";
 
 	if (!mkdtemp(dir))

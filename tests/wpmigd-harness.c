@@ -20,12 +20,6 @@
 #include "probe.h"
 #include "util.h"
 
-static const char *bin(const char *env, const char *fallback)
-{
-	const char *b = getenv(env);
-	return b ? b : fallback;
-}
-
 char *xstrdup_printf(const char *fmt, ...)
 {
 	va_list ap;
@@ -106,7 +100,7 @@ int wpmigd_start(struct wpmigd *d, const char *config_text, const char *const *e
 	snprintf(d->log, sizeof(d->log), "%s/wpmigd.log", d->dir);
 	if (wpmigd_write_config(d, config_text) < 0)
 		return -EIO;
-	const char *argv[] = { bin("WPMIGD", "./wpmigd"), "--config", d->conf, "--control",
+	const char *argv[] = { test_bin("WPMIGD", "../daemon/wpmigd"), "--config", d->conf, "--control",
 			       d->sock, "--state-dir", d->state, NULL };
 	d->pid = spawn_logged(d->log, env, argv);
 	if (d->pid < 0)
@@ -221,7 +215,7 @@ int ctl_run(const char *sock, char **out, char **err, const char *const *args)
 	if (pid == 0) {
 		dup2(o[1], 1);
 		dup2(e[1], 2);
-		execv(bin("WPMIG_CTL", "./wpmig-ctl"), (char *const *)argv);
+		execv(test_bin("WPMIG_CTL", "../client/wpmig-ctl"), (char *const *)argv);
 		_exit(127);
 	}
 	close(o[1]);
