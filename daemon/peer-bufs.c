@@ -48,6 +48,8 @@ void peer_bufs_drain(struct peer_bufs *b)
 	uint8_t *m[MAX_FREE];
 	unsigned n;
 
+	if (!b)
+		return;
 	pthread_mutex_lock(&b->lock);
 	n = b->n;
 	for (unsigned i = 0; i < n; i++)

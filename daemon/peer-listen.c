@@ -147,6 +147,7 @@ void peer_server_free(struct peer_server *s)
 	peer_server_stop(s);
 	/* Tasks still running finish here; their done() closes their connections. */
 	wpool_free(s->pool);
+	s->pool = NULL; /* rconn_free below must not trim it */
 	while (!TAILQ_EMPTY(&s->conns))
 		rconn_free(TAILQ_FIRST(&s->conns));
 	peer_bufs_free(s->bufs);

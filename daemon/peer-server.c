@@ -45,7 +45,7 @@ static void drain_if_idle(struct peer_server *s)
 		if (rc->state >= RC_OPENING && rc->state <= RC_ABORTING)
 			return;
 	peer_bufs_drain(s->bufs);
-	if (wpool_trim(s->pool, recv_ctx_trim))
+	if (s->pool && wpool_trim(s->pool, recv_ctx_trim))
 		malloc_trim(0);
 }
 
