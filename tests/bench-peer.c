@@ -273,7 +273,8 @@ static int figures(const char *key, const struct opts *o, double *shared, double
 	       "cores (peer_verify = payload, the default):\n", o->mib, o->reps,
 	       sysconf(_SC_NPROCESSORS_ONLN));
 	snprintf(a2, sizeof(a2), "127.0.0.1:%d", free_port());
-	r = rig_up(&g, key, NULL, NULL, "") < 0 || pd_start(&plain, key, a2, "peer_cache = 0", NULL) < 0
+	r = rig_up(&g, key, NULL, NULL, "") < 0 ||
+			    pd_start(&plain, key, a2, "peer_cache = 0", NULL) < 0
 		    ? -1 : bench_stream(&g, o, shared, wire);
 	if (r == 0)
 		r = bench_delta(&g.tx, g.addr[0], a2, o, delta);

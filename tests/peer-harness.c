@@ -82,6 +82,16 @@ static int write_conf(struct pd *p)
 	return fclose(f) == 0 ? 0 : -errno;
 }
 
+/* What a daemon that did not start said (its directory goes with cleanup). */
+static void tell_start_failure(struct pd *p, const char *exe, const char *what)
+{
+	char *log = NULL;
+
+	read_full_file(p->d.log, &log, NULL);
+	fprintf(stderr, "%s %s; its log:\n%s", exe, what, log ? log : "(none)\n");
+	free(log);
+}
+
 static int spawn(struct pd *p)
 {
 	const char *argv[16];
@@ -120,14 +130,12 @@ static int spawn(struct pd *p)
 		}
 		if (waitpid(p->d.pid, NULL, WNOHANG) == p->d.pid) {
 			p->d.pid = 0;
-			fprintf(stderr, "%s exited at start; log: %s\n",
-				exe, p->d.log);
+			tell_start_failure(p, exe, "exited at start");
 			return -ECHILD;
 		}
 		usleep(10000);
 	}
-	fprintf(stderr, "%s did not open %s within 5 s; log: %s\n", exe, p->d.sock,
-		p->d.log);
+	tell_start_failure(p, exe, "did not open its control socket within 5 s");
 	return -ETIMEDOUT;
 }
 
