@@ -43,6 +43,17 @@ struct mirror {
 	uint64_t deltas, pages;
 };
 
+static void mirror_free(struct mirror *m)
+{
+	delta_buf_free(&m->db);
+	pcache_free(m->pc);
+	rcache_free(m->rc);
+	codec_free(m->enc);
+	codec_free(m->dec);
+	free(m->mem);
+	free(m->out);
+}
+
 /* One chunk of pages [first, first + n) of pass seq, through both ends. */
 static void one_chunk(struct mirror *m, uint64_t seq, size_t first, size_t n, bool evict,
 		      struct enc_chunk *e)
@@ -118,13 +129,7 @@ static void test_cache(void)
 	CHECK(m.deltas > m.pages / 10, "the cache hardly served: %llu of %llu",
 	      (unsigned long long)m.deltas, (unsigned long long)m.pages);
 	enc_chunk_free(&e);
-	delta_buf_free(&m.db);
-	pcache_free(m.pc);
-	rcache_free(m.rc);
-	codec_free(m.enc);
-	codec_free(m.dec);
-	free(m.mem);
-	free(m.out);
+	mirror_free(&m);
 }
 
 /* A flipped payload byte, and a base that differs on the receiver. */
@@ -158,13 +163,7 @@ static void test_corrupt(void)
 	/* a slot claimed twice, or used as base while written: refused */
 	CHECK(rcache_claim(m.rc, NULL, m.db.store, 4, &why) == -EBADMSG, "slot written twice");
 	enc_chunk_free(&e);
-	delta_buf_free(&m.db);
-	pcache_free(m.pc);
-	rcache_free(m.rc);
-	codec_free(m.enc);
-	codec_free(m.dec);
-	free(m.mem);
-	free(m.out);
+	mirror_free(&m);
 }
 
 static struct pass_region region(uint64_t start, uint64_t pages, const char *path, uint32_t flags)
