@@ -12,13 +12,19 @@
 
 #include "util.h"
 
+/* A frame buffer goes back where it came from. */
+static void buf_release(struct peer_bufs *bufs, uint8_t *buf)
+{
+	if (bufs)
+		peer_bufs_put(bufs, buf);
+	else
+		free(buf);
+}
+
 void peer_frame_clear(struct peer_frame *f)
 {
 	peer_msg_free(f->m);
-	if (f->bufs)
-		peer_bufs_put(f->bufs, f->buf);
-	else
-		free(f->buf);
+	buf_release(f->bufs, f->buf);
 	*f = (struct peer_frame){ 0 };
 }
 
@@ -154,10 +160,7 @@ bool peer_reader_partial(const struct peer_reader *r)
 
 void peer_reader_free(struct peer_reader *r)
 {
-	if (r->bufs)
-		peer_bufs_put(r->bufs, r->buf);
-	else
-		free(r->buf);
+	buf_release(r->bufs, r->buf);
 	*r = (struct peer_reader){ .bufs = r->bufs };
 }
 
