@@ -389,19 +389,15 @@ static int open_generation(struct peer_link *l, const char *set, pid_t pid, bool
 static bool fits_cache(pid_t pid, const struct pcache *cache)
 {
 	unsigned long long size, resident;
+	_cleanup_free_ char *text = NULL;
 	char path[64];
-	FILE *f;
-	bool fits = false;
 
 	if (!cache)
 		return false;
 	snprintf(path, sizeof(path), "/proc/%d/statm", (int)pid);
-	f = fopen(path, "re");
-	if (f && fscanf(f, "%llu %llu", &size, &resident) == 2)
-		fits = resident <= pcache_slots(cache);
-	if (f)
-		fclose(f);
-	return fits;
+	return read_full_file(path, &text, NULL) == 0 &&
+	       sscanf(text, "%llu %llu", &size, &resident) == 2 &&
+	       resident <= pcache_slots(cache);
 }
 
 int peer_sink_begin(struct peer_link *l, const char *set, pid_t pid, bool full, int zstd_level,
