@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "ctl.h"
-#include "util.h"
+#include "basic/util.h"
 
 /* Plain decimal digits only: no sign, no 0x, no octal, no spaces. */
 static int parse_dec(const char *s, uint64_t *ret)

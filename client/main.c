@@ -8,7 +8,7 @@
 
 #include "build-config.h"
 #include "ctl.h"
-#include "util.h"
+#include "basic/util.h"
 
 static const struct verb_def *const verbs[] = {
 	&verb_check, &verb_track, &verb_untrack, &verb_status, &verb_sessions,

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "ctl.h"
-#include "probe.h"
+#include "track/probe.h"
 
 /* ---- check ---- */
 

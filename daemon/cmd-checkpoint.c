@@ -11,14 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "checkpoint.h"
-#include "log.h"
-#include "peer-link.h"
-#include "peer-sink.h"
-#include "pipeline.h"
-#include "store.h"
-#include "util.h"
 #include "verbs.h"
+#include "basic/log.h"
+#include "basic/util.h"
+#include "peer/link.h"
+#include "peer/sink.h"
+#include "pipeline/checkpoint.h"
+#include "pipeline/pipeline.h"
+#include "store/store.h"
 
 #define PEER_ATTEMPTS 4
 #define PEER_RETRY_FIRST_MS 200 /* then 800, 3200 */

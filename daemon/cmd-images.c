@@ -5,10 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "store.h"
-#include "util.h"
 #include "verbs.h"
+#include "basic/log.h"
+#include "basic/util.h"
+#include "store/store.h"
 
 struct img_set {
 	char *name;

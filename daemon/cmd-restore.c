@@ -9,12 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "inject.h"
-#include "log.h"
-#include "restore.h"
-#include "store.h"
-#include "util.h"
 #include "verbs.h"
+#include "basic/log.h"
+#include "basic/util.h"
+#include "store/store.h"
+#include "track/inject.h"
+#include "track/restore.h"
 
 struct rst_job {
 	struct daemon *d;

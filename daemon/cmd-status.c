@@ -5,9 +5,9 @@
 #include <stdlib.h>
 
 #include "build-config.h"
-#include "peer-server.h"
-#include "util.h"
 #include "verbs.h"
+#include "basic/util.h"
+#include "peer/server.h"
 
 struct status_buf {
 	Wpmig__StatusResult res;

@@ -5,11 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "inject.h"
-#include "log.h"
-#include "probe.h"
-#include "util.h"
 #include "verbs.h"
+#include "basic/log.h"
+#include "basic/util.h"
+#include "track/inject.h"
+#include "track/probe.h"
 
 /* ---- check ---- */
 

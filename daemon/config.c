@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 #include "config.h"
 
-#include "codec.h"
+#include "pipeline/codec.h"
 
 #include <errno.h>
 #include <grp.h>
@@ -13,8 +13,8 @@
 #include <strings.h>
 #include <syslog.h>
 
-#include "log.h"
-#include "util.h"
+#include "basic/log.h"
+#include "basic/util.h"
 
 struct load_ctx {
 	struct config *c;

@@ -9,11 +9,11 @@
 #include <sys/sysinfo.h>
 
 #include "daemon.h"
-#include "log.h"
-#include "peer-link.h"
-#include "peer-server.h"
-#include "peer-wire.h"
-#include "util.h"
+#include "basic/log.h"
+#include "basic/util.h"
+#include "peer/link.h"
+#include "peer/server.h"
+#include "peer/wire.h"
 
 #define PEER_WINDOW (16u << 20) /* unacknowledged bytes: docs/protocol.md */
 

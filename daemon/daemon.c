@@ -14,11 +14,11 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "pipeline.h"
-#include "store.h"
-#include "util.h"
 #include "verbs.h"
+#include "basic/log.h"
+#include "basic/util.h"
+#include "pipeline/pipeline.h"
+#include "store/store.h"
 
 static void on_control_changed(void *userdata)
 {

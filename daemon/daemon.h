@@ -13,10 +13,10 @@
 #include <stdint.h>
 
 #include "config.h"
-#include "control.h"
-#include "job.h"
-#include "peer-auth.h"
-#include "session.h"
+#include "basic/job.h"
+#include "control/control.h"
+#include "control/session.h"
+#include "peer/auth.h"
 
 struct store;
 struct pipeline;

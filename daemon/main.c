@@ -9,8 +9,8 @@
 #include "build-config.h"
 #include "daemon.h"
 #include "frame.h"
-#include "log.h"
-#include "probe.h"
+#include "basic/log.h"
+#include "track/probe.h"
 
 static void usage(FILE *f)
 {

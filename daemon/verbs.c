@@ -4,7 +4,7 @@
 #include <errno.h>
 #include <stddef.h>
 
-#include "util.h"
+#include "basic/util.h"
 
 /* Replace cmd_not_available with a verb's handler once it exists. */
 static const struct verb verbs[] = {

@@ -28,10 +28,10 @@
 #include <unistd.h>
 #include <zstd.h>
 
-#include "pagegen.h"
 #include "bench.h"
-#include "util.h"
+#include "pagegen.h"
 #include "wpmigd-harness.h"
+#include "basic/util.h"
 
 /* The workload's mix (tests/pagegen.h): a third each zero, text, random. */
 static void fill_mixed(uint8_t *buf, size_t len)

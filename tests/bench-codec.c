@@ -22,10 +22,10 @@
 #include <zstd.h>
 
 #include "bench.h"
-#include "codec.h"
 #include "pagegen.h"
-#include "store.h"
-#include "util.h"
+#include "basic/util.h"
+#include "pipeline/codec.h"
+#include "store/store.h"
 
 #define PG PAGE_SIZE_4K
 

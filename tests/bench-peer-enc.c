@@ -10,11 +10,11 @@
 #include <string.h>
 #include <zstd.h>
 
-#include "codec.h"
 #include "pagegen.h"
-#include "peer-auth.h"
-#include "peer-delta.h"
-#include "util.h"
+#include "basic/util.h"
+#include "peer/auth.h"
+#include "peer/delta.h"
+#include "pipeline/codec.h"
 
 #define PG PAGE_SIZE_4K
 #define CHUNK 256 /* pages: the pipeline's 1 MiB chunks */

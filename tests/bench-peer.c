@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #include "peer-harness.h"
-#include "util.h"
+#include "basic/util.h"
 
 struct opts {
 	unsigned mib, reps, poke, delta_mib;

@@ -35,9 +35,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "reader.h"
-#include "tracker.h"
-#include "util.h"
+#include "basic/util.h"
+#include "track/reader.h"
+#include "track/tracker.h"
 
 #define MiB (1ULL << 20)
 #define GiB (1ULL << 30)

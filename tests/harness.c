@@ -12,8 +12,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "reader.h"
-#include "util.h"
+#include "basic/util.h"
+#include "track/reader.h"
 
 int test_failures;
 

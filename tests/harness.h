@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <sys/types.h>
 
-#include "ranges.h"
-#include "tracker.h"
+#include "basic/ranges.h"
+#include "track/tracker.h"
 
 #define EXIT_SKIP 77
 

@@ -16,7 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "util.h"
+#include "basic/util.h"
 
 /* Key files made by this process, removed with their directories at exit. */
 static char made_keys[8][192];

@@ -12,10 +12,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "codec.h"
 #include "harness.h"
 #include "pagegen.h"
-#include "util.h"
+#include "basic/util.h"
+#include "pipeline/codec.h"
 
 static uint64_t mix(uint64_t a, uint64_t b, uint64_t c)
 {

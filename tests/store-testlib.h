@@ -11,8 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ranges.h"
-#include "store.h"
+#include "basic/ranges.h"
+#include "store/store.h"
 
 #define TL_PG 4096ULL
 

@@ -50,11 +50,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "freeze.h"
 #include "harness.h"
-#include "inject.h"
-#include "maps.h"
-#include "util.h"
+#include "basic/util.h"
+#include "track/freeze.h"
+#include "track/inject.h"
+#include "track/maps.h"
 
 #define RUNNING_STATES "RSD"
 

@@ -31,9 +31,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "maps.h"
-#include "util.h"
 #include "wpmigd-harness.h"
+#include "basic/util.h"
+#include "track/maps.h"
 
 struct ckpt {
 	int rc;

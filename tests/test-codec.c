@@ -10,10 +10,10 @@
 #include <string.h>
 #include <xxhash.h>
 
-#include "codec.h"
 #include "harness.h"
 #include "pagegen.h"
-#include "util.h"
+#include "basic/util.h"
+#include "pipeline/codec.h"
 
 #define PG PAGE_SIZE_4K
 

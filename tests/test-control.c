@@ -20,8 +20,8 @@
 
 #include "control.pb-c.h"
 #include "frame.h"
-#include "util.h"
 #include "wpmigd-harness.h"
+#include "basic/util.h"
 
 /* ---- usage: exit 2 before any socket; daemon down: exit 1 naming it ---- */
 

@@ -17,9 +17,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "probe.h"
-#include "util.h"
 #include "wpmigd-harness.h"
+#include "basic/util.h"
+#include "track/probe.h"
 
 static const char *const wl_args[] = { "--anon", "32M", "--memfd", "8M", NULL };
 

@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "peer-harness.h"
-#include "util.h"
+#include "basic/util.h"
 
 #define RSS_LIMIT_KIB (128 * 1024) /* peak; the workloads map 20 MiB */
 

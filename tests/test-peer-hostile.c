@@ -24,10 +24,10 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "peer-auth.h"
 #include "peer-harness.h"
-#include "peer-io.h"
-#include "util.h"
+#include "basic/util.h"
+#include "peer/auth.h"
+#include "peer/io.h"
 
 struct raw {
 	int fd;

@@ -15,11 +15,11 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "peer-auth.h"
-#include "peer-delta.h"
-#include "peer-regions.h"
-#include "peer-wire.h"
-#include "util.h"
+#include "basic/util.h"
+#include "peer/auth.h"
+#include "peer/delta.h"
+#include "peer/regions.h"
+#include "peer/wire.h"
 
 #define PG PAGE_SIZE_4K
 #define MEM_PAGES 256

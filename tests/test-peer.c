@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 #include "peer-harness.h"
-#include "util.h"
+#include "basic/util.h"
 
 static const char *const wl_args[] = { "--populate", "100", "--anon", "24M", "--memfd", "8M",
 				       NULL };

@@ -19,8 +19,8 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "seccomp.h"
-#include "util.h"
+#include "basic/util.h"
+#include "track/seccomp.h"
 
 enum policy { ALLOW_ALL, KILL_UFFD, ERRNO_UFFD, TRAP_CLOSE_OF_3 };
 

@@ -17,7 +17,7 @@
 
 #include "harness.h"
 #include "store-testlib.h"
-#include "util.h"
+#include "basic/util.h"
 
 #define R0 0x55550000000ULL
 

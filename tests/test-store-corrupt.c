@@ -22,9 +22,9 @@
 
 #include "harness.h"
 #include "pagegen.h"
-#include "store-format.h"
 #include "store-testlib.h"
-#include "util.h"
+#include "basic/util.h"
+#include "store/format.h"
 
 #define R1 TL_RANDOM_WINDOW /* every chunk raw */
 #define R2 TL_TEXT_WINDOW   /* every chunk zstd */

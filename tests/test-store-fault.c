@@ -24,7 +24,7 @@
 #include "harness.h"
 #include "pagegen.h"
 #include "store-testlib.h"
-#include "util.h"
+#include "basic/util.h"
 
 #define BASE 0x600000000000ULL
 

@@ -23,7 +23,7 @@
 #include "harness.h"
 #include "pagegen.h"
 #include "store-testlib.h"
-#include "util.h"
+#include "basic/util.h"
 
 #define SLOT(i) (0x100000000ULL + (uint64_t)(i) * 0x1000000ULL)
 #define N_SLOTS 12

@@ -18,8 +18,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "util.h"
 #include "wpmigd-harness.h"
+#include "basic/util.h"
 
 static void mkdir_tmp(struct wpmigd *d)
 {

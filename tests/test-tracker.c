@@ -15,9 +15,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "freeze.h"
 #include "harness.h"
-#include "util.h"
+#include "basic/util.h"
+#include "track/freeze.h"
 
 #define REGION_MB 16
 

@@ -9,10 +9,10 @@
 #include <string.h>
 
 #include "harness.h"
-#include "maps.h"
-#include "ranges.h"
-#include "reader.h"
-#include "util.h"
+#include "basic/ranges.h"
+#include "basic/util.h"
+#include "track/maps.h"
+#include "track/reader.h"
 
 struct unit_test {
 	const char *name;

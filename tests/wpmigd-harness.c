@@ -17,8 +17,8 @@
 
 #include "control.pb-c.h"
 #include "frame.h"
-#include "probe.h"
-#include "util.h"
+#include "basic/util.h"
+#include "track/probe.h"
 
 char *xstrdup_printf(const char *fmt, ...)
 {

@@ -13,10 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "peer-cache.h"
-#include "peer-delta.h"
-#include "peer-regions.h"
-#include "peer-wire.h"
+#include "peer/cache.h"
+#include "peer/delta.h"
+#include "peer/regions.h"
+#include "peer/wire.h"
 
 #define SLOTS 8
 

@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "peer-delta.h"
-#include "peer-regions.h"
-#include "peer-wire.h"
+#include "peer/delta.h"
+#include "peer/regions.h"
+#include "peer/wire.h"
 
 static void put(const char *dir, const char *name, uint16_t type, const ProtobufCMessage *m,
 		const uint8_t *tail, uint32_t tail_len, bool mac)

@@ -1,0 +1,50 @@
+// SPDX-License-Identifier: GPL-2.0-only
+#include "basic/log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* The one process-wide setting; written at start-up and on SIGHUP. */
+static _Atomic int max_level = LOG_INFO;
+
+void log_set_max_level(int level)
+{
+	max_level = level;
+}
+
+int log_get_max_level(void)
+{
+	return max_level;
+}
+
+int log_internal(int level, int err, const char *fmt, ...)
+{
+	static const char *const names[] = {
+		"emerg", "alert", "crit", "error", "warning", "notice", "info", "debug",
+	};
+	/* Under journald (JOURNAL_STREAM set) use <N> priority prefixes. */
+	static int journal = -1;
+	va_list ap;
+	int saved = errno;
+
+	if (journal < 0)
+		journal = getenv("JOURNAL_STREAM") != NULL;
+	if (err < 0)
+		err = -err;
+	errno = err;
+	flockfile(stderr);
+	if (journal)
+		fprintf(stderr, "<%d>", level & 7);
+	else if (level <= LOG_WARNING)
+		fprintf(stderr, "%s: ", names[level & 7]);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	funlockfile(stderr);
+	errno = saved;
+	return -err;
+}

@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* The receiver: shared by server.c (listener, connections, handshake)
+ * and recv.c (generations and their tasks).  Not for other files. */
+#pragma once
+
+#include <event2/bufferevent.h>
+#include <event2/listener.h>
+#include <stdbool.h>
+#include <sys/queue.h>
+
+#include "peer/cache.h"
+#include "peer/io.h"
+#include "peer/pool.h"
+#include "peer/server.h"
+#include "pipeline/sink.h"
+#include "store/store.h"
+
+enum rc_state {
+	RC_HELLO,      /* waiting for the source's Hello */
+	RC_AUTH,       /* ours and our proof sent, waiting for its proof */
+	RC_IDLE,       /* authenticated, no generation open */
+	RC_OPENING,    /* an Open is being handled by a worker */
+	RC_OPEN,       /* receiving a generation */
+	RC_COMMITTING, /* Commit received, waiting for the chunks and the commit */
+	RC_ABORTING,   /* Abort received, dropping the generation */
+	RC_CLOSING,    /* finishing tasks, then freed */
+	_RC_STATE_MAX,
+};
+
+enum rt_kind { RT_OPEN, RT_CHUNK, RT_ZERO, RT_COMMIT, RT_ABORT };
+
+struct rconn;
+
+/* One received frame of a generation, handled by a worker. */
+/* Under peer_verify = payload, one chunk in this many (the first of each
+ * generation among them) is still decoded on arrival. */
+#define PEER_SPOT_CHECK 64
+
+struct rtask {
+	struct wtask w;
+	struct rconn *rc;
+	enum rt_kind kind;
+	struct peer_frame f;     /* owns the frame and its message */
+	struct enc_chunk view;   /* RT_CHUNK: the frame as an encoded chunk */
+	bool decode;             /* RT_CHUNK: decode and check every page, not only the payload */
+	int r;
+	char why[192];
+	/* results */
+	struct sink *sink;       /* RT_OPEN */
+	uint64_t generation, newest, raw_bytes;
+	int64_t newest_created_ns;
+	struct pass_region *parent_regions;
+	size_t n_parent_regions;
+	struct gen_summary sum;  /* RT_COMMIT */
+	TAILQ_ENTRY(rtask) link;
+};
+
+struct rconn {
+	struct peer_server *srv;
+	struct bufferevent *bev;   /* output only */
+	struct event *rd_ev;       /* input: read straight into frame buffers */
+	struct peer_reader rd;
+	struct event *free_ev;
+	uint64_t id;
+	char name[80];
+	enum rc_state state;
+	uint64_t state_ns;
+	struct peer_rx rx;
+	struct peer_mac tx_mac;
+	bool tx_authed;
+	uint8_t transcript[PEER_HASH_SIZE];
+	uint32_t slots;
+	struct rcache *cache;
+
+	/* the open generation */
+	uint64_t session;   /* the source's, from Open */
+	struct sink *sink;
+	char set[STORE_SET_NAME_MAX + 1];
+	uint64_t generation;
+	struct pass_region *parent_regions; /* what the changes apply to */
+	size_t n_parent_regions;
+	ProtobufCMessage *changes;          /* RegionChanges, once received */
+	uint64_t gen_chunks, gen_zero_frames, gen_bytes, gen_t0;
+	uint64_t gen_decoded;                /* chunks decoded on arrival */
+	bool verify_pages;                   /* peer_verify = pages for this generation */
+
+	/* frames waiting or running */
+	TAILQ_HEAD(, rtask) q;
+	unsigned in_flight;
+	bool barrier;          /* an Open, Commit or Abort runs: nothing else */
+	uint64_t queued_bytes; /* taken, not done */
+	uint64_t done_bytes, acked_bytes;
+	bool paused;           /* reading stopped: too much queued */
+
+	/* status */
+	uint64_t raw_bytes, committed;
+	double rate;
+	uint64_t rate_ns, rate_bytes;
+	TAILQ_ENTRY(rconn) link;
+};
+
+struct peer_server {
+	struct event_base *base;
+	struct evconnlistener *listener;
+	char *listen;
+	char *unix_path; /* ours to remove */
+	struct peer_key key;
+	struct peer_server_opts o;
+	struct wpool *pool;
+	struct peer_bufs *bufs;    /* frame buffers, drained when no connection is left */
+	TAILQ_HEAD(, rconn) conns;
+	unsigned n_conns;
+	uint64_t next_id;
+	Wpmig__LinkInfo *info;     /* status buffers */
+	Wpmig__LinkInfo **info_ptrs;
+	char (*info_state)[48];
+};
+
+/* server.c */
+void rconn_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+		  int socklen, void *arg);
+void rconn_free(struct rconn *rc);
+const char *rconn_state_name(enum rc_state st);
+void rconn_close(struct rconn *rc, int error, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Send an authenticated frame; false when the connection is closing. */
+bool rconn_send(struct rconn *rc, uint16_t type, const ProtobufCMessage *m);
+void rconn_enter(struct rconn *rc, enum rc_state st);
+/* The last task of a closing connection finished. */
+void rconn_closed(struct rconn *rc);
+void rconn_read(struct rconn *rc);
+/* Set the read timeout for the connection's state (see server.c). */
+void rconn_arm(struct rconn *rc);
+
+/* recv.c: the worker side */
+void *recv_ctx_new(void *arg);
+void recv_ctx_free(void *ctx);
+/* Give back what a worker decoded with (no task may run). */
+void recv_ctx_trim(void *ctx);
+void recv_task_run(struct wtask *w, void *ctx);
+void recv_task_free(struct rtask *t);
+/* Drop queued tasks, and once none runs what the generation holds (its
+ * file is removed by a worker: in_flight rises until it is done). */
+void recv_drop(struct rconn *rc);
+void recv_drop_generation(struct rconn *rc);
+
+/* recv-frames.c: an authenticated frame (f is taken over or cleared). */
+void recv_frame(struct rconn *rc, struct peer_frame *f);

@@ -1,0 +1,208 @@
+// SPDX-License-Identifier: GPL-2.0-only
+#include "pipeline/checkpoint.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "basic/util.h"
+#include "track/freeze.h"
+
+struct run {
+	struct tracker *t;
+	struct pipeline *pl;
+	struct sink *s;
+	const struct checkpoint_opts *o;
+	struct checkpoint_result *res;
+	struct range_set taken; /* everything this generation collected */
+	char phase[32];
+	char *why;
+	size_t why_len;
+};
+
+static void on_progress(void *ud, uint64_t done, uint64_t total, uint64_t bytes_out)
+{
+	struct run *run = ud;
+
+	if (run->o->progress)
+		run->o->progress(run->o->ud, run->phase, done, total, bytes_out);
+}
+
+static int note_taken(struct run *run, const struct pass *p)
+{
+	int r = 0;
+
+	for (size_t i = 0; r == 0 && i < p->data.n; i++)
+		r = range_set_add(&run->taken, p->data.r[i].start, p->data.r[i].end);
+	for (size_t i = 0; r == 0 && i < p->zero.n; i++)
+		r = range_set_add(&run->taken, p->zero.r[i].start, p->zero.r[i].end);
+	return r;
+}
+
+/* Pass counts: pages the tracker found, and the codec's zero pages. */
+static void account(struct run *run, uint64_t data, uint64_t zero, const struct pipeline_stats *st)
+{
+	run->res->passes++;
+	run->res->data_pages += data - st->zero_pages;
+	run->res->zero_pages += zero + st->zero_pages;
+	run->res->unreadable += st->unreadable;
+}
+
+static uint64_t pages_of(const struct range_set *s)
+{
+	return range_set_bytes(s) / PAGE_SIZE_4K;
+}
+
+/* The last live pass is only copied out (much faster than encoding), so
+ * the target dirties less before the freeze; up to this much memory. */
+#define LAST_PASS_CAPTURE_MAX (512ULL << 20)
+
+struct held {
+	struct capture *cap;
+	uint64_t seq, data, zero;
+};
+
+/*
+ * Passes while the target runs, until they find little.  The last one is
+ * held as a capture in *held (encoded after the thaw) when it fits.
+ */
+static int live_passes(struct run *run, uint64_t *seq, struct held *held)
+{
+	unsigned max = run->o->max_live_passes ? run->o->max_live_passes : 4;
+	uint64_t converge = run->o->converge_pages ? run->o->converge_pages : 2048;
+
+	for (unsigned i = 0; i < max; i++) {
+		struct pipeline_stats st = { 0 };
+		struct pass p;
+		int r = tracker_pass(run->t, 0, &p);
+
+		if (r < 0)
+			return r;
+		snprintf(run->phase, sizeof(run->phase), "live-pass %u", i + 1);
+		uint64_t data = pages_of(&p.data), zero = pages_of(&p.zero);
+		bool last = data + zero < converge || i + 1 == max;
+		r = note_taken(run, &p);
+		if (r == 0 && last && data * PAGE_SIZE_4K <= LAST_PASS_CAPTURE_MAX) {
+			r = pipeline_capture(run->pl, run->t, &p, NULL, &held->cap, &st);
+			*held = (struct held){ held->cap, (*seq)++, data, zero };
+			run->res->unreadable += st.unreadable;
+			pass_free(&p);
+			return r;
+		}
+		if (r == 0)
+			r = pipeline_run(run->pl, run->t, &p, (*seq)++, run->s, on_progress, run, &st);
+		if (r == 0)
+			account(run, data, zero, &st);
+		pass_free(&p);
+		if (r < 0 || last)
+			return r;
+	}
+	return 0;
+}
+
+/* Encode and store a capture after the thaw. */
+static int flush(struct run *run, struct capture *cap, uint64_t seq, uint64_t data, uint64_t zero)
+{
+	struct pipeline_stats st = { 0 };
+	int r = pipeline_flush(run->pl, cap, seq, run->s, on_progress, run, &st);
+
+	if (r == 0)
+		account(run, data, zero, &st);
+	return r;
+}
+
+/*
+ * Freeze, final pass, copy out, thaw: the only time the target waits.  The
+ * copy goes into memory populated before the freeze, sized after the last
+ * live pass (a target writes about as much again meanwhile).
+ */
+static int frozen_pass(struct run *run, struct pass *p, struct capture **cap,
+		       uint64_t expect_pages, struct capture_arena *arena)
+{
+	struct pipeline_stats st = { 0 };
+	struct freeze f;
+	uint64_t want = MIN(MAX(expect_pages * 2, 1024ULL) * PAGE_SIZE_4K, LAST_PASS_CAPTURE_MAX);
+	int r = capture_arena_new(want, arena);
+
+	if (r < 0)
+		*arena = (struct capture_arena){ 0 }; /* the capture maps its own */
+	r = freeze_process(tracker_pid(run->t), &f);
+
+	if (r < 0) {
+		snprintf(run->why, run->why_len, "cannot stop process %d: %s",
+			 (int)tracker_pid(run->t), strerror(-r));
+		return r;
+	}
+	uint64_t t0 = now_ns();
+	r = tracker_pass(run->t, PASS_FINAL, p);
+	run->res->final_scan_ns = now_ns() - t0;
+	if (r == 0)
+		run->res->final_pages = pages_of(&p->data) + pages_of(&p->zero);
+	if (r == 0) {
+		r = pipeline_capture(run->pl, run->t, p, arena, cap, &st);
+		run->res->final_copy_ns = st.ns;
+		run->res->unreadable += st.unreadable;
+	}
+	/* On failure never leave it stopped, whatever was asked. */
+	int rt = thaw_process(&f, r == 0 && run->o->leave_stopped);
+	run->res->pause_ns = now_ns() - f.t_start_ns;
+	if (r == 0 && rt < 0)
+		r = rt;
+	if (r < 0 && p->regions)
+		pass_free(p);
+	return r;
+}
+
+int checkpoint_run(struct tracker *t, struct pipeline *pl, struct sink *s,
+		   const struct checkpoint_opts *opts, struct checkpoint_result *res,
+		   char *why, size_t why_len)
+{
+	struct run run = { .t = t, .pl = pl, .s = s, .o = opts, .res = res, .why = why,
+			   .why_len = why_len };
+	uint64_t t0 = now_ns(), seq = 1;
+	struct capture *cap = NULL;
+	struct capture_arena arena = { 0 };
+	struct held held = { 0 };
+	struct pass final = { 0 };
+	int r;
+
+	*res = (struct checkpoint_result){ 0 };
+	r = live_passes(&run, &seq, &held);
+	if (r == 0)
+		r = frozen_pass(&run, &final, &cap, held.data, &arena);
+	snprintf(run.phase, sizeof(run.phase), "store");
+	if (held.cap) {
+		if (r == 0)
+			r = flush(&run, held.cap, held.seq, held.data, held.zero);
+		else
+			capture_free(held.cap);
+	}
+	if (cap) {
+		uint64_t data = pages_of(&final.data), zero = pages_of(&final.zero);
+		if (r == 0)
+			r = note_taken(&run, &final);
+		if (r == 0)
+			r = flush(&run, cap, seq, data, zero);
+		else
+			capture_free(cap);
+	}
+	capture_arena_free(&arena);
+	if (r == 0)
+		r = s->ops->commit(s, final.regions, final.n_regions, &res->gen);
+	res->regions = (uint32_t)final.n_regions;
+	pass_free(&final);
+	if (r < 0) {
+		if (!why[0])
+			snprintf(why, why_len, "checkpoint of process %d failed: %s", (int)tracker_pid(t),
+				 strerror(-r));
+		s->ops->abort(s);
+		tracker_resync(t, &run.taken);
+	} else {
+		s->ops->close(s);
+	}
+	res->pages = res->data_pages + res->zero_pages;
+	res->bytes = res->gen.bytes_stored;
+	res->duration_ns = now_ns() - t0;
+	range_set_free(&run.taken);
+	return r;
+}

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * One generation of a tracked process into a sink: live passes while it
+ * runs, then a final pass with it frozen (scan and copy-out only), thaw,
+ * encode and store, commit.  Runs on a job thread; never on the loop.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "pipeline/pipeline.h"
+#include "pipeline/sink.h"
+#include "track/tracker.h"
+
+struct checkpoint_opts {
+	bool leave_stopped;
+	unsigned max_live_passes;  /* 0 = 4 */
+	uint64_t converge_pages;   /* stop live passes below this; 0 = 2048 */
+	/* Progress: phase ("live-pass N", "frozen", "store"), pages. */
+	void (*progress)(void *ud, const char *phase, uint64_t done, uint64_t total,
+			 uint64_t bytes_out);
+	void *ud;
+};
+
+struct checkpoint_result {
+	struct gen_summary gen;
+	uint32_t passes;
+	uint64_t pages;          /* data + zero pages recorded */
+	uint64_t data_pages, zero_pages, unreadable;
+	uint64_t bytes;          /* bytes stored or sent */
+	uint64_t pause_ns, duration_ns;
+	uint64_t final_scan_ns, final_copy_ns, final_pages;
+	uint32_t regions;
+};
+
+/*
+ * On failure the sink is aborted and the pages the generation had taken are
+ * handed back to the tracker (tracker_resync), so the next generation still
+ * holds every change.  The target is never left frozen.
+ */
+int checkpoint_run(struct tracker *t, struct pipeline *pl, struct sink *s,
+		   const struct checkpoint_opts *opts, struct checkpoint_result *res,
+		   char *why, size_t why_len);

@@ -1,0 +1,323 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Reading one generation file.  Nothing in it is trusted: every count is
+ * checked against the file size (and STORE_INDEX_MAX) before anything is
+ * allocated, every table against the others, every byte against a sum.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+
+#include "basic/sum.h"
+#include "basic/util.h"
+
+static int pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	while (len) {
+		ssize_t r = pread(fd, buf, len, (off_t)off);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			return -EBADMSG; /* shorter than its own tables say */
+		buf = (uint8_t *)buf + r;
+		len -= (size_t)r;
+		off += (uint64_t)r;
+	}
+	return 0;
+}
+
+static int check_header(const struct disk_header *h, uint64_t generation)
+{
+	if (memcmp(h->magic, STORE_HEADER_MAGIC, sizeof(h->magic)))
+		return -EBADMSG;
+	if (h->version != STORE_VERSION)
+		return -EPROTONOSUPPORT;
+	if (XXH3_64bits(h, offsetof(struct disk_header, sum)) != h->sum ||
+	    h->header_size != sizeof(*h) || h->page_size != PAGE_SIZE_4K ||
+	    (h->flags & ~GEN_FULL) || h->generation != generation || h->parent >= generation)
+		return -EBADMSG;
+	return 0;
+}
+
+/* Header and footer: where the index section is, checked against the size. */
+static int read_frame(int fd, uint64_t generation, struct disk_header *h,
+		      struct disk_footer *f, uint64_t *size)
+{
+	uint64_t min = sizeof(*h) + sizeof(struct disk_index) + sizeof(*f);
+	struct stat stb;
+	int r;
+
+	if (fstat(fd, &stb) < 0)
+		return -errno;
+	*size = (uint64_t)stb.st_size;
+	if (!S_ISREG(stb.st_mode) || *size < min || *size % 8)
+		return -EBADMSG;
+	r = pread_full(fd, h, sizeof(*h), 0);
+	if (r == 0)
+		r = check_header(h, generation);
+	if (r == 0)
+		r = pread_full(fd, f, sizeof(*f), *size - sizeof(*f));
+	if (r < 0)
+		return r;
+	if (memcmp(f->magic, STORE_FOOTER_MAGIC, sizeof(f->magic)) || f->index_off < sizeof(*h) ||
+	    f->index_off % 8 || f->index_off > *size - sizeof(*f) ||
+	    f->index_len != *size - sizeof(*f) - f->index_off ||
+	    f->index_len < sizeof(struct disk_index) || f->index_len > STORE_INDEX_MAX)
+		return -EBADMSG;
+	return 0;
+}
+
+/* Offset of the region table in the index section, if the counts add up. */
+static int index_layout(const struct disk_index *ix, uint64_t generation, uint64_t len,
+			uint64_t *regions_at)
+{
+	uint64_t at;
+
+	if (ix->magic != STORE_INDEX_MAGIC || ix->generation != generation ||
+	    ix->n_spans > len / sizeof(struct disk_span))
+		return -EBADMSG;
+	at = sizeof(*ix) + (uint64_t)ix->n_chunks * 8 + ix->n_spans * sizeof(struct disk_span);
+	if (pad8(at + (uint64_t)ix->n_regions * sizeof(struct disk_region) + ix->strings_len) != len)
+		return -EBADMSG;
+	*regions_at = at;
+	return 0;
+}
+
+static int open_gen(int set_fd, uint64_t generation)
+{
+	char name[GEN_NAME_LEN];
+	int fd;
+
+	gen_file_name(name, generation, false);
+	fd = openat(set_fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+int gen_file_peek(int set_fd, uint64_t generation, struct store_gen_info *info)
+{
+	_cleanup_close_ int fd = open_gen(set_fd, generation);
+	_cleanup_free_ struct disk_region *reg = NULL;
+	struct disk_header h;
+	struct disk_footer f;
+	struct disk_index ix;
+	uint64_t size, at;
+	int r;
+
+	if (fd < 0)
+		return fd;
+	r = read_frame(fd, generation, &h, &f, &size);
+	if (r == 0)
+		r = pread_full(fd, &ix, sizeof(ix), f.index_off);
+	if (r == 0)
+		r = index_layout(&ix, generation, f.index_len, &at);
+	if (r < 0)
+		return r;
+	reg = calloc(ix.n_regions + 1, sizeof(*reg));
+	if (!reg)
+		return -ENOMEM;
+	r = pread_full(fd, reg, ix.n_regions * sizeof(*reg), f.index_off + at);
+	if (r < 0)
+		return r;
+	*info = (struct store_gen_info){
+		.generation = generation, .parent = h.parent, .full = h.flags & GEN_FULL,
+		.created_ns = ix.created_ns, .pid = (pid_t)h.pid, .n_regions = ix.n_regions,
+		.n_chunks = ix.n_chunks, .data_pages = ix.data_pages, .zero_pages = ix.zero_pages,
+		.live_data_pages = ix.live_data_pages, .live_zero_pages = ix.live_zero_pages,
+		.raw_bytes = ix.data_pages * PAGE_SIZE_4K, .disk_bytes = size,
+	};
+	for (uint32_t i = 0; i < ix.n_regions; i++)
+		if (reg[i].end > reg[i].start) /* not checked here: listing only */
+			info->region_bytes += reg[i].end - reg[i].start;
+	return 0;
+}
+
+void gen_file_info(const struct gen_file *gf, struct store_gen_info *info)
+{
+	const struct disk_index *ix = gf->ix;
+
+	*info = (struct store_gen_info){
+		.generation = gf->hdr.generation, .parent = gf->hdr.parent,
+		.full = gf->hdr.flags & GEN_FULL, .created_ns = ix->created_ns,
+		.pid = (pid_t)gf->hdr.pid, .n_regions = ix->n_regions, .n_chunks = ix->n_chunks,
+		.data_pages = ix->data_pages, .zero_pages = ix->zero_pages,
+		.live_data_pages = ix->live_data_pages, .live_zero_pages = ix->live_zero_pages,
+		.raw_bytes = ix->data_pages * PAGE_SIZE_4K, .disk_bytes = gf->size,
+	};
+	for (size_t i = 0; i < gf->n_regions; i++)
+		info->region_bytes += gf->regions[i].end - gf->regions[i].start;
+}
+
+static int parse_region(const struct disk_region *d, const char *pool, uint32_t pool_len,
+			const struct pass_region *prev, struct pass_region *out)
+{
+	if (d->start >= d->end || ((d->start | d->end) & (PAGE_SIZE_4K - 1)) ||
+	    (prev && d->start < prev->end) || d->kind > VMA_SPECIAL || d->shared > 1 ||
+	    d->prot > 7 || d->path_len > STORE_PATH_MAX || d->path_off > pool_len ||
+	    d->path_len > pool_len - d->path_off || memchr(pool + d->path_off, 0, d->path_len))
+		return -EBADMSG;
+	*out = (struct pass_region){
+		.start = d->start, .end = d->end, .pgoff = d->pgoff, .ino = d->ino,
+		.dev_major = d->dev_major, .dev_minor = d->dev_minor, .prot = d->prot,
+		.shared = d->shared, .kind = (enum vma_kind)d->kind, .flags = d->flags,
+		.backing = -1, .path = strndup(pool + d->path_off, d->path_len),
+	};
+	return out->path ? 0 : -ENOMEM;
+}
+
+static int parse_regions(struct gen_file *gf, uint64_t at)
+{
+	const uint8_t *base = (const uint8_t *)gf->index + at;
+	uint32_t n = gf->ix->n_regions;
+	const char *pool = (const char *)base + (size_t)n * sizeof(struct disk_region);
+
+	gf->regions = calloc(n + 1, sizeof(*gf->regions));
+	if (!gf->regions)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < n; i++) {
+		struct disk_region d;
+		int r;
+
+		memcpy(&d, base + (size_t)i * sizeof(d), sizeof(d));
+		r = parse_region(&d, pool, gf->ix->strings_len, i ? &gf->regions[i - 1] : NULL,
+				 &gf->regions[i]);
+		if (r < 0)
+			return r;
+		gf->n_regions++;
+	}
+	return 0;
+}
+
+/* Chunk records tile [header, index): the first starts right after the header. */
+static int check_chunk_table(const struct gen_file *gf)
+{
+	uint64_t prev = 0;
+
+	if (!gf->ix->n_chunks)
+		return gf->foot.index_off == sizeof(struct disk_header) ? 0 : -EBADMSG;
+	if (gf->chunk_off[0] != sizeof(struct disk_header))
+		return -EBADMSG;
+	for (uint32_t i = 0; i < gf->ix->n_chunks; i++) {
+		uint64_t off = gf->chunk_off[i];
+
+		if ((i && off <= prev) || off % 8 || off > gf->foot.index_off - sizeof(struct disk_chunk))
+			return -EBADMSG;
+		prev = off;
+	}
+	return 0;
+}
+
+/* Spans sorted, disjoint, each inside one region, data ones naming a chunk. */
+static int check_spans(const struct gen_file *gf)
+{
+	size_t r = 0;
+
+	for (uint64_t i = 0; i < gf->ix->n_spans; i++) {
+		const struct disk_span *s = &gf->spans[i];
+
+		if (s->start >= s->end || ((s->start | s->end) & (PAGE_SIZE_4K - 1)) ||
+		    (i && s->start < gf->spans[i - 1].end))
+			return -EBADMSG;
+		if (s->kind == EXT_DATA ? s->chunk >= gf->ix->n_chunks
+					: s->kind != EXT_ZERO || s->chunk != SPAN_NO_CHUNK)
+			return -EBADMSG;
+		while (r < gf->n_regions && gf->regions[r].end <= s->start)
+			r++;
+		if (r == gf->n_regions || s->start < gf->regions[r].start ||
+		    s->end > gf->regions[r].end)
+			return -EBADMSG;
+	}
+	return 0;
+}
+
+static int load_index(struct gen_file *gf)
+{
+	uint64_t at;
+	int r;
+
+	gf->index = malloc(gf->foot.index_len);
+	if (!gf->index)
+		return -ENOMEM;
+	r = pread_full(gf->fd, gf->index, gf->foot.index_len, gf->foot.index_off);
+	if (r < 0)
+		return r;
+	if (XXH3_64bits(gf->index, gf->foot.index_len) != gf->foot.index_sum)
+		return -EBADMSG;
+	gf->ix = gf->index;
+	r = index_layout(gf->ix, gf->hdr.generation, gf->foot.index_len, &at);
+	if (r < 0)
+		return r;
+	gf->chunk_off = (const uint64_t *)(gf->ix + 1);
+	gf->spans = (const struct disk_span *)(gf->chunk_off + gf->ix->n_chunks);
+	r = check_chunk_table(gf);
+	if (r == 0)
+		r = parse_regions(gf, at);
+	if (r == 0)
+		r = check_spans(gf);
+	return r;
+}
+
+int gen_file_open(int set_fd, uint64_t generation, struct gen_file **ret)
+{
+	struct gen_file *gf = calloc(1, sizeof(*gf));
+	int r;
+
+	if (!gf)
+		return -ENOMEM;
+	gf->cached = SPAN_NO_CHUNK;
+	gf->fd = open_gen(set_fd, generation);
+	r = gf->fd < 0 ? gf->fd : read_frame(gf->fd, generation, &gf->hdr, &gf->foot, &gf->size);
+	if (r == 0)
+		r = load_index(gf);
+	if (r < 0) {
+		gen_file_close(gf);
+		return r;
+	}
+	*ret = gf;
+	return 0;
+}
+
+void gen_file_close(struct gen_file *gf)
+{
+	if (!gf)
+		return;
+	if (gf->fd >= 0)
+		close(gf->fd);
+	for (size_t i = 0; i < gf->n_regions; i++)
+		free(gf->regions[i].path);
+	free(gf->regions);
+	free(gf->index);
+	enc_chunk_free(&gf->ch);
+	free(gf->ext_before);
+	free(gf->pages);
+	free(gf);
+}
+
+size_t gen_file_region_from(const struct gen_file *gf, uint64_t addr)
+{
+	size_t lo = 0, hi = gf->n_regions;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (gf->regions[mid].end <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+ssize_t gen_file_region(const struct gen_file *gf, uint64_t addr)
+{
+	size_t i = gen_file_region_from(gf, addr);
+
+	return i < gf->n_regions && gf->regions[i].start <= addr ? (ssize_t)i : -1;
+}

@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The local image store: checkpoint sets under STATE_DIR/images/SET/, one
+ * file per generation (docs/image-format.md).  A generation is written
+ * through a sink (sink.h) and appears only when commit has made it durable;
+ * readers resolve every address through the parent chain down to a full
+ * generation.  Errors are negative errno; nothing here logs.
+ *
+ * Threads: a sink's put_chunk may be called from several threads at once;
+ * everything else on one object is for one thread at a time.  Any number of
+ * processes may read while one writer per set writes.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "pipeline/sink.h"
+#include "track/tracker.h"
+
+#define STORE_DEFAULT_DIR "/var/lib/wpmig"
+#define STORE_SET_NAME_MAX 128
+
+struct store;
+struct store_image;
+
+/* Progress of a long operation, in pages; called now and then and at the end. */
+struct store_progress {
+	void (*fn)(void *userdata, uint64_t done, uint64_t total);
+	void *userdata;
+};
+
+struct store_gen_info {
+	uint64_t generation;
+	uint64_t parent;        /* previous generation by number, 0 if none */
+	bool full;              /* self-contained: reading stops here */
+	int error;              /* listing only: 0, or why the file is unusable */
+	int64_t created_ns;     /* CLOCK_REALTIME at commit */
+	pid_t pid;
+	uint32_t n_regions, n_chunks;
+	uint64_t region_bytes;  /* size of the image: sum of the regions */
+	uint64_t data_pages, zero_pages;           /* as written, superseded included */
+	uint64_t live_data_pages, live_zero_pages; /* what this generation holds */
+	uint64_t raw_bytes;     /* data_pages * 4096 */
+	uint64_t disk_bytes;    /* size of the generation file */
+};
+
+/* Opens (creating it if needed) STATE_DIR/images; removes stale temp files. */
+int store_open(const char *state_dir, struct store **ret);
+void store_close(struct store *st);
+
+/* 1..STORE_SET_NAME_MAX of [A-Za-z0-9._+@:-], not starting with '.'. */
+bool store_set_name_valid(const char *set);
+
+/* Sets, sorted by name; free with store_names_free(). */
+int store_list_sets(struct store *st, char ***ret, size_t *ret_n);
+void store_names_free(char **names, size_t n);
+/* Generations of a set, oldest first; free() the array. */
+int store_list_generations(struct store *st, const char *set,
+			   struct store_gen_info **ret, size_t *ret_n);
+
+/*
+ * Start the next generation of set (created if new).  full: the first
+ * generation of a tracking session; it gets the next number but is
+ * self-contained.  Otherwise it is an increment over expect_parent, which
+ * must be the newest generation (-ESTALE if not: pages written between
+ * would be lost; -ENOENT if the set has none).  -EBUSY when another writer
+ * or rm holds the set (or, for an instant, another process's store_open
+ * cleaning it: worth one retry).  The sink's commit fills
+ * gen_summary.parent with 0 for a full generation (sink.h); the file still
+ * records the number.  After a failed commit the generation is already
+ * gone; call abort to free the sink.
+ */
+int store_begin(struct store *st, const char *set, pid_t pid, bool full,
+		uint64_t expect_parent, struct sink **ret, uint64_t *generation);
+
+/* Remove a whole set, or only its newest generation (-EBUSY for others). */
+int store_rm_set(struct store *st, const char *set);
+int store_rm_generation(struct store *st, const char *set, uint64_t generation);
+
+/*
+ * Open generation (0: the newest) for reading: every file of its chain is
+ * opened and its index checked (-EBADMSG if damaged, -ENOENT if missing).
+ */
+int store_image_open(struct store *st, const char *set, uint64_t generation,
+		     struct store_image **ret);
+void store_image_close(struct store_image *img);
+const struct store_gen_info *store_image_info(const struct store_image *img);
+/* The region table (pass_region.backing is -1). */
+const struct pass_region *store_image_regions(const struct store_image *img, size_t *n);
+
+/*
+ * Content of [addr, addr + len) at this generation, checksums verified.
+ * -ENXIO if part of it is outside the regions, -EBADMSG on damage.
+ */
+int store_image_read(struct store_image *img, uint64_t addr, uint64_t len, void *buf);
+
+struct store_bad {
+	uint64_t generation;   /* the file holding the damage */
+	uint64_t region_start, region_end; /* its region holding addr; 0, 0 if none */
+	uint64_t addr;         /* page address; UINT64_MAX when it cannot be placed */
+	uint64_t file_offset;  /* of the chunk record */
+	const char *what;      /* "page checksum", "chunk header", ... (static) */
+};
+
+/*
+ * Re-read every chunk of every file of the chain and check every checksum;
+ * bad() is called for each problem found.  0 when clean, -EBADMSG when
+ * anything was reported (*n_bad says how much), other errors for I/O.
+ */
+int store_image_verify(struct store_image *img,
+		       void (*bad)(void *userdata, const struct store_bad *b), void *userdata,
+		       const struct store_progress *progress, uint64_t *n_bad);
+
+/*
+ * Write one file per region into dir (created if missing): START-END.bin,
+ * the addresses exactly as /proc/PID/maps prints them (lowercase hex, no
+ * 0x, zero-padded to 8 digits like maps, so no padding from 0x10000000 up),
+ * END-START bytes of content; zero ranges are left as holes.
+ */
+int store_image_export(struct store_image *img, const char *dir,
+		       const struct store_progress *progress);

@@ -1,0 +1,266 @@
+// SPDX-License-Identifier: GPL-2.0-only
+#include "track/tracker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+
+#include "internal.h"
+#include "basic/log.h"
+#include "basic/util.h"
+#include "track/inject.h"
+
+/*
+ * EVENT_REMAP: a moved VMA keeps its registration and write-protect bits
+ * and we are told; the moved range is then re-adopted from scratch.  The
+ * event also covers MREMAP_DONTUNMAP, which empties the old range without
+ * an unmap or remove event.  EVENT_FORK: we close the child's new uffd at
+ * once (so the child ends with no registration and no write-protect bits)
+ * and learn that shared mappings now have another writer.
+ */
+#define UFFD_FEATURES_NEEDED                                                   \
+	(UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED |                 \
+	 UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP |                \
+	 UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_FORK)
+
+/* fds through which the kernel writes memory without a write fault. */
+static const char *const pinning_fds[] = {
+	"/dev/vfio/", "/dev/infiniband/", "anon_inode:[io_uring]",
+};
+
+struct pinned_check {
+	pid_t pid;
+	char *why;
+	size_t why_len;
+};
+
+static int is_pinning_fd(void *ud, const char *fd, const char *target)
+{
+	struct pinned_check *c = ud;
+
+	for (size_t i = 0; i < ARRAY_SIZE(pinning_fds); i++)
+		if (!strncmp(target, pinning_fds[i], strlen(pinning_fds[i]))) {
+			snprintf(c->why, c->why_len,
+				 "process %d holds %s (fd %s): memory written through "
+				 "long-term pins is invisible to write-protect",
+				 (int)c->pid, target, fd);
+			return -EPERM;
+		}
+	return 0;
+}
+
+static int check_pinned(pid_t pid, char *why, size_t why_len)
+{
+	struct pinned_check c = { pid, why, why_len };
+
+	return proc_fd_foreach(pid, is_pinning_fd, &c);
+}
+static int uffd_api(int uffd)
+{
+	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURES_NEEDED };
+
+	if (ioctl(uffd, UFFDIO_API, &api) < 0)
+		return -errno;
+	if ((api.features & UFFD_FEATURES_NEEDED) != UFFD_FEATURES_NEEDED)
+		return -EOPNOTSUPP;
+	return 0;
+}
+
+static struct tracker *tracker_new(pid_t pid, const struct tracker_opts *opts)
+{
+	struct tracker *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return NULL;
+	t->pid = pid;
+	t->pidfd = t->uffd = t->pagemap_fd = t->stop_fd = -1;
+	if (opts)
+		t->opts = *opts;
+	t->vec_len = t->opts.scan_vec_len ? t->opts.scan_vec_len : 4096;
+	t->vec = calloc(t->vec_len, sizeof(*t->vec));
+	pthread_mutex_init(&t->lock, NULL);
+	pthread_mutex_init(&t->pass_lock, NULL);
+	if (!t->vec) {
+		free(t);
+		return NULL;
+	}
+	return t;
+}
+
+static void tracker_free(struct tracker *t)
+{
+	if (t->ev_running) {
+		uint64_t one = 1;
+		if (write(t->stop_fd, &one, sizeof(one)) < 0)
+			log_debug_errno(errno, "stop event thread: %m");
+		pthread_join(t->ev_thread, NULL);
+	}
+	closep(&t->uffd);
+	closep(&t->pagemap_fd);
+	closep(&t->stop_fd);
+	closep(&t->pidfd);
+	for (size_t i = 0; i < t->n_backing; i++)
+		close(t->backing[i].fd);
+	free(t->backing);
+	range_set_free(&t->ev_unmapped);
+	range_set_free(&t->ev_removed);
+	range_set_free(&t->ev_moved);
+	range_set_free(&t->registered);
+	range_set_free(&t->untracked);
+	range_set_free(&t->pending_new);
+	range_set_free(&t->gen_removed);
+	range_set_free(&t->resync);
+	pthread_mutex_destroy(&t->lock);
+	pthread_mutex_destroy(&t->pass_lock);
+	free(t->vec);
+	free(t);
+}
+
+static int open_pagemap(struct tracker *t)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)t->pid);
+	t->pagemap_fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (t->pagemap_fd < 0)
+		return -errno;
+	/* The pidfd proves the PID was not recycled before the open: it turns
+	 * readable once the process exits.  (pidfd_send_signal(0) would need
+	 * CAP_KILL for another user's process.) */
+	struct pollfd p = { .fd = t->pidfd, .events = POLLIN };
+	if (poll(&p, 1, 0) != 0)
+		return -ESRCH;
+	return 0;
+}
+
+int tracker_attach(pid_t pid, const struct tracker_opts *opts, struct tracker **ret,
+		   char *why, size_t why_len)
+{
+	uint64_t t0 = now_ns();
+	struct tracker *t;
+	struct vma_list maps;
+	struct pass scratch = { 0 };
+	int r;
+
+	r = target_check(pid, why, why_len);
+	if (r < 0)
+		return r;
+	char pinned[256] = "";
+	r = check_pinned(pid, pinned, sizeof(pinned));
+	if (r < 0 && !(opts && opts->allow_pinned)) {
+		snprintf(why, why_len, "%s", pinned);
+		return r;
+	}
+	bool always_dirty = r < 0;
+	t = tracker_new(pid, opts);
+	if (!t)
+		return -ENOMEM;
+	t->always_dirty = always_dirty;
+	if (always_dirty)
+		log_warning("%s; allow_pinned is set: every final pass reads every page", pinned);
+	r = inject_acquire_uffd(pid, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY, &t->uffd,
+				&t->pidfd, why, why_len);
+	if (r < 0)
+		goto fail;
+	r = uffd_api(t->uffd);
+	if (r < 0) {
+		snprintf(why, why_len, "UFFDIO_API with WP_ASYNC|WP_UNPOPULATED failed: %s",
+			 strerror(-r));
+		goto fail;
+	}
+	r = open_pagemap(t);
+	if (r < 0) {
+		snprintf(why, why_len, "cannot open /proc/%d/pagemap: %s", (int)pid, strerror(-r));
+		goto fail;
+	}
+	t->stop_fd = eventfd(0, EFD_CLOEXEC);
+	if (t->stop_fd < 0 || (r = -pthread_create(&t->ev_thread, NULL, tracker_event_thread, t)) < 0) {
+		r = r < 0 ? r : -errno;
+		snprintf(why, why_len, "cannot start the event thread: %s", strerror(-r));
+		goto fail;
+	}
+	t->ev_running = true;
+	/* Register now: tracking starts at attach, the first pass collects. */
+	r = maps_read(pid, &maps);
+	if (r == 0) {
+		r = layout_sync(t, &maps, &scratch);
+		vma_list_free(&maps);
+	}
+	pass_free(&scratch);
+	if (r < 0) {
+		snprintf(why, why_len, "cannot register the mappings of %d: %s", (int)pid,
+			 strerror(-r));
+		goto fail;
+	}
+	t->attach_ns = now_ns() - t0;
+	*ret = t;
+	return 0;
+fail:
+	tracker_detach(t);
+	/* A target exiting (or traced by another) meanwhile makes a step fail
+	 * with a symptom (ptrace EPERM, reads EFAULT or ENOENT): give the cause. */
+	if (r != -ENOMEM) {
+		char cause[256];
+		int rc = target_check(pid, cause, sizeof(cause));
+
+		if (rc < 0) {
+			snprintf(why, why_len, "%s", cause);
+			r = rc;
+		}
+	}
+	return r;
+}
+
+void tracker_detach(struct tracker *t)
+{
+	if (!t)
+		return;
+	/* Unregister while the event thread still reads: events raised
+	 * meanwhile must not leave a target thread waiting. */
+	if (t->uffd >= 0)
+		layout_unregister_all(t);
+	tracker_free(t);
+}
+void tracker_get_info(struct tracker *t, struct tracker_info *info)
+{
+	pthread_mutex_lock(&t->pass_lock);
+	*info = (struct tracker_info){
+		.pid = t->pid,
+		.registered_bytes = range_set_bytes(&t->registered),
+		.untracked_bytes = range_set_bytes(&t->untracked),
+		.passes = t->passes,
+		.last_written_pages = t->last_written,
+		.last_scan_ns = t->last_scan_ns,
+		.attach_ns = t->attach_ns,
+	};
+	pthread_mutex_unlock(&t->pass_lock);
+	pthread_mutex_lock(&t->lock);
+	info->events_remove = t->n_ev_remove;
+	info->events_unmap = t->n_ev_unmap;
+	info->events_remap = t->n_ev_remap;
+	info->events_fork = t->n_ev_fork;
+	pthread_mutex_unlock(&t->lock);
+}
+
+pid_t tracker_pid(const struct tracker *t)
+{
+	return t->pid;
+}
+
+int tracker_pidfd(const struct tracker *t)
+{
+	return t->pidfd;
+}
+
+int tracker_backing_fd(const struct tracker *t, int backing)
+{
+	return backing >= 0 && (size_t)backing < t->n_backing ? t->backing[backing].fd : -1;
+}
+
