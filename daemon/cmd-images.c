@@ -9,6 +9,7 @@
 #include "basic/log.h"
 #include "basic/util.h"
 #include "store/store.h"
+#include "track/regions.h"
 
 struct img_set {
 	char *name;
@@ -44,9 +45,7 @@ static void img_free(struct img_job *c)
 	for (size_t i = 0; i < c->n_sets; i++) {
 		free(c->sets[i].name);
 		free(c->sets[i].gens);
-		for (size_t k = 0; k < c->sets[i].n_regions; k++)
-			free(c->sets[i].regions[k].path);
-		free(c->sets[i].regions);
+		regions_free(c->sets[i].regions, c->sets[i].n_regions);
 	}
 	free(c->sets);
 	free(c->bad);

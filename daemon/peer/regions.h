@@ -10,10 +10,7 @@
 #include <stdint.h>
 
 #include "peer.pb-c.h"
-#include "track/tracker.h"
-
-/* XXH3-64 over every field the store keeps, region by region (docs). */
-uint64_t regions_table_sum(const struct pass_region *r, size_t n);
+#include "track/regions.h"
 
 /* old -> new as a RegionChanges message; free with regions_changes_free(). */
 int regions_diff(const struct pass_region *old, size_t n_old, const struct pass_region *new_r,
@@ -29,5 +26,3 @@ int regions_apply(const struct pass_region *old, size_t n_old,
 		  const Wpmig__Peer__RegionChanges *m, struct pass_region **ret, size_t *ret_n,
 		  const char **why);
 
-int regions_copy(const struct pass_region *r, size_t n, struct pass_region **ret);
-void regions_free(struct pass_region *r, size_t n);

@@ -15,6 +15,7 @@
 
 #include "basic/sum.h"
 #include "basic/util.h"
+#include "track/regions.h"
 
 static int pread_full(int fd, void *buf, size_t len, uint64_t off)
 {
@@ -290,9 +291,7 @@ void gen_file_close(struct gen_file *gf)
 		return;
 	if (gf->fd >= 0)
 		close(gf->fd);
-	for (size_t i = 0; i < gf->n_regions; i++)
-		free(gf->regions[i].path);
-	free(gf->regions);
+	regions_free(gf->regions, gf->n_regions);
 	free(gf->index);
 	enc_chunk_free(&gf->ch);
 	free(gf->ext_before);

@@ -20,6 +20,7 @@
 #include "internal.h"
 #include "basic/log.h"
 #include "basic/util.h"
+#include "track/regions.h"
 
 /* Does any process other than pid map (dev, ino) shared? */
 static bool mapped_elsewhere(pid_t pid, uint32_t maj, uint32_t min, uint64_t ino)
@@ -155,15 +156,6 @@ static int adopt_vma(struct tracker *t, const struct vma *v)
 	return r;
 }
 
-static void regions_free(struct pass *out)
-{
-	for (size_t i = 0; i < out->n_regions; i++)
-		free(out->regions[i].path);
-	free(out->regions);
-	out->regions = NULL;
-	out->n_regions = 0;
-}
-
 static int add_region(struct tracker *t, const struct vma *v, struct pass *out)
 {
 	struct pass_region *pr = &out->regions[out->n_regions];
@@ -234,7 +226,8 @@ int layout_sync(struct tracker *t, const struct vma_list *maps, struct pass *out
 	struct range_set image = { 0 };
 	int r = 0;
 
-	regions_free(out);
+	regions_free(out->regions, out->n_regions);
+	out->n_regions = 0;
 	out->regions = calloc(maps->n ? maps->n : 1, sizeof(*out->regions));
 	if (!out->regions)
 		return -ENOMEM;

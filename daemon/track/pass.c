@@ -9,6 +9,7 @@
 
 #include "internal.h"
 #include "basic/util.h"
+#include "track/regions.h"
 
 /* The whole content of [s, e) from the source of truth for its kind. */
 static int capture_whole(struct tracker *t, const struct pass_region *pr, uint64_t s,
@@ -213,9 +214,7 @@ void pass_free(struct pass *p)
 {
 	if (!p)
 		return;
-	for (size_t i = 0; i < p->n_regions; i++)
-		free(p->regions[i].path);
-	free(p->regions);
+	regions_free(p->regions, p->n_regions);
 	range_set_free(&p->data);
 	range_set_free(&p->zero);
 	*p = (struct pass){ 0 };

@@ -31,7 +31,7 @@ flags="-g -O1 -std=gnu11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined
 # shellcheck disable=SC2086
 if ! "$cc" $flags -o "$out/fuzz-peer" "$src/tests/fuzz/fuzz-peer.c" "$gen" \
 	"$src/proto/frame.c" "$src/daemon/peer/wire.c" "$src/daemon/pipeline/codec.c" \
-	"$src/daemon/peer/cache.c" "$src/daemon/peer/delta.c" "$src/daemon/peer/regions.c" \
+	"$src/daemon/peer/cache.c" "$src/daemon/peer/delta.c" "$src/daemon/peer/regions.c" "$src/daemon/track/regions.c" \
 	-lprotobuf-c -lzstd -lxxhash 2>"$out/build.log"; then
 	if grep -q "libclang_rt.fuzzer\|fsanitize=fuzzer" "$out/build.log"; then
 		echo "libFuzzer is not available: skipping"
