@@ -14,7 +14,6 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
-#include "verbs.h"
 #include "basic/log.h"
 #include "basic/util.h"
 #include "pipeline/pipeline.h"
@@ -27,18 +26,12 @@ static void on_control_changed(void *userdata)
 
 static void on_dispatch(void *userdata, struct request *req, const Wpmig__Request *msg)
 {
-	daemon_dispatch(userdata, req, msg);
-}
+	struct daemon *d = userdata;
+	const struct verb *v = NULL;
 
-static const struct control_ops control_ops = {
-	.dispatch = on_dispatch,
-	.changed = on_control_changed,
-};
-
-void daemon_dispatch(struct daemon *d, struct request *req, const Wpmig__Request *msg)
-{
-	const struct verb *v = verb_find(msg->verb_case);
-
+	for (size_t i = 0; i < d->n_verbs && !v; i++)
+		if (d->verbs[i].verb == msg->verb_case)
+			v = &d->verbs[i];
 	if (!v) {
 		request_fail(req, -EOPNOTSUPP, "unknown request (verb %d)", (int)msg->verb_case);
 		return;
@@ -51,87 +44,10 @@ void daemon_dispatch(struct daemon *d, struct request *req, const Wpmig__Request
 	v->handler(d, req, msg);
 }
 
-void daemon_notify_status(struct daemon *d)
-{
-	unsigned running = 0, queued = 0, tracking = 0;
-	struct session *s;
-
-	if (!getenv("NOTIFY_SOCKET") || !d->jobs)
-		return;
-	TAILQ_FOREACH(s, &d->sessions.head, link)
-		tracking += s->state != SESSION_ATTACHING && s->state != SESSION_FAILED;
-	job_pool_counts(d->jobs, &running, &queued);
-	sd_notifyf(0, "STATUS=%s%u sessions (%u attached), %u jobs, %u connections",
-		   d->stopping ? "Stopping: " : "", d->sessions.n, tracking, running + queued,
-		   d->control ? control_n_connections(d->control) : 0);
-}
-
-static void maybe_finish(struct daemon *d)
-{
-	unsigned running, queued;
-	struct timeval flush = { 0, 50000 }; /* let the last replies go out */
-
-	if (!d->stopping || d->sessions.n)
-		return;
-	job_pool_counts(d->jobs, &running, &queued);
-	if (running + queued == 0)
-		event_base_loopexit(d->base, &flush);
-}
-
-/*
- * With nothing tracked nothing can checkpoint: give back the pipeline's
- * buffers and zstd contexts, and the heap the workers freed, so an idle
- * daemon is as small after use as before it.
- */
-static void release_idle_memory(struct daemon *d)
-{
-	pthread_mutex_lock(&d->pipeline_lock);
-	pipeline_free(d->pipeline);
-	d->pipeline = NULL;
-	pthread_mutex_unlock(&d->pipeline_lock);
-	malloc_trim(0);
-}
-
-void daemon_session_end(struct daemon *d, struct session *s)
-{
-	session_free(s);
-	if (!d->sessions.n)
-		release_idle_memory(d);
-	daemon_notify_status(d);
-	maybe_finish(d);
-}
-
-void daemon_session_settle(struct daemon *d, struct session *s)
-{
-	if (s->job)
-		return;
-	if (!s->tracker) {
-		if (s->exited || d->stopping || s->state == SESSION_FAILED)
-			daemon_session_end(d, s);
-		return;
-	}
-	session_refresh_info(s);
-	if (s->exited || d->stopping || s->state == SESSION_FAILED)
-		daemon_session_detach(d, s, NULL);
-	daemon_notify_status(d);
-}
-
-void daemon_forward_progress(struct request *req, const struct job_progress *p)
-{
-	Wpmig__Progress msg = WPMIG__PROGRESS__INIT;
-
-	msg.phase = (char *)p->phase;
-	msg.done = p->done;
-	msg.total = p->total;
-	msg.bytes = p->bytes;
-	msg.rate = p->rate;
-	request_progress(req, &msg);
-}
-
-int daemon_job_delay(const struct daemon *d, struct job *j)
-{
-	return d->debug_job_delay_ms ? job_wait_cancel(j, d->debug_job_delay_ms) : 0;
-}
+static const struct control_ops control_ops = {
+	.dispatch = on_dispatch,
+	.changed = on_control_changed,
+};
 
 static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 {
@@ -154,7 +70,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 		daemon_session_settle(d, s);
 	}
 	daemon_notify_status(d);
-	maybe_finish(d);
+	daemon_maybe_finish(d);
 }
 
 static void apply_limits(struct daemon *d)
@@ -256,12 +172,14 @@ static void on_session_exit(struct session *s, void *userdata)
 	daemon_session_settle(userdata, s);
 }
 
-int daemon_init(struct daemon *d, const struct config_overrides *ovr)
+int daemon_init(struct daemon *d, const struct config_overrides *ovr, const struct verb *verbs,
+		size_t n_verbs)
 {
 	const char *delay = getenv("WPMIGD_DEBUG_JOB_DELAY_MS");
 	int r;
 
-	*d = (struct daemon){ .ovr = *ovr, .state_lock_fd = -1, .started_ns = now_ns() };
+	*d = (struct daemon){ .ovr = *ovr, .verbs = verbs, .n_verbs = n_verbs, .state_lock_fd = -1,
+			      .started_ns = now_ns() };
 	r = config_load(ovr, &d->cfg);
 	if (r < 0)
 		return r;

@@ -21,6 +21,20 @@
 struct store;
 struct pipeline;
 struct peer_server;
+struct daemon;
+
+/*
+ * A verb the control socket serves.  Its handler runs on the loop thread
+ * with the decoded request (freed when it returns) and answers req exactly
+ * once, at once or later, with request_reply() or request_fail(); it may
+ * send request_progress().  The table is verbs.c's, handed in by main.c.
+ */
+typedef void (*verb_handler)(struct daemon *d, struct request *req, const Wpmig__Request *msg);
+struct verb {
+	Wpmig__Request__VerbCase verb;
+	const char *name;
+	verb_handler handler;
+};
 
 struct daemon {
 	struct event_base *base;
@@ -35,6 +49,8 @@ struct daemon {
 	pthread_mutex_t pipeline_lock;
 	struct peer_key peer_key;   /* from peer_key_file; empty: no peer protocol */
 	struct peer_server *peer;   /* the peer port (listen), or NULL */
+	const struct verb *verbs;   /* what the control socket serves */
+	size_t n_verbs;
 	struct event *sig_term, *sig_int, *sig_hup, *watchdog;
 	int state_lock_fd;
 	uint64_t started_ns;
@@ -42,13 +58,12 @@ struct daemon {
 	bool stopping;
 };
 
-int daemon_init(struct daemon *d, const struct config_overrides *ovr);
+int daemon_init(struct daemon *d, const struct config_overrides *ovr, const struct verb *verbs,
+		size_t n_verbs);
 /* Serve until SIGTERM/SIGINT and a clean shutdown; 0 or negative errno. */
 int daemon_run(struct daemon *d);
 void daemon_done(struct daemon *d);
 
-/* Dispatch a request through the verb table (verbs.c). */
-void daemon_dispatch(struct daemon *d, struct request *req, const Wpmig__Request *msg);
 
 /*
  * Call on the loop when a job on session s has finished (after clearing
@@ -78,6 +93,8 @@ void daemon_forward_progress(struct request *req, const struct job_progress *p);
 int daemon_job_delay(const struct daemon *d, struct job *j);
 /* Refresh the STATUS= line systemd shows. */
 void daemon_notify_status(struct daemon *d);
+/* While stopping: once no session and no job is left, end the loop. */
+void daemon_maybe_finish(struct daemon *d);
 
 /* daemon-peer.c: the key, the peer port, and a session's link to a peer. */
 int daemon_peer_init(struct daemon *d);

@@ -8,6 +8,7 @@
 
 #include "build-config.h"
 #include "daemon.h"
+#include "verbs.h"
 #include "frame.h"
 #include "basic/log.h"
 #include "track/probe.h"
@@ -98,7 +99,7 @@ int main(int argc, char **argv)
 	if (check)
 		return run_check();
 	tune_malloc();
-	r = daemon_init(&d, &o);
+	r = daemon_init(&d, &o, verbs, n_verbs);
 	if (r == 0)
 		r = daemon_run(&d);
 	daemon_done(&d);

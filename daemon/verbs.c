@@ -7,7 +7,7 @@
 #include "basic/util.h"
 
 /* Replace cmd_not_available with a verb's handler once it exists. */
-static const struct verb verbs[] = {
+const struct verb verbs[] = {
 	{ WPMIG__REQUEST__VERB_CHECK, "check", cmd_check },
 	{ WPMIG__REQUEST__VERB_TRACK, "track", cmd_track },
 	{ WPMIG__REQUEST__VERB_UNTRACK, "untrack", cmd_untrack },
@@ -19,17 +19,12 @@ static const struct verb verbs[] = {
 	{ WPMIG__REQUEST__VERB_MIGRATE, "migrate", cmd_not_available },
 };
 
-const struct verb *verb_find(Wpmig__Request__VerbCase v)
-{
-	for (size_t i = 0; i < ARRAY_SIZE(verbs); i++)
-		if (verbs[i].verb == v)
-			return &verbs[i];
-	return NULL;
-}
+const size_t n_verbs = ARRAY_SIZE(verbs);
 
 void cmd_not_available(struct daemon *d, struct request *req, const Wpmig__Request *msg)
 {
-	const struct verb *v = verb_find(msg->verb_case);
-
-	request_fail(req, -EOPNOTSUPP, "%s: not available in this build of wpmigd", v->name);
+	for (size_t i = 0; i < n_verbs; i++)
+		if (verbs[i].verb == msg->verb_case)
+			request_fail(req, -EOPNOTSUPP, "%s: not available in this build of wpmigd",
+				     verbs[i].name);
 }

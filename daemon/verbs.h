@@ -1,9 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * The control verbs.  A handler runs on the loop thread with the decoded
- * request; msg is freed when it returns.  It answers req exactly once,
- * at once or later (usually from the done() of a job it submitted), with
- * request_reply() or request_fail(), and may send request_progress().
+ * The control verbs (struct verb in daemon.h says how a handler answers).
  *
  * Adding a verb's daemon side: write `void cmd_NAME(struct daemon *,
  * struct request *, const Wpmig__Request *)` in daemon/cmd-NAME.c,
@@ -14,15 +11,11 @@
 
 #include "daemon.h"
 
-typedef void (*verb_handler)(struct daemon *d, struct request *req, const Wpmig__Request *msg);
+#include <stddef.h>
 
-struct verb {
-	Wpmig__Request__VerbCase verb;
-	const char *name;
-	verb_handler handler;
-};
-
-const struct verb *verb_find(Wpmig__Request__VerbCase v);
+/* The table main.c hands to daemon_init(). */
+extern const struct verb verbs[];
+extern const size_t n_verbs;
 
 /* cmd-track.c */
 void cmd_check(struct daemon *d, struct request *req, const Wpmig__Request *msg);
