@@ -3,6 +3,7 @@
  * Reading one generation file.  Nothing in it is trusted: every count is
  * checked against the file size (and STORE_INDEX_MAX) before anything is
  * allocated, every table against the others, every byte against a sum.
+ * Listing a set's generations peeks at each file's header here too.
  */
 #include "internal.h"
 
@@ -137,6 +138,32 @@ int gen_file_peek(int set_fd, uint64_t generation, struct store_gen_info *info)
 	for (uint32_t i = 0; i < ix.n_regions; i++)
 		if (reg[i].end > reg[i].start) /* not checked here: listing only */
 			info->region_bytes += reg[i].end - reg[i].start;
+	return 0;
+}
+
+int store_list_generations(struct store *st, const char *set,
+			   struct store_gen_info **ret, size_t *ret_n)
+{
+	_cleanup_close_ int set_fd = -1;
+	_cleanup_free_ uint64_t *gens = NULL;
+	struct store_gen_info *v;
+	size_t n;
+	int r;
+
+	r = set_dir_open(st, set, false, &set_fd);
+	if (r == 0)
+		r = set_generations(set_fd, &gens, &n);
+	if (r < 0)
+		return r;
+	v = calloc(n ? n : 1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		v[i].generation = gens[i];
+		v[i].error = gen_file_peek(set_fd, gens[i], &v[i]);
+	}
+	*ret = v;
+	*ret_n = n;
 	return 0;
 }
 

@@ -265,32 +265,6 @@ void store_names_free(char **names, size_t n)
 	free(names);
 }
 
-int store_list_generations(struct store *st, const char *set,
-			   struct store_gen_info **ret, size_t *ret_n)
-{
-	_cleanup_close_ int set_fd = -1;
-	_cleanup_free_ uint64_t *gens = NULL;
-	struct store_gen_info *v;
-	size_t n;
-	int r;
-
-	r = set_dir_open(st, set, false, &set_fd);
-	if (r == 0)
-		r = set_generations(set_fd, &gens, &n);
-	if (r < 0)
-		return r;
-	v = calloc(n ? n : 1, sizeof(*v));
-	if (!v)
-		return -ENOMEM;
-	for (size_t i = 0; i < n; i++) {
-		v[i].generation = gens[i];
-		v[i].error = gen_file_peek(set_fd, gens[i], &v[i]);
-	}
-	*ret = v;
-	*ret_n = n;
-	return 0;
-}
-
 /* The set's directory, its writer lock held, and its generations. */
 static int set_open_locked(struct store *st, const char *set, int *set_fd, int *lock_fd,
 			   uint64_t **gens, size_t *n)
