@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * The receiver's loop side of a generation: each authenticated frame is
+ * The receiver's input: connections accepted (within max_connections),
+ * read frame by frame (the handshake's frames go to server.c), and the
+ * loop side of a generation: each authenticated frame is
  * checked against the connection's state (and a chunk's cache slots
  * against the cache rules, in arrival order), queued as a task, and its
  * result answered when the task is done: Open and Commit results, the
@@ -351,4 +353,90 @@ static void task_done(struct wtask *w)
 	maybe_resume(rc);
 	if (rc->state != RC_CLOSING)
 		rconn_arm(rc);
+}
+
+/* ---- the connection's input ---- */
+
+void rconn_read(struct rconn *rc)
+{
+	struct peer_frame f;
+	const char *why = NULL;
+	int r = 0;
+
+	while (rc->state != RC_CLOSING && !rc->paused &&
+	       (r = peer_reader_read(&rc->rd, (int)bufferevent_getfd(rc->bev), &rc->rx, &f,
+				     &why)) > 0) {
+		if (rc->state < RC_IDLE)
+			rconn_handshake(rc, &f);
+		else
+			recv_frame(rc, &f);
+	}
+	if (r == -EPIPE)
+		rconn_close(rc, 0, "%s by the source", why);
+	else if (r < 0)
+		rconn_close(rc, r, "rejected a frame: %s", why);
+	else
+		rconn_arm(rc);
+}
+
+static void on_readable(evutil_socket_t fd, short what, void *arg)
+{
+	struct rconn *rc = arg;
+
+	if (what & EV_TIMEOUT)
+		rconn_close(rc, -ETIMEDOUT, "%s", rc->state < RC_IDLE ? "handshake timed out"
+					     : "no progress from the source in time");
+	else
+		rconn_read(rc);
+}
+
+/* Output side: the source stopped taking what we send. */
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+	rconn_close(arg, 0, "connection error: %s", strerror(EVUTIL_SOCKET_ERROR()));
+}
+
+/* A closed connection's last frame left (or lingered too long). */
+static void on_free(evutil_socket_t fd, short what, void *arg)
+{
+	rconn_free(arg);
+}
+
+void rconn_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+		  int socklen, void *arg)
+{
+	struct peer_server *s = arg;
+	struct rconn *rc;
+
+	if (s->n_conns >= s->o.max_connections) {
+		log_notice("Refusing a peer connection: %u open (max_connections)", s->n_conns);
+		evutil_closesocket(fd);
+		return;
+	}
+	rc = calloc(1, sizeof(*rc));
+	if (!rc || !(rc->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE)) ||
+	    !(rc->free_ev = event_new(s->base, -1, 0, on_free, rc)) ||
+	    !(rc->rd_ev = event_new(s->base, fd, EV_READ | EV_PERSIST, on_readable, rc))) {
+		if (rc && rc->free_ev)
+			event_free(rc->free_ev);
+		if (rc && rc->bev)
+			bufferevent_free(rc->bev);
+		else
+			evutil_closesocket(fd);
+		free(rc);
+		return;
+	}
+	rc->srv = s;
+	rc->rd.bufs = s->bufs;
+	rc->id = ++s->next_id;
+	rc->state_ns = now_ns();
+	TAILQ_INIT(&rc->q);
+	peer_addr_name(sa, (socklen_t)socklen, rc->name, sizeof(rc->name));
+	TAILQ_INSERT_TAIL(&s->conns, rc, link);
+	s->n_conns++;
+	bufferevent_setcb(rc->bev, NULL, NULL, on_event, rc);
+	bufferevent_enable(rc->bev, EV_WRITE);
+	evutil_make_socket_nonblocking(fd);
+	rconn_arm(rc); /* at most one frame is read ahead: the rest waits in the kernel */
+	log_info("peer conn %llu: from %s", (unsigned long long)rc->id, rc->name);
 }

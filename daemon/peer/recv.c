@@ -98,53 +98,6 @@ void recv_drop_generation(struct rconn *rc)
 	rc->changes = NULL;
 }
 
-/* Aborting a generation removes its file: on a worker, not the loop. */
-struct drop_task {
-	struct wtask w;
-	struct rconn *rc;
-	struct sink *sink;
-};
-
-static void drop_run(struct wtask *w, void *ctx)
-{
-	struct drop_task *d = (struct drop_task *)w;
-
-	d->sink->ops->abort(d->sink);
-}
-
-static void drop_done(struct wtask *w)
-{
-	struct rconn *rc = ((struct drop_task *)w)->rc;
-
-	free(w);
-	rc->in_flight--;
-	rconn_closed(rc);
-}
-
-void recv_drop(struct rconn *rc)
-{
-	struct drop_task *d;
-	struct rtask *t;
-
-	while ((t = TAILQ_FIRST(&rc->q))) {
-		TAILQ_REMOVE(&rc->q, t, link);
-		recv_task_free(t);
-	}
-	if (rc->in_flight)
-		return;
-	if (rc->sink && (d = calloc(1, sizeof(*d)))) {
-		log_info("peer conn %llu (%s): generation %llu of %s dropped",
-			 (unsigned long long)rc->id, rc->name, (unsigned long long)rc->generation,
-			 rc->set);
-		*d = (struct drop_task){ .w = { .run = drop_run, .done = drop_done }, .rc = rc,
-					 .sink = rc->sink };
-		rc->sink = NULL;
-		rc->in_flight++;
-		wpool_submit(rc->srv->pool, &d->w);
-	}
-	recv_drop_generation(rc);
-}
-
 /* ---- worker side ---- */
 
 /* Address of data page idx of a chunk, for messages. */

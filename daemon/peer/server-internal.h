@@ -1,6 +1,12 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
-/* The receiver: shared by server.c (listener, connections, handshake)
- * and recv.c (generations and their tasks).  Not for other files. */
+/*
+ * The receiver, shared by its files and not for others.  From the bottom:
+ * recv.c (the worker side of a generation's tasks), server.c (a
+ * connection: its state, frames out, the handshake, closing it and
+ * dropping its generation), recv-frames.c (accepting connections, reading
+ * their frames, a generation's frames on the loop), listen.c (the port and
+ * the server's life).  A file calls only the files before it.
+ */
 #pragma once
 
 #include <event2/bufferevent.h>
@@ -116,22 +122,7 @@ struct peer_server {
 	char (*info_state)[48];
 };
 
-/* server.c */
-void rconn_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-		  int socklen, void *arg);
-void rconn_free(struct rconn *rc);
-const char *rconn_state_name(enum rc_state st);
-void rconn_close(struct rconn *rc, int error, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-/* Send an authenticated frame; false when the connection is closing. */
-bool rconn_send(struct rconn *rc, uint16_t type, const ProtobufCMessage *m);
-void rconn_enter(struct rconn *rc, enum rc_state st);
-/* The last task of a closing connection finished. */
-void rconn_closed(struct rconn *rc);
-void rconn_read(struct rconn *rc);
-/* Set the read timeout for the connection's state (see server.c). */
-void rconn_arm(struct rconn *rc);
-
+/* peer-server.c */
 /* recv.c: the worker side */
 void *recv_ctx_new(void *arg);
 void recv_ctx_free(void *ctx);
@@ -139,10 +130,31 @@ void recv_ctx_free(void *ctx);
 void recv_ctx_trim(void *ctx);
 void recv_task_run(struct wtask *w, void *ctx);
 void recv_task_free(struct rtask *t);
-/* Drop queued tasks, and once none runs what the generation holds (its
- * file is removed by a worker: in_flight rises until it is done). */
-void recv_drop(struct rconn *rc);
+/* Abort the open generation and free what it holds, on the loop. */
 void recv_drop_generation(struct rconn *rc);
 
-/* recv-frames.c: an authenticated frame (f is taken over or cleared). */
+/* server.c: one connection */
+void rconn_free(struct rconn *rc);
+const char *rconn_state_name(enum rc_state st);
+void rconn_close(struct rconn *rc, int error, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Send an authenticated frame; false when the connection is closing. */
+bool rconn_send(struct rconn *rc, uint16_t type, const ProtobufCMessage *m);
+void rconn_enter(struct rconn *rc, enum rc_state st);
+/* A frame before the connection is authenticated (f is cleared). */
+void rconn_handshake(struct rconn *rc, struct peer_frame *f);
+/* Drop queued tasks, and once none runs what the generation holds (its
+ * file is removed by a worker: in_flight rises until it is done). */
+void rconn_drop(struct rconn *rc);
+/* The last task of a closing connection finished. */
+void rconn_closed(struct rconn *rc);
+/* Set the read timeout for the connection's state (see server.c). */
+void rconn_arm(struct rconn *rc);
+
+/* recv-frames.c: the input side */
+void rconn_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+		  int socklen, void *arg);
+/* Read and handle what frames the socket holds. */
+void rconn_read(struct rconn *rc);
+/* An authenticated frame (f is taken over or cleared). */
 void recv_frame(struct rconn *rc, struct peer_frame *f);

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * The receiver's connections: accepted (within max_connections), the
- * handshake (Hello both ways, our proof, theirs checked, Ready), then
- * authenticated frames go to peer-recv-frames.c.  A connection that breaks
- * a rule gets one Error frame and is closed; its open generation is
- * dropped.  The listening socket is in peer-listen.c.
+ * A receiver connection: its state, the frames it sends, the handshake
+ * (Hello both ways, our proof, theirs checked, Ready), its read timeouts,
+ * and its end: a connection that breaks a rule gets one Error frame and is
+ * closed, and its open generation is dropped (the file removed on a
+ * worker).  Frames come in through recv-frames.c; the listening socket is
+ * in listen.c.
  */
 #include "server-internal.h"
 
@@ -75,11 +76,6 @@ void rconn_free(struct rconn *rc)
 	drain_if_idle(s);
 }
 
-static void on_free(evutil_socket_t fd, short what, void *arg)
-{
-	rconn_free(arg);
-}
-
 static void on_flushed(struct bufferevent *bev, void *arg)
 {
 	event_active(((struct rconn *)arg)->free_ev, 0, 0);
@@ -104,11 +100,58 @@ bool rconn_send(struct rconn *rc, uint16_t type, const ProtobufCMessage *m)
 	return peer_evbuffer_add(bufferevent_get_output(rc->bev), buf, len) == 0;
 }
 
+/* Aborting a generation removes its file: on a worker, not the loop. */
+struct drop_task {
+	struct wtask w;
+	struct rconn *rc;
+	struct sink *sink;
+};
+
+static void drop_run(struct wtask *w, void *ctx)
+{
+	struct drop_task *d = (struct drop_task *)w;
+
+	d->sink->ops->abort(d->sink);
+}
+
+static void drop_done(struct wtask *w)
+{
+	struct rconn *rc = ((struct drop_task *)w)->rc;
+
+	free(w);
+	rc->in_flight--;
+	rconn_closed(rc);
+}
+
+void rconn_drop(struct rconn *rc)
+{
+	struct drop_task *d;
+	struct rtask *t;
+
+	while ((t = TAILQ_FIRST(&rc->q))) {
+		TAILQ_REMOVE(&rc->q, t, link);
+		recv_task_free(t);
+	}
+	if (rc->in_flight)
+		return;
+	if (rc->sink && (d = calloc(1, sizeof(*d)))) {
+		log_info("peer conn %llu (%s): generation %llu of %s dropped",
+			 (unsigned long long)rc->id, rc->name, (unsigned long long)rc->generation,
+			 rc->set);
+		*d = (struct drop_task){ .w = { .run = drop_run, .done = drop_done }, .rc = rc,
+					 .sink = rc->sink };
+		rc->sink = NULL;
+		rc->in_flight++;
+		wpool_submit(rc->srv->pool, &d->w);
+	}
+	recv_drop_generation(rc);
+}
+
 void rconn_closed(struct rconn *rc)
 {
 	struct timeval tv = { LINGER_S, 0 };
 
-	recv_drop(rc);
+	rconn_drop(rc);
 	if (rc->in_flight)
 		return; /* the generation's file is being removed: called again after */
 	rcache_free(rc->cache);
@@ -145,7 +188,7 @@ void rconn_close(struct rconn *rc, int error, const char *fmt, ...)
 	rconn_enter(rc, RC_CLOSING);
 	event_del(rc->rd_ev);
 	peer_reader_free(&rc->rd);
-	recv_drop(rc);
+	rconn_drop(rc);
 	if (rc->in_flight == 0)
 		rconn_closed(rc);
 }
@@ -232,7 +275,7 @@ static void on_auth(struct rconn *rc, const struct peer_frame *f)
 	rconn_enter(rc, RC_IDLE);
 }
 
-static void on_handshake(struct rconn *rc, struct peer_frame *f)
+void rconn_handshake(struct rconn *rc, struct peer_frame *f)
 {
 	if (f->h.type == PEER_ERROR || f->h.type == PEER_CLOSE)
 		rconn_close(rc, 0, "the source ended the handshake");
@@ -261,82 +304,4 @@ void rconn_arm(struct rconn *rc)
 		return;
 	event_add(rc->rd_ev, rc->state < RC_IDLE || peer_reader_partial(&rc->rd) || waiting
 				     ? &tv : NULL);
-}
-
-void rconn_read(struct rconn *rc)
-{
-	struct peer_frame f;
-	const char *why = NULL;
-	int r = 0;
-
-	while (rc->state != RC_CLOSING && !rc->paused &&
-	       (r = peer_reader_read(&rc->rd, (int)bufferevent_getfd(rc->bev), &rc->rx, &f,
-				     &why)) > 0) {
-		if (rc->state < RC_IDLE)
-			on_handshake(rc, &f);
-		else
-			recv_frame(rc, &f);
-	}
-	if (r == -EPIPE)
-		rconn_close(rc, 0, "%s by the source", why);
-	else if (r < 0)
-		rconn_close(rc, r, "rejected a frame: %s", why);
-	else
-		rconn_arm(rc);
-}
-
-static void on_readable(evutil_socket_t fd, short what, void *arg)
-{
-	struct rconn *rc = arg;
-
-	if (what & EV_TIMEOUT)
-		rconn_close(rc, -ETIMEDOUT, "%s", rc->state < RC_IDLE ? "handshake timed out"
-					     : "no progress from the source in time");
-	else
-		rconn_read(rc);
-}
-
-/* Output side: the source stopped taking what we send. */
-static void on_event(struct bufferevent *bev, short what, void *arg)
-{
-	rconn_close(arg, 0, "connection error: %s", strerror(EVUTIL_SOCKET_ERROR()));
-}
-
-void rconn_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-		  int socklen, void *arg)
-{
-	struct peer_server *s = arg;
-	struct rconn *rc;
-
-	if (s->n_conns >= s->o.max_connections) {
-		log_notice("Refusing a peer connection: %u open (max_connections)", s->n_conns);
-		evutil_closesocket(fd);
-		return;
-	}
-	rc = calloc(1, sizeof(*rc));
-	if (!rc || !(rc->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE)) ||
-	    !(rc->free_ev = event_new(s->base, -1, 0, on_free, rc)) ||
-	    !(rc->rd_ev = event_new(s->base, fd, EV_READ | EV_PERSIST, on_readable, rc))) {
-		if (rc && rc->free_ev)
-			event_free(rc->free_ev);
-		if (rc && rc->bev)
-			bufferevent_free(rc->bev);
-		else
-			evutil_closesocket(fd);
-		free(rc);
-		return;
-	}
-	rc->srv = s;
-	rc->rd.bufs = s->bufs;
-	rc->id = ++s->next_id;
-	rc->state_ns = now_ns();
-	TAILQ_INIT(&rc->q);
-	peer_addr_name(sa, (socklen_t)socklen, rc->name, sizeof(rc->name));
-	TAILQ_INSERT_TAIL(&s->conns, rc, link);
-	s->n_conns++;
-	bufferevent_setcb(rc->bev, NULL, NULL, on_event, rc);
-	bufferevent_enable(rc->bev, EV_WRITE);
-	evutil_make_socket_nonblocking(fd);
-	rconn_arm(rc); /* at most one frame is read ahead: the rest waits in the kernel */
-	log_info("peer conn %llu: from %s", (unsigned long long)rc->id, rc->name);
 }

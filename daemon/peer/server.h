@@ -3,7 +3,7 @@
  * The receiving end of the peer protocol: a listening socket (TCP or unix)
  * on the daemon's loop, one struct per connection, the handshake, and
  * generations stored into the local store by worker threads
- * (recv.c).  Loop thread only.
+ * (server-internal.h says which file does what).  Loop thread only.
  */
 #pragma once
 
