@@ -122,21 +122,12 @@ static int spawn(struct pd *p)
 		fprintf(stderr, "cannot run %s: %s\n", exe, strerror(e));
 		return -e;
 	}
-	for (int i = 0; i < 500; i++) {
-		int fd = raw_connect(p->d.sock);
-		if (fd >= 0) {
-			close(fd);
-			return 0;
-		}
-		if (waitpid(p->d.pid, NULL, WNOHANG) == p->d.pid) {
-			p->d.pid = 0;
-			tell_start_failure(p, exe, "exited at start");
-			return -ECHILD;
-		}
-		usleep(10000);
-	}
-	tell_start_failure(p, exe, "did not open its control socket within 5 s");
-	return -ETIMEDOUT;
+	int r = wpmigd_wait_started(&p->d);
+
+	if (r < 0)
+		tell_start_failure(p, exe, r == -ECHILD ? "exited at start"
+						    : "did not open its control socket within 30 s");
+	return r;
 }
 
 int pd_start(struct pd *p, const char *key, const char *listen, const char *extra,

@@ -105,7 +105,12 @@ int wpmigd_start(struct wpmigd *d, const char *config_text, const char *const *e
 	d->pid = spawn_logged(d->log, env, argv);
 	if (d->pid < 0)
 		return -errno;
-	for (int i = 0; i < 500; i++) {
+	return wpmigd_wait_started(d);
+}
+
+int wpmigd_wait_started(struct wpmigd *d)
+{
+	for (int i = 0; i < 3000; i++) {
 		int fd = raw_connect(d->sock);
 		if (fd >= 0) {
 			close(fd);

@@ -18,6 +18,9 @@ struct wpmigd {
 int wpmigd_start(struct wpmigd *d, const char *config_text, const char *const *env);
 /* Rewrite the config file (for SIGHUP tests). */
 int wpmigd_write_config(struct wpmigd *d, const char *config_text);
+/* After spawning d->pid: 0 once its control socket answers, -ECHILD when it
+ * exited (reaped), -ETIMEDOUT after 30 s (a loaded machine is slow). */
+int wpmigd_wait_started(struct wpmigd *d);
 /* SIGTERM and wait up to timeout_ms: its exit code (see wait_exit). */
 int wpmigd_stop(struct wpmigd *d, int timeout_ms);
 void wpmigd_cleanup(struct wpmigd *d);
