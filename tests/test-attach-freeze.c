@@ -1,0 +1,176 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Freezing a target, one case per run (argv[1]):
+ *
+ *   freeze       all threads in 't' while frozen, running after thaw,
+ *                group-stopped ('T') after a leave_stopped thaw until SIGCONT
+ *   stopped      a target already group-stopped: attach and freeze work and
+ *                leave it stopped
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "attach-testlib.h"
+#include "basic/util.h"
+#include "track/freeze.h"
+
+/* ---- freeze ---- */
+
+static pid_t last_tid(pid_t pid)
+{
+	char path[64];
+	struct dirent *de;
+	pid_t last = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	while (d && (de = readdir(d)))
+		last = MAX(last, (pid_t)atoi(de->d_name));
+	if (d)
+		closedir(d);
+	return last;
+}
+
+/*
+ * A freeze that fails half way (one thread is traced by someone else) must
+ * let go of the threads it had seized and interrupted but not waited for.
+ */
+static void freeze_fails_cleanly(struct wl *w)
+{
+	char states[64];
+	struct freeze f;
+	int release;
+	pid_t tid = last_tid(w->pid); /* listed last: the others are seized first */
+	pid_t other = start_other_tracer(tid, &release);
+	int r = freeze_process(w->pid, &f);
+
+	CHECK(r == -EPERM, "freeze with thread %d traced elsewhere: %d (%s), want EPERM", (int)tid,
+	      r, strerror(-r));
+	if (r == 0)
+		thaw_process(&f, false);
+	CHECK(wait_states(w->pid, RUNNING_STATES, 1000, states, sizeof(states)),
+	      "after a failed freeze: %s", states);
+	close(release);
+	waitpid(other, NULL, 0);
+	check_clean(w, "after a failed freeze");
+	fprintf(stderr, "  freeze with thread %d traced elsewhere: %s\n",
+		(int)tid, strerror(-r));
+}
+
+static void case_freeze(void)
+{
+	char states[64];
+	struct selfcheck c;
+	struct freeze f;
+	struct wl w;
+
+	if (start_selfcheck_target(&w, "2") < 0)
+		return;
+	size_t n_tasks = task_states(w.pid, states, sizeof(states));
+	int r = freeze_process(w.pid, &f);
+	CHECK(r == 0, "freeze: %s", strerror(-r));
+	if (r < 0) {
+		wl_stop(&w);
+		return;
+	}
+	CHECK(f.n == n_tasks, "froze %zu threads of %zu", f.n, n_tasks);
+	task_states(w.pid, states, sizeof(states));
+	CHECK(strspn(states, "t") == n_tasks, "states while frozen: %s (want all t)", states);
+	fprintf(stderr, "  frozen %zu threads in %.3f ms: %s\n", f.n,
+		ns_to_ms(f.t_frozen_ns - f.t_start_ns), states);
+	/* A signal sent while frozen is handled once, after the thaw. */
+	kill(w.pid, SIGUSR1);
+	sleep_us(20000);
+	task_states(w.pid, states, sizeof(states));
+	CHECK(strspn(states, "t") == n_tasks, "states while frozen, after a signal: %s", states);
+	thaw_process(&f, false);
+	CHECK(wait_states(w.pid, RUNNING_STATES, 1000, states, sizeof(states)),
+	      "states after thaw: %s", states);
+	unsigned long b0 = busy_loops(&w);
+	sleep_us(30000);
+	CHECK(busy_loops(&w) > b0, "busy threads do not run after thaw");
+	CHECK(selfcheck(&w, &c) && c.usr1 == 1, "after thaw: %s (want usr1=1)", c.line);
+
+	/* leave_stopped: group-stop on detach, until SIGCONT. */
+	r = freeze_process(w.pid, &f);
+	CHECK(r == 0, "freeze: %s", strerror(-r));
+	if (r == 0) {
+		thaw_process(&f, true);
+		CHECK(wait_states(w.pid, "T", 1000, states, sizeof(states)),
+		      "states after a leave_stopped thaw: %s (want all T)", states);
+		sleep_us(50000);
+		task_states(w.pid, states, sizeof(states));
+		CHECK(strspn(states, "T") == n_tasks, "still stopped 50 ms later: %s", states);
+		kill(w.pid, SIGCONT);
+		CHECK(wait_states(w.pid, RUNNING_STATES, 1000, states, sizeof(states)),
+		      "states after SIGCONT: %s", states);
+		fprintf(stderr, "  leave_stopped: group-stopped until SIGCONT, then running\n");
+	}
+	uint64_t t0 = now_ns();
+	for (int i = 0; i < 100; i++) {
+		r = freeze_process(w.pid, &f);
+		CHECK(r == 0, "freeze %d: %s", i, strerror(-r));
+		if (r == 0)
+			thaw_process(&f, false);
+	}
+	fprintf(stderr, "  100 freeze/thaw cycles: %.3f ms each\n", ns_to_ms(now_ns() - t0) / 100);
+	CHECK(selfcheck(&w, &c) && c.usr1 == 1, "after freeze/thaw cycles: %s", c.line);
+	freeze_fails_cleanly(&w);
+	wl_stop(&w);
+}
+
+/* ---- stopped ---- */
+
+static void case_stopped(void)
+{
+	char states[64];
+	struct freeze f;
+	struct wl w;
+
+	if (start_selfcheck_target(&w, NULL) < 0)
+		return;
+	char *before = proc_fds(w.pid);
+	kill(w.pid, SIGSTOP);
+	CHECK(wait_states(w.pid, "T", 1000, states, sizeof(states)), "SIGSTOP: %s", states);
+	struct tracker *t = attach_or_fail(w.pid, "group-stopped target");
+	if (t) {
+		one_pass(t, 0, "group-stopped target");
+		int r = freeze_process(w.pid, &f);
+		CHECK(r == 0, "freeze of a stopped target: %s", strerror(-r));
+		if (r == 0) {
+			one_pass(t, PASS_FINAL, "group-stopped target");
+			thaw_process(&f, false);
+		}
+		tracker_detach(t);
+	}
+	CHECK(wait_states(w.pid, "T", 1000, states, sizeof(states)),
+	      "a stopped target must stay stopped after attach, freeze and detach: %s", states);
+	char *after = proc_fds(w.pid);
+	CHECK(!strcmp(before, after), "fds differ:\n%s\n%s", before, after);
+	CHECK(proc_has_uffd_wp(w.pid) == 0, "uffd-wp left on a stopped target");
+	kill(w.pid, SIGCONT);
+	CHECK(wait_states(w.pid, RUNNING_STATES, 1000, states, sizeof(states)),
+	      "after SIGCONT: %s", states);
+	check_clean(&w, "stopped target after SIGCONT");
+	fprintf(stderr, "  group-stopped target: attached, frozen, detached, still stopped; "
+		"runs after SIGCONT\n");
+	free(before);
+	free(after);
+	wl_stop(&w);
+}
+
+static const struct attach_case cases[] = {
+	{ "freeze", case_freeze },
+	{ "stopped", case_stopped },
+};
+
+int main(int argc, char **argv)
+{
+	return attach_test_main(argc, argv, cases, ARRAY_SIZE(cases));
+}
