@@ -77,7 +77,8 @@ check '[ $(grep -c " uw" /proc/$wl/smaps) -eq 0 ]' "uw left after untrack"
 # what each capability guards: the symptom without it
 declare -A symptom=(
 	[CAP_SYS_PTRACE]='[ $track_rc -ne 0 ]'
-	[CAP_DAC_READ_SEARCH]='[ $track_rc -ne 0 ] && [[ $track_err == *pagemap* ]]'
+	# /proc/PID/fd (the pinned-memory check) and /proc/PID/pagemap
+	[CAP_DAC_READ_SEARCH]='[ $track_rc -ne 0 ] && [[ $track_err == *pagemap* || $track_err == *"list the fds"* ]]'
 	[CAP_KILL]='[ $ckpt_rc -ne 0 ] && [ "$stopped" != T ]'
 	[CAP_CHECKPOINT_RESTORE]='grep -q "cannot open backing file" $tmp/$c.log'
 	[CAP_CHOWN]='grep -q "Cannot set the group" $tmp/$c.log'

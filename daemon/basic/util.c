@@ -99,6 +99,12 @@ int parse_size(const char *s, uint64_t *ret)
 	return 0;
 }
 
+/* The end of a procfs walk: 0, or why it stopped early (-ESRCH: the process went away). */
+static int walk_end(int err)
+{
+	return err == ENOENT ? -ESRCH : -err;
+}
+
 int proc_fd_foreach(pid_t pid, int (*fn)(void *ud, const char *fd, const char *target),
 		    void *ud)
 {
@@ -110,10 +116,16 @@ int proc_fd_foreach(pid_t pid, int (*fn)(void *ud, const char *fd, const char *t
 	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
 	d = opendir(dir);
 	if (!d)
-		return 0;
-	while (r == 0 && (de = readdir(d))) {
+		return errno == ENOENT ? 0 : -errno;
+	while (r == 0) {
 		ssize_t n;
 
+		errno = 0;
+		de = readdir(d);
+		if (!de) {
+			r = errno == ENOENT ? 0 : -errno;
+			break;
+		}
 		if (de->d_name[0] == '.')
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
@@ -137,8 +149,14 @@ int proc_task_foreach(pid_t pid, int (*fn)(void *ud, pid_t tid), void *ud)
 	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
 	d = opendir(path);
 	if (!d)
-		return errno == ENOENT ? -ESRCH : -errno;
-	while (r == 0 && (de = readdir(d))) {
+		return walk_end(errno);
+	while (r == 0) {
+		errno = 0;
+		de = readdir(d);
+		if (!de) {
+			r = errno ? walk_end(errno) : 0;
+			break;
+		}
 		pid_t tid = (pid_t)atoi(de->d_name);
 
 		if (tid > 0)

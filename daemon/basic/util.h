@@ -70,14 +70,18 @@ int parse_size(const char *s, uint64_t *ret);
 
 /*
  * Call fn for every open fd of pid with what /proc/PID/fd/N points at;
- * a non-zero return of fn stops the walk and is returned.  0 when the
- * process is gone (nothing to walk).
+ * a non-zero return of fn stops the walk and is returned.  An fd closed
+ * during the walk is skipped; 0 when the process is gone (nothing to
+ * walk), -errno when its fds cannot be listed (EACCES: not ours to see).
  */
 int proc_fd_foreach(pid_t pid, int (*fn)(void *ud, const char *fd, const char *target),
 		    void *ud);
 
 /*
  * Call fn for every thread id listed in /proc/PID/task; a non-zero return
- * of fn stops the walk and is returned.  -ESRCH when the process is gone.
+ * of fn stops the walk and is returned.  -ESRCH when the process is gone
+ * (before or during the walk).  Threads that exit during a walk can make
+ * it miss others (procfs resumes the listing by position): a caller that
+ * must see every thread walks again until a walk sees no change.
  */
 int proc_task_foreach(pid_t pid, int (*fn)(void *ud, pid_t tid), void *ud);

@@ -59,8 +59,12 @@ static int is_pinning_fd(void *ud, const char *fd, const char *target)
 static int check_pinned(pid_t pid, char *why, size_t why_len)
 {
 	struct pinned_check c = { pid, why, why_len };
+	int r = proc_fd_foreach(pid, is_pinning_fd, &c);
 
-	return proc_fd_foreach(pid, is_pinning_fd, &c);
+	if (r < 0 && r != -EPERM)
+		snprintf(why, why_len, "cannot list the fds of process %d for pinned memory: %s",
+			 (int)pid, strerror(-r));
+	return r;
 }
 static int uffd_api(int uffd)
 {
