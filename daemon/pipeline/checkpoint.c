@@ -127,10 +127,11 @@ static int frozen_pass(struct run *run, struct pass *p, struct capture **cap,
 	if (r < 0)
 		*arena = (struct capture_arena){ 0 }; /* the capture maps its own */
 	r = freeze_process(tracker_pid(run->t), &f);
-
+	run->res->freeze_walks = f.walks;
+	run->res->freeze_threads_exited = f.threads_exited;
 	if (r < 0) {
 		snprintf(run->why, run->why_len, "cannot stop process %d: %s",
-			 (int)tracker_pid(run->t), strerror(-r));
+			 (int)tracker_pid(run->t), f.why[0] ? f.why : strerror(-r));
 		return r;
 	}
 	uint64_t t0 = now_ns();

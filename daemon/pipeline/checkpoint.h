@@ -32,6 +32,8 @@ struct checkpoint_result {
 	uint64_t pause_ns, duration_ns;
 	uint64_t final_scan_ns, final_copy_ns, final_pages;
 	uint32_t regions;
+	/* The freeze: walks of the thread list, threads that exited under it. */
+	uint32_t freeze_walks, freeze_threads_exited;
 };
 
 /*

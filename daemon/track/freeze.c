@@ -10,6 +10,7 @@
 
 #include "basic/util.h"
 #include "track/inject.h"
+#include "track/target.h"
 
 static bool have_thread(const struct freeze *f, pid_t tid)
 {
@@ -39,21 +40,31 @@ static void drop_thread(struct freeze *f, size_t i)
 	f->t[i] = f->t[--f->n];
 }
 
+/* One walk of /proc/PID/task: threads seized, and did any exit under it? */
+struct walk {
+	struct freeze *f;
+	size_t n_new;
+	bool exits;
+};
+
 /* Wait until thread i is in a ptrace stop; drop it if it exited. */
-static int wait_thread(struct freeze *f, size_t i, bool *dropped)
+static void wait_thread(struct walk *w, size_t i, bool *dropped)
 {
+	struct freeze *f = w->f;
 	int status;
 
 	*dropped = false;
 	for (;;) {
-		pid_t w = waitpid(f->t[i].tid, &status, __WALL);
+		pid_t p = waitpid(f->t[i].tid, &status, __WALL);
 
-		if (w < 0 && errno == EINTR)
+		if (p < 0 && errno == EINTR)
 			continue;
-		if (w < 0 || WIFEXITED(status) || WIFSIGNALED(status)) {
+		if (p < 0 || WIFEXITED(status) || WIFSIGNALED(status)) {
 			drop_thread(f, i);
+			f->threads_exited++;
+			w->exits = true;
 			*dropped = true;
-			return 0;
+			return;
 		}
 		if (!WIFSTOPPED(status))
 			continue;
@@ -61,94 +72,102 @@ static int wait_thread(struct freeze *f, size_t i, bool *dropped)
 			f->t[i].sig = WSTOPSIG(status); /* keep it for the thaw */
 		else if ((status >> 16) == 0)
 			f->t[i].sig = SIGTRAP;
-		return 0;
+		return;
 	}
 }
 
-struct seizing {
-	struct freeze *f;
-	size_t n_new;
-};
+/* A group leader that called pthread_exit(): listed until the process ends. */
+static bool zombie_leader(pid_t pid, pid_t tid)
+{
+	unsigned long flags;
+	char state;
+
+	return tid == pid && proc_task_stat(pid, tid, &state, &flags) == 0 && state == 'Z';
+}
 
 static int seize_one(void *ud, pid_t tid)
 {
-	struct seizing *z = ud;
+	struct walk *w = ud;
+	struct freeze *f = w->f;
 
-	if (have_thread(z->f, tid))
+	if (have_thread(f, tid))
 		return 0;
-	if (ptrace(PTRACE_SEIZE, tid, NULL, NULL) < 0)
-		/* Exited since listed (ESRCH), or exiting (EPERM). */
-		return errno == ESRCH || task_exiting(z->f->pid, tid) ? 0 : -errno;
-	if (add_thread(z->f, tid) < 0) {
-		ptrace(PTRACE_DETACH, tid, NULL, NULL);
+	if (ptrace(PTRACE_SEIZE, tid, NULL, NULL) < 0) {
+		int r = -errno;
+
+		if (zombie_leader(f->pid, tid))
+			return 0;
+		if (!task_exiting(f->pid, tid)) {
+			target_refusal(f->pid, tid, r, f->why, sizeof(f->why));
+			return r;
+		}
+		f->threads_exited++; /* ESRCH, or EPERM: it exited as we came */
+		w->exits = true;
+		return 0;
+	}
+	if (add_thread(f, tid) < 0) {
+		ptrace_let_go(tid, 0);
 		return -ENOMEM;
 	}
 	ptrace(PTRACE_INTERRUPT, tid, NULL, NULL);
-	z->n_new++;
+	w->n_new++;
 	return 0;
 }
 
-/* Seize and interrupt every thread not yet held; *n_new: how many. */
-static int seize_new_threads(struct freeze *f, size_t *n_new)
+/*
+ * Seize and interrupt every thread not yet held, then wait for each to
+ * stop.  *settled: the walk found every thread held and none exited.
+ */
+static int walk_once(struct freeze *f, bool *settled)
 {
-	struct seizing z = { f, 0 };
-	int r = proc_task_foreach(f->pid, seize_one, &z);
+	struct walk w = { .f = f };
+	size_t i = f->n;
+	int r;
 
-	*n_new = z.n_new;
+	f->walks++;
+	r = proc_task_foreach(f->pid, seize_one, &w);
+	while (i < f->n) {
+		bool dropped;
+
+		wait_thread(&w, i, &dropped);
+		if (!dropped)
+			i++;
+	}
+	*settled = !w.n_new && !w.exits;
 	return r;
 }
 
 int freeze_process(pid_t pid, struct freeze *f)
 {
-	size_t n_new, waited = 0;
-	int r;
+	bool settled = false;
+	int r = 0;
 
 	*f = (struct freeze){ .pid = pid, .t_start_ns = now_ns() };
-	/* A thread may clone before it stops: list again until nothing new. */
-	do {
-		r = seize_new_threads(f, &n_new);
-		if (r < 0)
-			goto fail;
-		while (waited < f->n) {
-			bool dropped;
-
-			wait_thread(f, waited, &dropped);
-			if (!dropped)
-				waited++;
+	/*
+	 * Walk again until a walk finds every thread held and stopped: a
+	 * thread may clone before it stops, and one that exits may have
+	 * cloned first -- or made the walk skip others, procfs lists threads
+	 * by position.  A stopped thread clones no more, so walks end.
+	 */
+	while (!settled && r == 0) {
+		if (f->walks == FREEZE_MAX_WALKS) {
+			snprintf(f->why, sizeof(f->why), "threads of process %d kept exiting and being "
+				 "created through %u walks of its thread list", (int)pid, f->walks);
+			r = -EAGAIN;
+			break;
 		}
-	} while (n_new);
-	if (f->n == 0) {
+		r = walk_once(f, &settled);
+	}
+	if (r == 0 && f->n == 0)
 		r = -ESRCH;
-		goto fail;
+	if (r == -ESRCH)
+		snprintf(f->why, sizeof(f->why), "process %d exited", (int)pid);
+	if (r < 0) {
+		thaw_process(f, false);
+		return r;
 	}
 	f->t_frozen_ns = now_ns();
 	return 0;
-fail:
-	thaw_process(f, false);
-	return r;
-}
-
-/*
- * PTRACE_DETACH needs the thread in a ptrace stop: one seized and
- * interrupted but not waited for yet (a freeze that failed half way) is
- * waited for first, else it would stop later and stay stopped.  One that
- * exited is reaped.
- */
-static void detach_thread(pid_t tid, int sig)
-{
-	for (;;) {
-		int status;
-		pid_t w;
-
-		if (ptrace(PTRACE_DETACH, tid, NULL, (void *)(long)sig) == 0 || errno != ESRCH)
-			return;
-		while ((w = waitpid(tid, &status, __WALL)) < 0 && errno == EINTR)
-			;
-		if (w < 0 || !WIFSTOPPED(status))
-			return;
-		if ((status >> 16) == 0)
-			sig = WSTOPSIG(status); /* a signal-delivery-stop: pass it on */
-	}
 }
 
 int thaw_process(struct freeze *f, bool leave_stopped)
@@ -157,8 +176,10 @@ int thaw_process(struct freeze *f, bool leave_stopped)
 
 	if (leave_stopped && f->n && kill(f->pid, SIGSTOP) < 0)
 		r = -errno;
+	/* A thread seized but not waited for yet (a freeze that failed half
+	 * way) is waited for first, else it would stop later and stay stopped. */
 	for (size_t i = 0; i < f->n; i++)
-		detach_thread(f->t[i].tid, f->t[i].sig);
+		ptrace_let_go(f->t[i].tid, f->t[i].sig);
 	free(f->t);
 	f->t = NULL;
 	f->n = f->cap = 0;

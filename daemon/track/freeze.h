@@ -18,13 +18,25 @@ struct frozen_thread {
 	int sig; /* signal caught in a signal-delivery-stop, given back on thaw */
 };
 
+/* Walks of /proc/PID/task a freeze may take before it gives up. */
+#define FREEZE_MAX_WALKS 256
+
 struct freeze {
 	pid_t pid;
 	struct frozen_thread *t;
 	size_t n, cap;
 	uint64_t t_start_ns, t_frozen_ns;
+	unsigned walks;          /* of /proc/PID/task, until one found all held */
+	unsigned threads_exited; /* as they were seized or waited for (skipped) */
+	char why[160];           /* on failure, for the user */
 };
 
+/*
+ * Stop every thread of pid.  A thread exiting under the freeze is skipped;
+ * a thread traced by another fails it (-EPERM), as does a process exiting
+ * (-ESRCH) or one whose threads never hold still (-EAGAIN); f->why says
+ * which.  On failure nothing is left stopped.
+ */
 int freeze_process(pid_t pid, struct freeze *f);
 /* leave_stopped: queue SIGSTOP first, so the process group-stops on detach. */
 int thaw_process(struct freeze *f, bool leave_stopped);

@@ -143,7 +143,27 @@ static void rseq_fixup(struct inject *in)
 		in->saved.rip = cs[3];
 }
 
-/* Seize tid and bring it to an event stop.  -ESRCH: it exited meanwhile. */
+void ptrace_let_go(pid_t tid, int sig)
+{
+	for (;;) {
+		int status;
+		pid_t w;
+
+		if (ptrace(PTRACE_DETACH, tid, NULL, (void *)(long)sig) == 0 || errno != ESRCH)
+			return;
+		/* Not in a ptrace stop: make sure one comes (a no-op for a
+		 * thread that exited), then take it or the exit. */
+		ptrace(PTRACE_INTERRUPT, tid, NULL, NULL);
+		while ((w = waitpid(tid, &status, __WALL)) < 0 && errno == EINTR)
+			;
+		if (w < 0 || !WIFSTOPPED(status))
+			return;
+		if ((status >> 16) == 0)
+			sig = WSTOPSIG(status); /* a signal-delivery-stop: pass it on */
+	}
+}
+
+/* Seize tid and bring it to an event stop; on failure it is let go. */
 static int seize_thread(struct inject *in, pid_t tid)
 {
 	int r;
@@ -153,9 +173,36 @@ static int seize_thread(struct inject *in, pid_t tid)
 		return -errno;
 	in->seized = true;
 	r = interrupt_to_event_stop(in, 0, false, false);
-	if (r == -ESRCH)
-		in->seized = false; /* wait_stop() reaped its exit */
+	if (r < 0) {
+		ptrace_let_go(tid, 0);
+		in->seized = false;
+	}
 	return r;
+}
+
+/*
+ * Borrow a thread of pid, stopped.  The thread chosen may exit before it
+ * stops -- any error then (ESRCH or EPERM from the seize, ESRCH from a
+ * later request, an exit where a stop was awaited) only means it ended:
+ * choose again while the process lives.  After INJECT_EXITS_BEFORE_MAIN
+ * such exits (every candidate is a thread living microseconds) take the
+ * main thread, whatever it is doing: it stays until the process exits.
+ */
+static int borrow_thread(struct inject *in, pid_t pid)
+{
+	for (;;) {
+		pid_t tid = in->threads_exited < INJECT_EXITS_BEFORE_MAIN ? target_choose_thread(pid)
+									   : pid;
+		int r = seize_thread(in, tid);
+
+		if (r == 0)
+			return 0;
+		if (task_exiting(pid, pid))
+			return -ESRCH;
+		if (tid == pid || !task_exiting(pid, tid))
+			return r; /* a refusal, not an exit */
+		in->threads_exited++;
+	}
 }
 
 int inject_attach(struct inject *in, pid_t pid)
@@ -166,15 +213,7 @@ int inject_attach(struct inject *in, pid_t pid)
 	in->pidfd = (int)pidfd_open_(pid);
 	if (in->pidfd < 0)
 		return -errno;
-	/* The thread chosen may exit before it stops (EPERM or ESRCH from
-	 * the seize, or an exit instead of a stop): choose again while the
-	 * process lives. */
-	for (int tries = 0;; tries++) {
-		r = seize_thread(in, target_choose_thread(pid));
-		if (r == 0 || in->seized || tries == 16 || !task_exiting(pid, in->tid) ||
-		    task_exiting(pid, pid))
-			break;
-	}
+	r = borrow_thread(in, pid);
 	if (r < 0)
 		goto fail;
 	if (ptrace(PTRACE_GETREGS, in->tid, NULL, &in->saved) < 0) {
@@ -202,12 +241,9 @@ int inject_detach(struct inject *in)
 
 	if (in->seized) {
 		if (ptrace(PTRACE_DETACH, in->tid, NULL, NULL) < 0) {
-			int status;
 			r = -errno;
 			/* Gone: reap the tracee so its real parent is not left waiting. */
-			if (errno == ESRCH)
-				while (waitpid(in->tid, &status, __WALL) < 0 && errno == EINTR)
-					;
+			ptrace_let_go(in->tid, 0);
 		}
 		in->seized = false;
 	}
@@ -369,7 +405,19 @@ static int seccomp_check(struct inject *in, int uffd_flags, char *why, size_t wh
 	return 0;
 }
 
-int inject_acquire_uffd(pid_t pid, int uffd_flags, int *ret_fd, int *ret_pidfd, char *why,
+static void attach_why(const struct inject *in, int r, char *why, size_t why_len)
+{
+	if (r == -ESRCH)
+		snprintf(why, why_len, "process %d exited while a thread was being stopped",
+			 (int)in->pid);
+	else if (in->tid && r == -EPERM)
+		target_refusal(in->pid, in->tid, r, why, why_len);
+	else
+		snprintf(why, why_len, "cannot stop a thread of process %d: %s", (int)in->pid,
+			 strerror(-r));
+}
+
+int inject_acquire_uffd(pid_t pid, int uffd_flags, struct uffd_grab *ret, char *why,
 			size_t why_len)
 {
 	struct inject in;
@@ -377,9 +425,9 @@ int inject_acquire_uffd(pid_t pid, int uffd_flags, int *ret_fd, int *ret_pidfd, 
 	int r, fd = -1;
 
 	r = inject_attach(&in, pid);
+	ret->threads_exited = in.threads_exited;
 	if (r < 0) {
-		snprintf(why, why_len, "cannot stop a thread of process %d: %s", (int)pid,
-			 strerror(-r));
+		attach_why(&in, r, why, why_len);
 		return r;
 	}
 	r = seccomp_check(&in, uffd_flags, why, why_len);
@@ -404,7 +452,7 @@ int inject_acquire_uffd(pid_t pid, int uffd_flags, int *ret_fd, int *ret_pidfd, 
 		r = rc;
 out:
 	if (r == 0) {
-		*ret_pidfd = in.pidfd;
+		ret->pidfd = in.pidfd;
 		in.pidfd = -1;
 	}
 	inject_detach(&in);
@@ -413,6 +461,6 @@ out:
 			close(fd);
 		return r;
 	}
-	*ret_fd = fd;
+	ret->fd = fd;
 	return 0;
 }

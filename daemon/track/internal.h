@@ -41,6 +41,7 @@ struct tracker {
 	uint32_t vec_len;
 	uint64_t passes, attach_ns, last_written, last_scan_ns;
 	uint64_t forks_seen, sharing_checked_ns;
+	uint32_t attach_threads_exited;
 	bool always_dirty; /* pinned memory: allow_pinned tracks it this way */
 };
 

@@ -100,7 +100,8 @@ int restore_process(pid_t pid, const struct pass_region *regions, size_t n,
 	}
 	r = freeze_process(pid, &f);
 	if (r < 0) {
-		snprintf(why, why_len, "cannot stop process %d: %s", (int)pid, strerror(-r));
+		snprintf(why, why_len, "cannot stop process %d: %s", (int)pid,
+			 f.why[0] ? f.why : strerror(-r));
 		goto out;
 	}
 	r = check_layout(pid, regions, n, why, why_len);

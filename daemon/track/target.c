@@ -140,7 +140,14 @@ int target_check(pid_t pid, char *why, size_t why_len)
 	return 0;
 }
 
-static bool thread_safe_to_stop(pid_t pid, pid_t tid)
+enum stop_cost { STOP_UNSAFE, STOP_RUNNING, STOP_BLOCKED };
+
+/*
+ * What a stop costs thread tid: nothing when it is running or blocked in a
+ * syscall that restarts; an EINTR it may not expect otherwise.  A thread
+ * that is gone or exiting cannot be stopped at all.
+ */
+static enum stop_cost stop_cost(pid_t pid, pid_t tid)
 {
 	char path[96];
 	_cleanup_free_ char *text = NULL;
@@ -148,28 +155,51 @@ static bool thread_safe_to_stop(pid_t pid, pid_t tid)
 
 	snprintf(path, sizeof(path), "/proc/%d/task/%d/syscall", (int)pid, (int)tid);
 	if (read_full_file(path, &text, NULL) < 0)
-		return false;
+		return STOP_UNSAFE;
 	if (!strncmp(text, "running", 7))
-		return true;
+		return STOP_RUNNING;
 	if (sscanf(text, "%ld", &nr) != 1)
-		return false;
+		return STOP_UNSAFE;
+	if (nr == SYS_exit || nr == SYS_exit_group)
+		return STOP_UNSAFE; /* ending (or a zombie): it will never stop */
 	for (size_t i = 0; i < ARRAY_SIZE(eintr_on_stop); i++)
 		if (nr == eintr_on_stop[i])
-			return false;
-	return true;
+			return STOP_UNSAFE;
+	return STOP_BLOCKED;
 }
 
-static int safe_tid(void *ud, pid_t tid)
+struct choice {
+	pid_t pid, running, blocked;
+};
+
+static int consider_thread(void *ud, pid_t tid)
 {
-	return thread_safe_to_stop(*(pid_t *)ud, tid) ? (int)tid : 0;
+	struct choice *c = ud;
+
+	switch (stop_cost(c->pid, tid)) {
+	case STOP_BLOCKED:
+		c->blocked = tid;
+		return 1; /* the best there is */
+	case STOP_RUNNING:
+		if (!c->running)
+			c->running = tid;
+		return 0;
+	default:
+		return 0;
+	}
 }
 
-/* A running thread or one in a restartable syscall, or 0. */
+/*
+ * A thread blocked in a restartable syscall, else a running one, or 0.
+ * Blocked first: a running thread may be a short-lived one about to exit
+ * (a pool's worker finishing), a blocked one waits for work.
+ */
 static pid_t find_safe_thread(pid_t pid)
 {
-	int tid = proc_task_foreach(pid, safe_tid, &pid);
+	struct choice c = { .pid = pid };
 
-	return tid > 0 ? (pid_t)tid : 0;
+	proc_task_foreach(pid, consider_thread, &c);
+	return c.blocked ? c.blocked : c.running;
 }
 
 /*
@@ -189,3 +219,14 @@ pid_t target_choose_thread(pid_t pid)
 	return pid;
 }
 
+void target_refusal(pid_t pid, pid_t tid, int err, char *why, size_t why_len)
+{
+	char tracer[16];
+
+	if (proc_status_field(tid, "TracerPid", tracer, sizeof(tracer)) == 0 && strcmp(tracer, "0"))
+		snprintf(why, why_len, "thread %d of process %d is already traced by PID %s",
+			 (int)tid, (int)pid, tracer);
+	else
+		snprintf(why, why_len, "cannot trace thread %d of process %d: %s", (int)tid,
+			 (int)pid, strerror(-err));
+}

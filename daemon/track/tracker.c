@@ -169,10 +169,14 @@ int tracker_attach(pid_t pid, const struct tracker_opts *opts, struct tracker **
 	t->always_dirty = always_dirty;
 	if (always_dirty)
 		log_warning("%s; allow_pinned is set: every final pass reads every page", pinned);
-	r = inject_acquire_uffd(pid, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY, &t->uffd,
-				&t->pidfd, why, why_len);
+	struct uffd_grab grab;
+	r = inject_acquire_uffd(pid, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY, &grab, why,
+				why_len);
 	if (r < 0)
 		goto fail;
+	t->uffd = grab.fd;
+	t->pidfd = grab.pidfd;
+	t->attach_threads_exited = grab.threads_exited;
 	r = uffd_api(t->uffd);
 	if (r < 0) {
 		snprintf(why, why_len, "UFFDIO_API with WP_ASYNC|WP_UNPOPULATED failed: %s",
@@ -243,6 +247,7 @@ void tracker_get_info(struct tracker *t, struct tracker_info *info)
 		.last_written_pages = t->last_written,
 		.last_scan_ns = t->last_scan_ns,
 		.attach_ns = t->attach_ns,
+		.attach_threads_exited = t->attach_threads_exited,
 	};
 	pthread_mutex_unlock(&t->pass_lock);
 	pthread_mutex_lock(&t->lock);

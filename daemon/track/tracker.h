@@ -68,6 +68,8 @@ struct tracker_info {
 	uint64_t passes, events_remove, events_unmap, events_remap, events_fork;
 	uint64_t last_written_pages, last_scan_ns;
 	uint64_t attach_ns; /* time taken by the attach */
+	/* Threads the attach chose to stop that exited first (it chose again). */
+	uint32_t attach_threads_exited;
 };
 
 struct tracker;
