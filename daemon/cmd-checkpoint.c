@@ -231,6 +231,10 @@ static void ckpt_done(struct job *j, int r, void *userdata)
 			 (int)s->pid, (unsigned long long)s->generation, c->set,
 			 (unsigned long long)c->res.pages, (unsigned long long)c->res.bytes,
 			 ns_to_ms(c->res.pause_ns));
+		if (c->res.freeze_threads_exited)
+			log_debug("pid %d: frozen in %u walks of its threads; %u threads exited "
+				  "meanwhile", (int)s->pid, c->res.freeze_walks,
+				  c->res.freeze_threads_exited);
 		reply(c);
 	} else {
 		if (!c->why[0])

@@ -154,6 +154,12 @@ static void track_done(struct job *j, int r, void *userdata)
 		request_fail(tj->req, r, "cannot track pid %d: %s", (int)s->pid, tj->why);
 		session_enter_state(s, SESSION_FAILED);
 	} else {
+		struct tracker_info info;
+
+		tracker_get_info(tj->t, &info);
+		if (info.attach_threads_exited)
+			log_debug("pid %d: attached; %u threads chosen to stop exited first",
+				  (int)s->pid, info.attach_threads_exited);
 		s->tracker = tj->t;
 		session_enter_state(s, SESSION_TRACKING);
 		session_refresh_info(s);
