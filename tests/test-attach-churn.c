@@ -3,7 +3,12 @@
  * Threads that come and go while we attach and freeze (argv[1] is the case):
  *
  *   churn        a target creating and joining threads all the time: attach
- *                and freeze hold every thread there is
+ *                and freeze hold every thread there is; then targets whose
+ *                main thread waits in epoll_wait() beside chains of threads
+ *                living microseconds.  A thread that exits while it is
+ *                seized, interrupted or waited for is the race: each part
+ *                runs until it has hit it RACES times (not just tried), and
+ *                no attach or freeze may fail for it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,17 +24,105 @@
 #include "attach-testlib.h"
 #include "basic/util.h"
 #include "track/freeze.h"
+#include "track/inject.h"
 
-static void *spin_briefly(void *arg)
+/* Races each part must hit; attempts and seconds it may take for them. */
+#define RACES 100
+#define MAX_TRIES 20000
+#define MAX_SECONDS 60
+
+/* What one part saw. */
+struct tally {
+	unsigned attaches, attach_failed, attach_races, attach_most, main_taken;
+	unsigned freezes, freeze_failed, freeze_races, walks_most, short_of;
+};
+
+static bool enough(const struct tally *t, bool freezes, uint64_t t0)
 {
-	uint64_t end = now_ns() + 20000;
+	bool hit = t->attach_races >= RACES && (!freezes || t->freeze_races >= RACES);
 
-	while (now_ns() < end)
-		;
-	return arg;
+	return hit || t->attaches >= MAX_TRIES || now_ns() - t0 > MAX_SECONDS * 1000000000ULL;
 }
 
-/* ---- churn ---- */
+/* Prints and checks what a part saw; the races it hit. */
+static unsigned report(const char *what, const struct tally *t, bool freezes)
+{
+	fprintf(stderr, "  %s: %u attaches, %u thread-exit races hit (at most %u in one), "
+		"main thread taken %u times", what, t->attaches, t->attach_races, t->attach_most,
+		t->main_taken);
+	if (freezes)
+		fprintf(stderr, "; %u freezes, %u races hit (at most %u walks)", t->freezes,
+			t->freeze_races, t->walks_most);
+	fputc('\n', stderr);
+	CHECK(t->attach_races >= RACES, "%s: only %u thread-exit races in %u attaches: this "
+	      "proves nothing here", what, t->attach_races, t->attaches);
+	CHECK(!freezes || t->freeze_races >= RACES, "%s: only %u thread-exit races in %u "
+	      "freezes: this proves nothing here", what, t->freeze_races, t->freezes);
+	CHECK(t->attach_failed == 0, "%s: %u attaches failed", what, t->attach_failed);
+	CHECK(t->freeze_failed == 0, "%s: %u freezes failed", what, t->freeze_failed);
+	CHECK(t->short_of == 0, "%s: %u freezes held fewer threads than the target had", what,
+	      t->short_of);
+	return t->attach_races + t->freeze_races;
+}
+
+static struct tracker *attach_counted(pid_t pid, struct tally *tl, const char *what)
+{
+	struct tracker *t = NULL;
+	struct tracker_info info;
+	char why[256] = "";
+	int r = tracker_attach(pid, NULL, &t, why, sizeof(why));
+
+	tl->attaches++;
+	CHECK(r == 0, "%s: attach %u: %s", what, tl->attaches, why);
+	if (r < 0) {
+		tl->attach_failed++;
+		return NULL;
+	}
+	tracker_get_info(t, &info);
+	tl->attach_races += info.attach_threads_exited;
+	tl->attach_most = MAX(tl->attach_most, info.attach_threads_exited);
+	tl->main_taken += info.attach_threads_exited >= INJECT_EXITS_BEFORE_MAIN;
+	return t;
+}
+
+/*
+ * Frozen means every thread that can run is in a ptrace stop ('t') and
+ * held: one that exited under the freeze may still be listed, dying.
+ */
+static void check_frozen(pid_t pid, const struct freeze *f, struct tally *tl, const char *what)
+{
+	char states[512];
+	size_t n = task_states(pid, states, sizeof(states)), held = 0, dying = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		held += states[i] == 't';
+		dying += states[i] == 'X' || states[i] == 'Z';
+	}
+	CHECK(held + dying == n, "%s: freeze %u: states while frozen: %s", what, tl->freezes,
+	      states);
+	tl->short_of += f->n != held;
+}
+
+static void freeze_counted(pid_t pid, struct tracker *t, struct tally *tl, const char *what)
+{
+	struct freeze f;
+	int r = freeze_process(pid, &f);
+
+	tl->freezes++;
+	tl->freeze_races += f.threads_exited;
+	tl->walks_most = MAX(tl->walks_most, f.walks);
+	CHECK(r == 0, "%s: freeze %u: %s", what, tl->freezes, f.why[0] ? f.why : strerror(-r));
+	if (r < 0) {
+		tl->freeze_failed++;
+		return;
+	}
+	check_frozen(pid, &f, tl, what);
+	if (t)
+		one_pass(t, PASS_FINAL, what);
+	thaw_process(&f, false);
+}
+
+/* ---- the workload's churn: threads created and joined ---- */
 
 static unsigned long churned(struct wl *w, const char *cmd)
 {
@@ -39,34 +132,83 @@ static unsigned long churned(struct wl *w, const char *cmd)
 								       : 0;
 }
 
-/* Each thread spins briefly, starts the next one and exits. */
+/* Threads come and go while we attach and freeze: every one there is held. */
+static unsigned workload_churn(void)
+{
+	struct tally tl = { 0 };
+	char states[256];
+	struct wl w;
+
+	if (start_selfcheck_target(&w, NULL) < 0)
+		return 0;
+	char *before = proc_fds(w.pid);
+	unsigned long c0 = churned(&w, "start");
+	for (int i = 0; i < 100 && !test_failures; i++) {
+		struct tracker *t = attach_counted(w.pid, &tl, "workload churn");
+
+		if (!t)
+			continue;
+		one_pass(t, 0, "workload churn");
+		freeze_counted(w.pid, t, &tl, "workload churn");
+		tracker_detach(t);
+		CHECK(wait_states(w.pid, RUNNING_STATES "XZ", 1000, states, sizeof(states)),
+		      "cycle %d: states after thaw and detach: %s", i, states);
+	}
+	unsigned long c1 = churned(&w, "stop");
+	CHECK(c1 > c0 + 100, "only %lu threads were created meanwhile", c1 - c0);
+	CHECK(tl.attach_failed == 0 && tl.freeze_failed == 0 && tl.short_of == 0,
+	      "workload churn: %u attaches and %u freezes failed, %u held too few threads",
+	      tl.attach_failed, tl.freeze_failed, tl.short_of);
+	check_clean(&w, "after the churn");
+	char *after = proc_fds(w.pid);
+	CHECK(!strcmp(before, after), "fds differ:\n%s\n%s", before, after);
+	CHECK(proc_has_uffd_wp(w.pid) == 0, "uffd-wp left on a churning target");
+	fprintf(stderr, "  100 attach/freeze/detach cycles while %lu threads came and went: "
+		"%u + %u thread-exit races hit (attach + freeze)\n", c1 - c0, tl.attach_races,
+		tl.freeze_races);
+	free(before);
+	free(after);
+	wl_stop(&w);
+	return tl.attach_races + tl.freeze_races;
+}
+
+/* ---- chains of short-lived threads beside a main thread in epoll_wait() ---- */
+
+/* Each thread spins spin_ns, starts the next one and exits. */
 static void *chain_thread(void *arg)
 {
+	uint64_t end = now_ns() + (uint64_t)(uintptr_t)arg;
 	pthread_attr_t attr;
 	pthread_t t;
 
-	spin_briefly(NULL);
+	while (now_ns() < end)
+		;
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	while (pthread_create(&t, &attr, chain_thread, NULL) != 0)
+	while (pthread_create(&t, &attr, chain_thread, arg) != 0)
 		;
-	return arg;
+	return NULL;
 }
 
 /*
  * A main thread in epoll_wait() (which a stop ends with EINTR, so the
- * injection must choose another thread) and a chain of threads that live
- * 20 us each: the thread chosen may be gone by the time we seize it.
- * Each return of epoll_wait() is reported on fd.
+ * injection must choose another thread) and `chains` chains of threads
+ * that live spin_ns each: the thread chosen may be gone by the time we
+ * seize it.  Each return of epoll_wait() is reported on fd.
  */
-static void epoll_churn_target(int fd)
+static pid_t start_chains(int fd, int chains, uint64_t spin_ns)
 {
+	pid_t pid = fork();
+
+	if (pid != 0)
+		return pid;
 	struct epoll_event ev;
 	pthread_t t;
 	int ep = epoll_create1(0);
 
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	pthread_create(&t, NULL, chain_thread, NULL);
+	for (int i = 0; i < chains; i++)
+		pthread_create(&t, NULL, chain_thread, (void *)(uintptr_t)spin_ns);
 	for (;;) {
 		int n = epoll_wait(ep, &ev, 1, -1), e = n < 0 ? errno : 0;
 
@@ -75,99 +217,92 @@ static void epoll_churn_target(int fd)
 	}
 }
 
-static void attach_epoll_churn(void)
+static int drain(int fd)
 {
-	unsigned ok = 0, failed = 0;
-	int report[2], e;
-	char why[256];
+	int e, n = 0;
 
-	if (pipe2(report, O_NONBLOCK) < 0)
-		return;
-	pid_t pid = fork();
-	if (pid == 0)
-		epoll_churn_target(report[1]);
-	close(report[1]);
+	while (read(fd, &e, sizeof(e)) == sizeof(e))
+		n++;
+	return n;
+}
+
+/*
+ * Attaches only, threads living 20 us each: the main thread is never the
+ * one stopped (its epoll_wait() never returns), unless every thread
+ * chosen exited first INJECT_EXITS_BEFORE_MAIN times.
+ */
+static unsigned attach_epoll_churn(void)
+{
+	struct tally tl = { 0 };
+	int report_fd[2];
+
+	if (pipe2(report_fd, O_NONBLOCK) < 0)
+		return 0;
+	pid_t pid = start_chains(report_fd[1], 1, 20000);
+	close(report_fd[1]);
 	sleep_us(20000);
-	for (int i = 0; i < 200; i++) {
-		struct tracker *t = NULL;
-		int r = tracker_attach(pid, NULL, &t, why, sizeof(why));
+	uint64_t t0 = now_ns();
+	while (!enough(&tl, false, t0) && !test_failures) {
+		struct tracker *t = attach_counted(pid, &tl, "epoll churn");
 
-		CHECK(r == 0, "attach %d to a churning target blocked in epoll_wait: %s", i, why);
-		if (r < 0) {
-			failed++;
-			continue;
-		}
-		ok++;
-		tracker_detach(t);
+		if (t)
+			tracker_detach(t);
 	}
-	int returns = 0;
-	while (read(report[0], &e, sizeof(e)) == sizeof(e))
-		returns++;
-	CHECK(returns == 0, "epoll_wait() in the target returned %d times during attaches", returns);
+	int returns = drain(report_fd[0]);
+	CHECK(returns <= (int)tl.main_taken, "epoll_wait() in the target returned %d times during "
+	      "attaches (the main thread was taken %u times)", returns, tl.main_taken);
 	/* A freeze stops every thread: there epoll_wait() does return EINTR. */
 	struct freeze f;
 	if (freeze_process(pid, &f) == 0)
 		thaw_process(&f, false);
 	sleep_us(20000);
-	while (read(report[0], &e, sizeof(e)) == sizeof(e))
-		fprintf(stderr, "  after one freeze, epoll_wait() in the target returned: %s\n",
-			e ? strerror(e) : "0");
-	fprintf(stderr, "  %u attaches to a target in epoll_wait with churning threads, %u failed\n",
-		ok, failed);
+	fprintf(stderr, "  after one freeze, epoll_wait() in the target returned %d times\n",
+		drain(report_fd[0]));
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
-	close(report[0]);
+	close(report_fd[0]);
+	return report("main in epoll_wait, threads living 20 us", &tl, false);
 }
 
-/* Threads come and go while we attach and freeze: every one there is held. */
+/*
+ * Four chains of threads that exit right after starting the next: attach,
+ * a freeze with a final pass, thaw, detach, until both hit the race.
+ */
+static unsigned storm(void)
+{
+	struct tally tl = { 0 };
+	char states[512];
+	int report_fd[2];
+
+	if (pipe2(report_fd, O_NONBLOCK) < 0)
+		return 0;
+	pid_t pid = start_chains(report_fd[1], 4, 0);
+	close(report_fd[1]);
+	sleep_us(20000);
+	uint64_t t0 = now_ns();
+	while (!enough(&tl, true, t0) && !test_failures) {
+		struct tracker *t = attach_counted(pid, &tl, "storm");
+
+		freeze_counted(pid, t, &tl, "storm");
+		if (t)
+			tracker_detach(t);
+		CHECK(wait_states(pid, RUNNING_STATES "XZ", 1000, states, sizeof(states)),
+		      "storm: states after thaw and detach: %s", states);
+		drain(report_fd[0]);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	close(report_fd[0]);
+	return report("main in epoll_wait, 4 chains of threads exiting at once", &tl, true);
+}
+
 static void case_churn(void)
 {
-	unsigned short_of = 0, failed = 0;
-	char states[64];
-	struct wl w;
+	unsigned races = workload_churn();
 
-	if (start_selfcheck_target(&w, NULL) < 0)
-		return;
-	char *before = proc_fds(w.pid);
-	unsigned long c0 = churned(&w, "start");
-	for (int i = 0; i < 100; i++) {
-		struct tracker *t = attach_or_fail(w.pid, "churning target");
-		struct freeze f;
-
-		if (!t) {
-			failed++;
-			continue;
-		}
-		one_pass(t, 0, "churning target");
-		int r = freeze_process(w.pid, &f);
-		CHECK(r == 0, "cycle %d: freeze of a churning target: %s", i, strerror(-r));
-		if (r == 0) {
-			size_t n = task_states(w.pid, states, sizeof(states));
-			CHECK(strspn(states, "t") == n, "cycle %d: states while frozen: %s", i, states);
-			short_of += f.n != n;
-			one_pass(t, PASS_FINAL, "churning target");
-			thaw_process(&f, false);
-		}
-		tracker_detach(t);
-		CHECK(wait_states(w.pid, RUNNING_STATES, 1000, states, sizeof(states)),
-		      "cycle %d: states after thaw and detach: %s", i, states);
-		if (test_failures)
-			break;
-	}
-	unsigned long c1 = churned(&w, "stop");
-	CHECK(c1 > c0 + 100, "only %lu threads were created meanwhile", c1 - c0);
-	CHECK(short_of == 0, "%u freezes held fewer threads than the target had", short_of);
-	CHECK(failed == 0, "%u attaches failed", failed);
-	check_clean(&w, "after the churn");
-	char *after = proc_fds(w.pid);
-	CHECK(!strcmp(before, after), "fds differ:\n%s\n%s", before, after);
-	CHECK(proc_has_uffd_wp(w.pid) == 0, "uffd-wp left on a churning target");
-	fprintf(stderr, "  100 attach/freeze/detach cycles while %lu threads came and went\n",
-		c1 - c0);
-	free(before);
-	free(after);
-	wl_stop(&w);
-	attach_epoll_churn();
+	races += attach_epoll_churn();
+	races += storm();
+	fprintf(stderr, "  thread-exit races hit in all: %u\n", races);
 }
 
 static const struct attach_case cases[] = {

@@ -52,6 +52,9 @@ static void freeze_fails_cleanly(struct wl *w)
 
 	CHECK(r == -EPERM, "freeze with thread %d traced elsewhere: %d (%s), want EPERM", (int)tid,
 	      r, strerror(-r));
+	CHECK(why_names_pid(f.why, tid) && why_names_pid(f.why, other),
+	      "the reason '%s' does not name thread %d and its tracer %d", f.why, (int)tid,
+	      (int)other);
 	if (r == 0)
 		thaw_process(&f, false);
 	CHECK(wait_states(w->pid, RUNNING_STATES, 1000, states, sizeof(states)),
@@ -59,8 +62,8 @@ static void freeze_fails_cleanly(struct wl *w)
 	close(release);
 	waitpid(other, NULL, 0);
 	check_clean(w, "after a failed freeze");
-	fprintf(stderr, "  freeze with thread %d traced elsewhere: %s\n",
-		(int)tid, strerror(-r));
+	fprintf(stderr, "  freeze with thread %d traced elsewhere: %s: %s\n",
+		(int)tid, strerror(-r), f.why);
 }
 
 static void case_freeze(void)
