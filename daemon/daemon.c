@@ -202,14 +202,15 @@ int daemon_init(struct daemon *d, const struct config_overrides *ovr, const stru
 	if (!d->jobs)
 		return -ENOMEM;
 	r = setup_signals(d);
+	/* Everything that can refuse the configuration before the control
+	 * socket: a client that connects has a daemon that stays. */
+	if (r == 0)
+		r = daemon_peer_init(d);
 	if (r == 0)
 		r = control_open(d->base, d->cfg.control, &control_ops, d, &d->control);
 	if (r < 0)
 		return r;
 	apply_limits(d);
-	r = daemon_peer_init(d);
-	if (r < 0)
-		return r;
 	return setup_watchdog(d);
 }
 
