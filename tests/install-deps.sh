@@ -6,7 +6,8 @@ pkgs="gcc libc6-dev pkg-config meson ninja-build
       libevent-dev libprotobuf-c-dev protobuf-c-compiler libzstd-dev libsystemd-dev
       libjson-c-dev libxxhash-dev libinih-dev libssl-dev
       systemd procps iproute2 util-linux
-      clang libclang-rt-14-dev llvm"
+      clang libclang-rt-14-dev llvm
+      qemu-system-x86 busybox-static cpio gzip gnuplot-nox"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
@@ -18,3 +19,6 @@ if [ -n "$missing" ]; then
 	# shellcheck disable=SC2086
 	apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
+# The Linux guest of the QEMU tests boots Debian's kernel, fetched into a
+# cache directory (not installed into /boot).
+"$(dirname "$0")/qemu/get-kernel.sh" >/dev/null
