@@ -25,6 +25,14 @@ void progress_show(struct ctl *c, const Wpmig__Progress *p)
 {
 	double mbs = p->rate / 1e6;
 
+	if (p->expect_ms > 0) { /* a migration's pass: one line each */
+		if (c->tty)
+			fprintf(stderr, "\r\033[K");
+		fprintf(stderr, "%s: %" PRIu64 " pages, %.1f MB sent, dirty %.0f pages/s, link "
+			"%.1f MB/s, expected downtime %.0f ms\n", p->phase, p->done,
+			(double)p->bytes / 1e6, p->dirty_rate, mbs, p->expect_ms);
+		return;
+	}
 	if (!c->tty) {
 		if (strcmp(c->last_phase, p->phase))
 			fprintf(stderr, "%s...\n", p->phase);

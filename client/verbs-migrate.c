@@ -7,7 +7,8 @@
 
 #include "ctl.h"
 
-enum { MG_QMP, MG_PEER, MG_DEST_QMP, MG_DEST_URI, MG_DOWNTIME, MG_BANDWIDTH };
+enum { MG_QMP, MG_PEER, MG_DEST_QMP, MG_DEST_URI, MG_DOWNTIME, MG_BANDWIDTH, MG_MAX_ITER,
+       MG_FORCE };
 
 static const struct option migrate_opts[] = {
 	{ "qmp", required_argument, NULL, MG_QMP },
@@ -16,6 +17,8 @@ static const struct option migrate_opts[] = {
 	{ "dest-uri", required_argument, NULL, MG_DEST_URI },
 	{ "downtime-ms", required_argument, NULL, MG_DOWNTIME },
 	{ "max-bandwidth", required_argument, NULL, MG_BANDWIDTH },
+	{ "max-iterations", required_argument, NULL, MG_MAX_ITER },
+	{ "force-switchover", no_argument, NULL, MG_FORCE },
 	{ 0 },
 };
 
@@ -28,8 +31,10 @@ static int show_migrate(struct ctl *c, const Wpmig__Response *resp)
 		json_print(pb_to_json(&r->base));
 		return EXIT_OK;
 	}
-	printf("migrated: downtime %.1f ms, total %.1f ms, %s sent in %u iterations\n",
-	       r->downtime_ms, r->total_ms, fmt_bytes(r->bytes_sent, b, sizeof(b)), r->iterations);
+	printf("migrated QEMU %d: downtime %.1f ms, total %.1f ms, %s sent (%" PRIu64 " pages) in "
+	       "%u iterations%s\n", r->pid, r->downtime_ms, r->total_ms,
+	       fmt_bytes(r->bytes_sent, b, sizeof(b)), r->pages_sent, r->iterations,
+	       r->converged ? "" : " (forced switchover)");
 	return EXIT_OK;
 }
 
@@ -77,6 +82,14 @@ static int parse_migrate(const struct verb_opts *o, Wpmig__MigrateRequest *m)
 			return usage_error(v, "invalid --downtime-ms '%s'", o->val[MG_DOWNTIME]);
 		m->downtime_ms = (uint32_t)n;
 	}
+	if (o->set[MG_MAX_ITER]) {
+		if (parse_rate(o->val[MG_MAX_ITER], &n) < 0 || n == 0 || n > 128 ||
+		    strspn(o->val[MG_MAX_ITER], "0123456789") != strlen(o->val[MG_MAX_ITER]))
+			return usage_error(v, "invalid --max-iterations '%s' (1-128)",
+					   o->val[MG_MAX_ITER]);
+		m->max_iterations = (uint32_t)n;
+	}
+	m->force_switchover = o->set[MG_FORCE];
 	if (o->set[MG_BANDWIDTH] && parse_rate(o->val[MG_BANDWIDTH], &m->max_bandwidth) < 0)
 		return usage_error(v, "invalid --max-bandwidth '%s' (bytes/s, K/M/G suffix)",
 				   o->val[MG_BANDWIDTH]);
@@ -99,5 +112,6 @@ static int run_migrate(struct ctl *c, char **args, int n, const struct verb_opts
 const struct verb_def verb_migrate = {
 	"migrate", 0, 0, migrate_opts,
 	"migrate --qmp SRC_QMP --peer ADDR --dest-qmp DST_QMP --dest-uri URI "
-	"[--downtime-ms N] [--max-bandwidth RATE]", run_migrate,
+	"[--downtime-ms N] [--max-bandwidth RATE] [--max-iterations N] [--force-switchover]",
+	run_migrate,
 };

@@ -177,6 +177,12 @@ static int show_status(struct ctl *c, const Wpmig__Response *resp)
 		       l->set[0] ? l->set : "-", l->generation, l->bytes_received, l->bytes_acked,
 		       l->rate / 1e6, l->ratio);
 	}
+	for (size_t i = 0; i < st->n_migrations; i++) {
+		const Wpmig__MigrationInfo *m = st->migrations[i];
+		printf("migration (%s) %s%s%s: %s, pass %u, %" PRIu64 " pages, %" PRIu64 " bytes, "
+		       "%.1fs\n", m->role, m->qmp, m->peer[0] ? " -> " : "", m->peer, m->state,
+		       m->pass, m->pages, m->bytes, m->elapsed_ms / 1e3);
+	}
 	return EXIT_OK;
 }
 

@@ -14,6 +14,7 @@ struct status_buf {
 	Wpmig__SessionInfo *info;
 	Wpmig__LinkInfo *link;
 	Wpmig__SessionInfo **ptrs;
+	struct migrations_buf *mig;
 };
 
 static int status_fill(struct daemon *d, pid_t only, struct status_buf *b)
@@ -45,6 +46,11 @@ static int status_fill(struct daemon *d, pid_t only, struct status_buf *b)
 	b->res.listen = d->peer && d->cfg.listen ? d->cfg.listen : (char *)"";
 	if (d->peer)
 		b->res.n_links = peer_server_links(d->peer, &b->res.links);
+	b->mig = calloc(1, sizeof(*b->mig));
+	if (!b->mig)
+		return -ENOMEM;
+	b->res.n_migrations = daemon_migrations_info(d, b->mig);
+	b->res.migrations = b->mig->ptrs;
 	return 0;
 }
 
@@ -53,6 +59,7 @@ static void status_buf_free(struct status_buf *b)
 	free(b->info);
 	free(b->link);
 	free(b->ptrs);
+	free(b->mig);
 }
 
 static void reply_status(struct daemon *d, struct request *req, pid_t only, bool sessions)

@@ -48,6 +48,7 @@ void config_free(struct config *c)
 	free(c->listen);
 	free(c->control_group);
 	free(c->peer_key_file);
+	free(c->incoming_qmp_dir);
 	*c = (struct config){ 0 };
 }
 
@@ -144,6 +145,8 @@ static int set_key(struct config *c, const char *k, const char *v)
 		return set_str(&c->control_group, v), 0;
 	if (!strcmp(k, "peer_key_file"))
 		return !*v || *v == '/' ? (set_str(&c->peer_key_file, v), 0) : -EINVAL;
+	if (!strcmp(k, "incoming_qmp_dir"))
+		return !*v || *v == '/' ? (set_str(&c->incoming_qmp_dir, v), 0) : -EINVAL;
 	if (!strcmp(k, "max_connections"))
 		return parse_uint(v, 1, 4096, &c->max_connections);
 	if (!strcmp(k, "max_sessions"))
@@ -267,6 +270,7 @@ void config_reload_apply(struct config *cur, struct config *n)
 			    "keeping the running values");
 	swap_str(&cur->control_group, &n->control_group);
 	swap_str(&cur->peer_key_file, &n->peer_key_file);
+	swap_str(&cur->incoming_qmp_dir, &n->incoming_qmp_dir);
 	cur->max_connections = n->max_connections;
 	cur->max_sessions = n->max_sessions;
 	cur->max_requests = n->max_requests;

@@ -26,6 +26,7 @@ struct config {
 	/* re-read on SIGHUP */
 	char *control_group; /* a group allowed besides root, or NULL */
 	char *peer_key_file;
+	char *incoming_qmp_dir;   /* QMP sockets a migration may write into */
 	unsigned max_connections;
 	unsigned max_sessions;
 	unsigned max_requests; /* in flight per connection */

@@ -43,11 +43,16 @@ int daemon_peer_init(struct daemon *d)
 		.timeout_ms = MIN(d->cfg.peer_timeout, 30u) * 1000, .workers = MIN(get_nprocs(), 8),
 		.zstd_level = d->cfg.zstd_level, .store = d->store, .store_lock = &d->store_lock,
 		.verify_pages = d->cfg.peer_verify_pages,
+		.targets = &qemu_target_ops,
 	};
 	int r = load_key(&d->cfg, &d->peer_key);
 
 	if (r < 0)
 		return r;
+	r = qemu_targets_new(d->cfg.incoming_qmp_dir, &d->targets);
+	if (r < 0)
+		return r;
+	o.targets_ud = d->targets;
 	if (!d->cfg.listen)
 		return 0;
 	if (!d->peer_key.bytes)
@@ -62,6 +67,8 @@ void daemon_peer_reload(struct daemon *d)
 
 	if (d->peer)
 		peer_server_set_verify(d->peer, d->cfg.peer_verify_pages);
+	if (d->targets)
+		qemu_targets_set_dir(d->targets, d->cfg.incoming_qmp_dir);
 	if (load_key(&d->cfg, &k) < 0) {
 		log_error("Keeping the previous peer key");
 		return;
@@ -85,6 +92,8 @@ void daemon_peer_done(struct daemon *d)
 {
 	peer_server_free(d->peer);
 	d->peer = NULL;
+	qemu_targets_free(d->targets);
+	d->targets = NULL;
 	peer_key_free(&d->peer_key);
 }
 

@@ -43,6 +43,8 @@ void daemon_forward_progress(struct request *req, const struct job_progress *p)
 	msg.total = p->total;
 	msg.bytes = p->bytes;
 	msg.rate = p->rate;
+	msg.dirty_rate = p->dirty_rate;
+	msg.expect_ms = p->expect_ms;
 	request_progress(req, &msg);
 }
 

@@ -17,10 +17,13 @@
 #include "control/control.h"
 #include "control/session.h"
 #include "peer/auth.h"
+#include "qemu/target.h"
 
 struct store;
 struct pipeline;
 struct peer_server;
+struct qemu_targets;
+struct migration;
 struct daemon;
 
 /*
@@ -49,6 +52,8 @@ struct daemon {
 	pthread_mutex_t pipeline_lock;
 	struct peer_key peer_key;   /* from peer_key_file; empty: no peer protocol */
 	struct peer_server *peer;   /* the peer port (listen), or NULL */
+	struct qemu_targets *targets; /* migrations received (incoming_qmp_dir) */
+	struct migration *migrations; /* migrations sent (cmd-migrate.c), for status */
 	const struct verb *verbs;   /* what the control socket serves */
 	size_t n_verbs;
 	struct event *sig_term, *sig_int, *sig_hup, *watchdog;
@@ -103,3 +108,11 @@ void daemon_peer_stop(struct daemon *d);
 void daemon_peer_done(struct daemon *d);
 /* Loop: s->link to addr (a new one if s had a link elsewhere). */
 int daemon_peer_link(struct daemon *d, struct session *s, const char *addr);
+
+/* status: QEMU migrations sent (cmd-migrate.c) and received (qemu/target.c);
+ * the buffer holds the strings, fill it on the loop and use it at once. */
+struct migrations_buf {
+	Wpmig__MigrationInfo info[32], *ptrs[32];
+	struct qemu_target_info targets[16];
+};
+size_t daemon_migrations_info(struct daemon *d, struct migrations_buf *b);

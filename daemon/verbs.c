@@ -16,7 +16,7 @@ const struct verb verbs[] = {
 	{ WPMIG__REQUEST__VERB_CHECKPOINT, "checkpoint", cmd_checkpoint },
 	{ WPMIG__REQUEST__VERB_IMAGES, "images", cmd_images },
 	{ WPMIG__REQUEST__VERB_RESTORE, "restore", cmd_restore },
-	{ WPMIG__REQUEST__VERB_MIGRATE, "migrate", cmd_not_available },
+	{ WPMIG__REQUEST__VERB_MIGRATE, "migrate", cmd_migrate },
 };
 
 const size_t n_verbs = ARRAY_SIZE(verbs);

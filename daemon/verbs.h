@@ -28,5 +28,6 @@ void cmd_sessions(struct daemon *d, struct request *req, const Wpmig__Request *m
 void cmd_checkpoint(struct daemon *d, struct request *req, const Wpmig__Request *msg);
 void cmd_images(struct daemon *d, struct request *req, const Wpmig__Request *msg);
 void cmd_restore(struct daemon *d, struct request *req, const Wpmig__Request *msg);
+void cmd_migrate(struct daemon *d, struct request *req, const Wpmig__Request *msg);
 /* verbs.c: the answer of a verb whose daemon side is not in this build */
 void cmd_not_available(struct daemon *d, struct request *req, const Wpmig__Request *msg);

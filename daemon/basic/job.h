@@ -22,6 +22,7 @@ struct job_progress {
 	uint64_t done, total; /* pages; total 0: unknown */
 	uint64_t bytes;
 	double rate; /* bytes per second */
+	double dirty_rate, expect_ms; /* migrate: a pre-copy pass */
 };
 
 struct job_ops {

@@ -240,6 +240,14 @@ static void open_done(struct rconn *rc, struct rtask *t)
 	res.newest = t->newest;
 	res.newest_created_ns = t->newest_created_ns;
 	res.generation = t->generation;
+	res.resumed_us = t->resumed_us;
+	if (m->migrate)
+		rc->target = true;
+	if (t->r == 0 && !t->sink) { /* a migration's finish: no generation */
+		rconn_enter(rc, RC_IDLE);
+		rconn_send(rc, PEER_OPEN_RESULT, &res.base);
+		return;
+	}
 	if (t->r == 0) {
 		rc->sink = t->sink;
 		t->sink = NULL;

@@ -135,6 +135,8 @@ static void run_chunk(struct rtask *t, struct recv_ctx *ctx)
 	struct sink *sink = t->rc->sink;
 	int64_t bad;
 
+	if (sink->ops->put_decoded)
+		t->decode = true; /* it takes pages, not chunks */
 	t->r = check_chunk(t, ctx, &bad);
 	if (t->r < 0) {
 		if (t->r == -ENOMEM)
@@ -149,7 +151,9 @@ static void run_chunk(struct rtask *t, struct recv_ctx *ctx)
 		return;
 	}
 	t->raw_bytes = (uint64_t)m->data_pages * PAGE_SIZE_4K;
-	if (!m->n_base_slot) {
+	if (sink->ops->put_decoded) {
+		t->r = sink->ops->put_decoded(sink, &t->view, ctx->pages);
+	} else if (!m->n_base_slot) {
 		t->r = sink->ops->put_chunk(sink, &t->view); /* stored as it came */
 	} else {
 		/* The store keeps pages, not deltas: compress them again. */
@@ -217,10 +221,38 @@ static int check_parent(struct rtask *t, struct store *st, const Wpmig__Peer__Op
 	return 0;
 }
 
+/* A migration's Open: its pages go to a QEMU, not the store. */
+static void run_open_target(struct rtask *t, const Wpmig__Peer__Open *m)
+{
+	const struct peer_server_opts *o = &t->rc->srv->o;
+	struct peer_target_open out = { 0 };
+
+	if (!o->targets) {
+		t->r = -EOPNOTSUPP;
+		snprintf(t->why, sizeof(t->why), "this daemon takes no migrations");
+		return;
+	}
+	t->r = o->targets->open(o->targets_ud, m->session, m, &out, t->why, sizeof(t->why));
+	if (t->r < 0)
+		return;
+	t->sink = out.sink;
+	t->generation = out.generation;
+	t->newest = out.newest;
+	t->newest_created_ns = out.newest_created_ns;
+	t->parent_regions = out.parent_regions;
+	t->n_parent_regions = out.n_parent_regions;
+	t->resumed_us = out.resumed_us;
+}
+
 static void run_open(struct rtask *t)
 {
 	const Wpmig__Peer__Open *m = (const Wpmig__Peer__Open *)t->f.m;
 	struct peer_server *s = t->rc->srv;
+
+	if (m->migrate) {
+		run_open_target(t, m);
+		return;
+	}
 
 	if (!store_set_name_valid(m->set)) {
 		t->r = -EINVAL;
@@ -282,7 +314,9 @@ static void run_commit(struct rtask *t)
 		rc->sink->ops->abort(rc->sink);
 	} else {
 		rc->sink->ops->close(rc->sink);
-		t->newest_created_ns = created_of(rc->srv, rc->set, t->sum.generation);
+		/* A migration target names its generations by their number. */
+		t->newest_created_ns = rc->target ? (int64_t)t->sum.generation
+						  : created_of(rc->srv, rc->set, t->sum.generation);
 	}
 	rc->sink = NULL;
 }

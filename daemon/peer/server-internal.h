@@ -58,6 +58,7 @@ struct rtask {
 	struct pass_region *parent_regions;
 	size_t n_parent_regions;
 	struct gen_summary sum;  /* RT_COMMIT */
+	int64_t resumed_us;      /* RT_OPEN of a migration's finish */
 	TAILQ_ENTRY(rtask) link;
 };
 
@@ -80,6 +81,7 @@ struct rconn {
 
 	/* the open generation */
 	uint64_t session;   /* the source's, from Open */
+	bool target;        /* opened a migration target (told when we close) */
 	struct sink *sink;
 	char set[STORE_SET_NAME_MAX + 1];
 	uint64_t generation;

@@ -66,6 +66,8 @@ void rconn_free(struct rconn *rc)
 
 	TAILQ_REMOVE(&s->conns, rc, link);
 	s->n_conns--;
+	if (rc->target && s->o.targets)
+		s->o.targets->closed(s->o.targets_ud, rc->session);
 	event_free(rc->rd_ev);
 	peer_reader_free(&rc->rd);
 	bufferevent_free(rc->bev);

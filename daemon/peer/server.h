@@ -12,10 +12,35 @@
 #include <stdint.h>
 
 #include "control.pb-c.h"
+#include "peer.pb-c.h"
 #include "peer/auth.h"
 
 struct store;
 struct peer_server;
+struct sink;
+struct pass_region;
+
+/*
+ * Generations that do not go to the store: an Open carrying a migration
+ * target (Wpmig__Peer__Open.migrate) is handed to these, implemented above
+ * the peer layer (qemu/target.c).  open() runs on a worker thread and may
+ * block (QMP); closed() on the loop when a connection that opened one ends.
+ */
+struct peer_target_open {
+	struct sink *sink;            /* NULL for a finish (no generation) */
+	uint64_t generation;
+	uint64_t newest;
+	int64_t newest_created_ns;
+	struct pass_region *parent_regions; /* an increment's parent table (taken) */
+	size_t n_parent_regions;
+	int64_t resumed_us;           /* finish: the guest's RESUME event */
+};
+
+struct peer_target_ops {
+	int (*open)(void *ud, uint64_t session, const Wpmig__Peer__Open *m,
+		    struct peer_target_open *out, char *why, size_t why_len);
+	void (*closed)(void *ud, uint64_t session);
+};
 
 struct peer_server_opts {
 	const char *listen;         /* HOST:PORT, [V6]:PORT, HOST or unix:/PATH */
@@ -29,6 +54,8 @@ struct peer_server_opts {
 	bool verify_pages;          /* decode every chunk on arrival, not only some */
 	struct store *store;
 	pthread_mutex_t *store_lock;
+	const struct peer_target_ops *targets; /* NULL: no migration targets */
+	void *targets_ud;
 };
 
 int peer_server_open(struct event_base *base, const struct peer_server_opts *o,

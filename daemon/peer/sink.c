@@ -358,7 +358,7 @@ static const struct sink_ops psink_ops = {
 };
 
 static int open_generation(struct peer_link *l, const char *set, pid_t pid, bool full,
-			   Wpmig__Peer__OpenResult **res)
+			   const Wpmig__Peer__MigrateTarget *mig, Wpmig__Peer__OpenResult **res)
 {
 	const struct peer_committed *pc = peer_link_committed(l);
 	Wpmig__Peer__Open m = WPMIG__PEER__OPEN__INIT;
@@ -374,6 +374,7 @@ static int open_generation(struct peer_link *l, const char *set, pid_t pid, bool
 	}
 	m.proposed = pc->generation + 1;
 	m.session = peer_link_session(l);
+	m.migrate = (Wpmig__Peer__MigrateTarget *)mig;
 	return peer_link_call(l, PEER_OPEN, &m.base, PEER_OPEN_RESULT, (ProtobufCMessage **)res);
 }
 
@@ -400,8 +401,9 @@ static bool fits_cache(pid_t pid, const struct pcache *cache)
 	       resident <= pcache_slots(cache);
 }
 
-int peer_sink_begin(struct peer_link *l, const char *set, pid_t pid, bool full, int zstd_level,
-		    struct sink **ret, uint64_t *generation, char *why, size_t why_len)
+static int begin(struct peer_link *l, const char *set, pid_t pid, bool full, int zstd_level,
+		 const Wpmig__Peer__MigrateTarget *mig, struct sink **ret, uint64_t *generation,
+		 char *why, size_t why_len)
 {
 	Wpmig__Peer__OpenResult *res = NULL;
 	uint64_t bytes0 = peer_link_bytes_sent(l);
@@ -413,7 +415,7 @@ int peer_sink_begin(struct peer_link *l, const char *set, pid_t pid, bool full, 
 	r = peer_link_up(l, why, why_len);
 	if (r < 0)
 		return r;
-	r = open_generation(l, set, pid, full, &res);
+	r = open_generation(l, set, pid, full, mig, &res);
 	if (r < 0) {
 		peer_link_why(l, why, why_len);
 		return r;
@@ -441,4 +443,39 @@ int peer_sink_begin(struct peer_link *l, const char *set, pid_t pid, bool full, 
 	pthread_mutex_init(&s->lock, NULL);
 	*ret = &s->sink;
 	return 0;
+}
+
+int peer_sink_begin(struct peer_link *l, const char *set, pid_t pid, bool full, int zstd_level,
+		    struct sink **ret, uint64_t *generation, char *why, size_t why_len)
+{
+	return begin(l, set, pid, full, zstd_level, NULL, ret, generation, why, why_len);
+}
+
+int peer_sink_begin_migrate(struct peer_link *l, const char *set, pid_t pid, bool full,
+			    int zstd_level, const Wpmig__Peer__MigrateTarget *mig,
+			    struct sink **ret, uint64_t *generation, char *why, size_t why_len)
+{
+	return begin(l, set, pid, full, zstd_level, mig, ret, generation, why, why_len);
+}
+
+int peer_migrate_finish(struct peer_link *l, const char *set,
+			const Wpmig__Peer__MigrateTarget *mig, int64_t *resumed_us, char *why,
+			size_t why_len)
+{
+	Wpmig__Peer__MigrateTarget fin = *mig;
+	Wpmig__Peer__OpenResult *res = NULL;
+	int r;
+
+	fin.finish = true;
+	r = open_generation(l, set, 0, true, &fin, &res);
+	if (r < 0) {
+		peer_link_why(l, why, why_len);
+		return r;
+	}
+	r = res->error;
+	if (r < 0)
+		snprintf(why, why_len, "%s", res->message);
+	*resumed_us = res->resumed_us;
+	peer_msg_free(&res->base);
+	return r;
 }

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "peer.pb-c.h"
 #include "peer/link.h"
 #include "pipeline/sink.h"
 
@@ -25,3 +26,18 @@
  */
 int peer_sink_begin(struct peer_link *l, const char *set, pid_t pid, bool full, int zstd_level,
 		    struct sink **ret, uint64_t *generation, char *why, size_t why_len);
+
+/* The same for a QEMU migration's generation: its pages go into the
+ * destination QEMU's backends named by mig (docs/qemu.md). */
+int peer_sink_begin_migrate(struct peer_link *l, const char *set, pid_t pid, bool full,
+			    int zstd_level, const Wpmig__Peer__MigrateTarget *mig,
+			    struct sink **ret, uint64_t *generation, char *why, size_t why_len);
+/*
+ * After the source QEMU was told to migrate its device state: ask the
+ * receiver to wait for the destination QEMU to complete it and resume the
+ * guest.  *resumed_us is the destination's RESUME event (QEMU's realtime
+ * timestamp).  Job thread.
+ */
+int peer_migrate_finish(struct peer_link *l, const char *set,
+			const Wpmig__Peer__MigrateTarget *mig, int64_t *resumed_us, char *why,
+			size_t why_len);

@@ -200,6 +200,28 @@ static int check_regions(const Wpmig__Peer__RegionChanges *m, const char **why)
 	return 0;
 }
 
+/* An Open of a migration: a bounded table of page-aligned backends. */
+static int check_open(const Wpmig__Peer__Open *m, const char **why)
+{
+	const Wpmig__Peer__MigrateTarget *t = m->migrate;
+
+	if (!str_ok(m->set, PEER_MAX_STRING))
+		return *why = "string too long", -EBADMSG;
+	if (!t)
+		return 0;
+	if (!str_ok(t->qmp, PEER_MAX_STRING) || !str_ok(t->uri, PEER_MAX_STRING) ||
+	    t->n_backends > PEER_MAX_MIG_BACKENDS)
+		return *why = "open: bad migration target", -EBADMSG;
+	for (size_t i = 0; i < t->n_backends; i++) {
+		const Wpmig__Peer__MigrateBackend *b = t->backends[i];
+
+		if (!b->id || !b->id[0] || !str_ok(b->id, PEER_MAX_MIG_ID) || !b->size ||
+		    ((b->start | b->size) & (PAGE_SIZE_4K - 1)) || b->start + b->size < b->start)
+			return *why = "open: bad migration backend", -EBADMSG;
+	}
+	return 0;
+}
+
 /* Strings of the small messages: bounded, so logs and replies stay small. */
 static int check_strings(uint16_t type, const ProtobufCMessage *m, const char **why)
 {
@@ -231,6 +253,8 @@ static int check_msg(uint16_t type, const ProtobufCMessage *m, const char **why)
 		return check_zero((const Wpmig__Peer__Zero *)m, why);
 	case PEER_REGIONS:
 		return check_regions((const Wpmig__Peer__RegionChanges *)m, why);
+	case PEER_OPEN:
+		return check_open((const Wpmig__Peer__Open *)m, why);
 	default:
 		return check_strings(type, m, why);
 	}

@@ -54,6 +54,8 @@ enum peer_frame_type {
 #define PEER_MAX_PATH 4096u
 #define PEER_MAX_STRING 1024u            /* set names, messages, software */
 #define PEER_MAX_CACHE_SLOTS (1u << 20)  /* 4 GiB of cached pages at most */
+#define PEER_MAX_MIG_BACKENDS 16u        /* guest RAM backends of a migration */
+#define PEER_MAX_MIG_ID 64u              /* a backend's id */
 
 /* Header checks every peer socket applies (frame_header_decode). */
 extern const struct frame_limits peer_frame_limits;

@@ -37,6 +37,13 @@ struct sink_ops {
 	 */
 	int (*put_pages)(struct sink *s, struct codec *c, uint64_t seq, const uint64_t *addrs,
 			 size_t n, const uint8_t *buf, struct enc_chunk *out);
+	/*
+	 * Optional, on a receiver: instead of put_chunk, the chunk's pages
+	 * decoded (its data pages in extent order at pages), for a sink that
+	 * writes pages where they belong rather than storing chunks (a QEMU
+	 * migration's destination).  Thread-safe.
+	 */
+	int (*put_decoded)(struct sink *s, const struct enc_chunk *c, const uint8_t *pages);
 	/* Pages of pass seq that are zero now (from the tracker). */
 	int (*put_zero)(struct sink *s, uint64_t seq, const struct range_set *zero);
 	/* The regions at the final pass: the generation's region table. */

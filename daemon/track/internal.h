@@ -35,6 +35,7 @@ struct tracker {
 	struct range_set pending_new; /* registered, first capture still due */
 	struct range_set gen_removed; /* removed since the last final pass */
 	struct range_set resync;      /* owed again by a failed generation */
+	struct range_set only;        /* opts.only, copied: the mappings to track */
 	struct backing *backing;
 	size_t n_backing;
 	struct page_region *vec;

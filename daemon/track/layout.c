@@ -234,7 +234,7 @@ int layout_sync(struct tracker *t, const struct vma_list *maps, struct pass *out
 	for (size_t i = 0; r == 0 && i < maps->n; i++) {
 		const struct vma *v = &maps->v[i];
 
-		if (!vma_is_image(v))
+		if (!vma_is_image(v) || (t->only.n && !range_set_overlaps(&t->only, v->start, v->end)))
 			continue;
 		r = range_set_add(&image, v->start, v->end);
 		if (r == 0)

@@ -87,6 +87,13 @@ static struct tracker *tracker_new(pid_t pid, const struct tracker_opts *opts)
 	t->pidfd = t->uffd = t->pagemap_fd = t->stop_fd = -1;
 	if (opts)
 		t->opts = *opts;
+	t->opts.only = NULL;
+	for (size_t i = 0; opts && opts->only && i < opts->only->n; i++)
+		if (range_set_add(&t->only, opts->only->r[i].start, opts->only->r[i].end) < 0) {
+			range_set_free(&t->only);
+			free(t);
+			return NULL;
+		}
 	t->vec_len = t->opts.scan_vec_len ? t->opts.scan_vec_len : 4096;
 	t->vec = calloc(t->vec_len, sizeof(*t->vec));
 	pthread_mutex_init(&t->lock, NULL);
@@ -121,6 +128,7 @@ static void tracker_free(struct tracker *t)
 	range_set_free(&t->pending_new);
 	range_set_free(&t->gen_removed);
 	range_set_free(&t->resync);
+	range_set_free(&t->only);
 	pthread_mutex_destroy(&t->lock);
 	pthread_mutex_destroy(&t->pass_lock);
 	free(t->vec);

@@ -1,0 +1,380 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/* The source of a QEMU migration (migrate.h). */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "basic/log.h"
+#include "basic/util.h"
+#include "peer/sink.h"
+#include "qemu/backend.h"
+#include "qemu/migrate.h"
+#include "qemu/qmp.h"
+#include "track/tracker.h"
+
+#define QMP_TIMEOUT_MS 10000
+#define MIGRATE_TIMEOUT_MS 60000
+/* Stop, QEMU's device state (~10 ms here), cont: added to a final pass. */
+#define SWITCH_OVERHEAD_MS 15.0
+
+struct mig {
+	const struct migrate_opts *o;
+	struct migrate_result *res;
+	struct peer_link *l;
+	struct pipeline *pl;
+	struct qmp *q;
+	struct qemu_ram ram;
+	struct tracker *t;
+	Wpmig__Peer__MigrateTarget target;
+	Wpmig__Peer__MigrateBackend backends[QEMU_MAX_BACKENDS], *bptr[QEMU_MAX_BACKENDS];
+	char set[48];
+	bool caps_set, stopped, handed_over;
+	bool old_caps[2];
+	uint64_t last_scan_ns, tracked_pages;
+	double best_rate, min_pass_ms;
+	char *why;
+	size_t why_len;
+};
+
+static const char *const cap_names[2] = { "x-ignore-shared", "events" };
+
+static int fail(struct mig *m, const char *step, int r, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int fail(struct mig *m, const char *step, int r, const char *fmt, ...)
+{
+	va_list ap;
+
+	snprintf(m->res->step, sizeof(m->res->step), "%s", step);
+	va_start(ap, fmt);
+	vsnprintf(m->why, m->why_len, fmt, ap);
+	va_end(ap);
+	return r < 0 ? r : -EIO;
+}
+
+static int set_caps(struct mig *m, const bool *on, struct qmp_error *err)
+{
+	json_object *caps = json_object_new_array();
+
+	for (size_t i = 0; i < ARRAY_SIZE(cap_names); i++) {
+		json_object *c = json_object_new_object();
+
+		json_object_object_add(c, "capability", json_object_new_string(cap_names[i]));
+		json_object_object_add(c, "state", json_object_new_boolean(on[i]));
+		json_object_array_add(caps, c);
+	}
+	return qmp_executev(m->q, "migrate-set-capabilities", QMP_TIMEOUT_MS, NULL, err,
+			    "capabilities", caps, NULL);
+}
+
+/* Remember the capabilities as they are, then switch ours on. */
+static int prepare_caps(struct mig *m)
+{
+	static const bool on[2] = { true, true };
+	struct qmp_error err = { "", "" };
+	json_object *list = NULL;
+	int r = qmp_execute(m->q, "query-migrate-capabilities", NULL, QMP_TIMEOUT_MS, &list, &err);
+
+	for (size_t i = 0; r == 0 && i < json_object_array_length(list); i++) {
+		json_object *c = json_object_array_get_idx(list, i), *st;
+		const char *name = qmp_str(c, "capability");
+
+		for (size_t k = 0; name && k < ARRAY_SIZE(cap_names); k++)
+			if (!strcmp(name, cap_names[k]) && json_object_object_get_ex(c, "state", &st))
+				m->old_caps[k] = json_object_get_boolean(st);
+	}
+	json_object_put(list);
+	if (r == 0 && (r = set_caps(m, on, &err)) == 0)
+		m->caps_set = true;
+	if (r < 0)
+		return fail(m, "source-qmp", r, "source QEMU refused migrate-set-capabilities: %s",
+			    err.desc);
+	return 0;
+}
+
+/* The source QEMU, its RAM, and the migration target for the peer. */
+static int discover(struct mig *m)
+{
+	struct qmp_error err = { "", "" };
+	int r = qmp_open(m->o->qmp, QMP_TIMEOUT_MS, &m->q);
+
+	if (r < 0)
+		return fail(m, "source-qmp", r, "cannot connect to the source QMP socket %s: %s",
+			    m->o->qmp, strerror(-r));
+	m->res->pid = qmp_pid(m->q);
+	r = qemu_ram_discover(m->q, QMP_TIMEOUT_MS, &m->ram, &err);
+	if (r < 0)
+		return fail(m, "source-qmp", r, "source QEMU: %s", err.class[0] ? err.desc : strerror(-r));
+	r = qemu_ram_refusal(m->q, QMP_TIMEOUT_MS, &m->ram, true, m->why, m->why_len);
+	if (r < 0)
+		return fail(m, "refused", r, "%s", m->why);
+	wpmig__peer__migrate_target__init(&m->target);
+	m->target.qmp = (char *)m->o->dest_qmp;
+	m->target.uri = (char *)m->o->dest_uri;
+	for (size_t i = 0; i < m->ram.n; i++) {
+		const struct qemu_backend *b = &m->ram.b[i];
+
+		wpmig__peer__migrate_backend__init(&m->backends[i]);
+		m->backends[i].id = (char *)b->id;
+		m->backends[i].start = b->start;
+		m->backends[i].size = b->size;
+		m->bptr[i] = &m->backends[i];
+		m->res->ram_bytes += b->size;
+	}
+	m->target.backends = m->bptr;
+	m->target.n_backends = m->ram.n;
+	m->tracked_pages = m->res->ram_bytes / PAGE_SIZE_4K;
+	snprintf(m->set, sizeof(m->set), "migrate-%d-%016" PRIx64, (int)m->res->pid,
+		 peer_link_session(m->l));
+	return prepare_caps(m);
+}
+
+static int attach(struct mig *m)
+{
+	struct range_set only = { 0 };
+	struct tracker_opts to = { .only = &only };
+	int r = 0;
+
+	for (size_t i = 0; r == 0 && i < m->ram.n; i++)
+		r = range_set_add(&only, m->ram.b[i].start, m->ram.b[i].end);
+	if (r == 0)
+		r = tracker_attach(m->res->pid, &to, &m->t, m->why, m->why_len);
+	range_set_free(&only);
+	if (r < 0)
+		return fail(m, "track", r, "cannot track QEMU %d: %s", (int)m->res->pid, m->why);
+	return 0;
+}
+
+/* Stop the source guest: QEMU keeps answering QMP, its vCPUs write no more. */
+static int stop_source(struct mig *m, int64_t *stop_us)
+{
+	_cleanup_(qmp_event_freep) struct qmp_event *e = NULL;
+	struct qmp_error err = { "", "" };
+	int r;
+
+	qmp_drop_events(m->q);
+	r = qmp_execute(m->q, "stop", NULL, QMP_TIMEOUT_MS, NULL, &err);
+	if (r < 0)
+		return fail(m, "stop", r, "source QEMU refused stop: %s",
+			    err.class[0] ? err.desc : strerror(-r));
+	m->stopped = true;
+	r = qmp_wait_event(m->q, "STOP", QMP_TIMEOUT_MS, &e);
+	if (r < 0)
+		return fail(m, "stop", r, "no STOP event from the source QEMU: %s", strerror(-r));
+	*stop_us = e->qemu_us;
+	return 0;
+}
+
+static void account_pass(struct mig *m, struct migrate_pass *row, uint64_t found,
+			 uint64_t data_pages, uint64_t scan_ns, uint64_t t0, uint64_t b0)
+{
+	uint64_t ns = now_ns() - t0;
+	double rate = ns ? (double)data_pages * PAGE_SIZE_4K * 1e9 / (double)ns : 0;
+
+	row->pass = m->res->n_passes + 1;
+	row->pages = found;
+	row->bytes = peer_link_bytes_sent(m->l) - b0;
+	row->ns = ns;
+	if (m->last_scan_ns && scan_ns > m->last_scan_ns)
+		row->dirty_rate = (double)found * 1e9 / (double)(scan_ns - m->last_scan_ns);
+	m->last_scan_ns = scan_ns;
+	if (rate > m->best_rate)
+		m->best_rate = rate;
+	row->link_rate = m->best_rate;
+	/* The final pass holds what the guest writes while this one ran. */
+	double next = MIN(row->dirty_rate * (double)ns / 1e9, (double)m->tracked_pages);
+	row->expect_ms = SWITCH_OVERHEAD_MS +
+			 (m->best_rate > 0 ? next * PAGE_SIZE_4K / m->best_rate * 1000.0 : 0);
+	m->res->pages_sent += data_pages;
+	m->res->bytes_sent += row->bytes;
+	m->res->passes[m->res->n_passes++] = *row;
+}
+
+/* One generation: scan, read, send, and the destination's commit.  The
+ * final one stops the guest first (after opening the generation, so the
+ * pause does not hold that round trip). */
+static int one_pass(struct mig *m, bool final, int64_t *stop_us)
+{
+	struct migrate_pass row = { .final = final };
+	struct pipeline_stats st = { 0 };
+	struct gen_summary sum;
+	struct pass p = { 0 };
+	struct sink *sink;
+	uint64_t gen, t0 = now_ns(), b0 = peer_link_bytes_sent(m->l), scan_ns;
+	int r;
+
+	if (m->res->n_passes == MIGRATE_MAX_PASSES)
+		return fail(m, "pre-copy", -E2BIG, "more than %d passes", MIGRATE_MAX_PASSES);
+	r = peer_sink_begin_migrate(m->l, m->set, m->res->pid, m->res->n_passes == 0,
+				    m->o->zstd_level, &m->target, &sink, &gen, m->why, m->why_len);
+	if (r < 0)
+		return fail(m, final ? "final-pass" : "pre-copy", r, "destination %s: %s",
+			    peer_link_addr(m->l), m->why[0] ? m->why : strerror(-r));
+	if (final && (r = stop_source(m, stop_us)) < 0) {
+		sink->ops->abort(sink);
+		return r;
+	}
+	scan_ns = now_ns();
+	r = tracker_pass(m->t, final ? PASS_FINAL : 0, &p);
+	uint64_t t_scan = now_ns();
+	if (r == 0)
+		r = pipeline_run(m->pl, m->t, &p, 1, sink, NULL, NULL, &st);
+	uint64_t t_run = now_ns();
+	if (r == 0)
+		r = sink->ops->commit(sink, p.regions, p.n_regions, &sum);
+	log_debug("migration pass %u: open+stop %.1f ms, scan %.1f ms, send %.1f ms, commit %.1f ms",
+		  m->res->n_passes + 1, ns_to_ms(scan_ns - t0), ns_to_ms(t_scan - scan_ns),
+		  ns_to_ms(t_run - t_scan), ns_to_ms(now_ns() - t_run));
+	if (r < 0) {
+		sink->ops->abort(sink);
+		peer_link_why(m->l, m->why, m->why_len);
+		pass_free(&p);
+		return fail(m, final ? "final-pass" : "pre-copy", r, "pass %u: %s",
+			    m->res->n_passes + 1, m->why[0] ? m->why : strerror(-r));
+	}
+	sink->ops->close(sink);
+	account_pass(m, &row, (range_set_bytes(&p.data) + range_set_bytes(&p.zero)) / PAGE_SIZE_4K,
+		     sum.data_pages, scan_ns, t0, b0);
+	pass_free(&p);
+	if (m->o->progress)
+		m->o->progress(m->o->ud, &row);
+	return 0;
+}
+
+/* Pre-copy passes until the rest fits the downtime (1), or not (0). */
+static int precopy(struct mig *m)
+{
+	uint32_t max = m->o->max_iterations ? m->o->max_iterations : 30;
+	double limit = m->o->downtime_ms ? m->o->downtime_ms : 300;
+
+	for (;;) {
+		int r = one_pass(m, false, NULL);
+		const struct migrate_pass *last = &m->res->passes[m->res->n_passes - 1];
+
+		if (r < 0)
+			return r;
+		if (m->o->cancelled && m->o->cancelled(m->o->ud))
+			return fail(m, "pre-copy", -ECANCELED, "cancelled");
+		if (m->res->n_passes >= 2 && last->expect_ms <= limit)
+			return 1;
+		if (m->res->n_passes >= max)
+			return 0;
+	}
+}
+
+/* The source's MIGRATION events until completed (0) or failed. */
+static int wait_source_migration(struct mig *m)
+{
+	uint64_t deadline = now_ns() + MIGRATE_TIMEOUT_MS * 1000000ull;
+
+	for (;;) {
+		_cleanup_(qmp_event_freep) struct qmp_event *e = NULL;
+		uint64_t now = now_ns();
+		int r = now < deadline ? qmp_wait_event(m->q, "MIGRATION",
+							(int)((deadline - now) / 1000000) + 1, &e)
+				       : -ETIMEDOUT;
+		const char *status = r == 0 ? qmp_str(e->data, "status") : NULL;
+
+		if (r < 0)
+			return fail(m, "device-state", r, "source QEMU's migration to %s did not "
+				    "complete: %s", m->o->dest_uri, strerror(-r));
+		if (status && !strcmp(status, "completed"))
+			return 0;
+		if (status && (!strcmp(status, "failed") || !strcmp(status, "cancelled")))
+			return fail(m, "device-state", -EIO, "source QEMU's migration to %s %s",
+				    m->o->dest_uri, status);
+	}
+}
+
+static int switchover(struct mig *m, uint64_t *stop_sent_ns)
+{
+	struct qmp_error err = { "", "" };
+	int64_t stop_us = 0, resumed_us = 0;
+	int r;
+
+	*stop_sent_ns = now_ns();
+	r = one_pass(m, true, &stop_us);
+	if (r < 0)
+		return r;
+	r = qmp_executev(m->q, "migrate", QMP_TIMEOUT_MS, NULL, &err, "uri",
+			 json_object_new_string(m->o->dest_uri), NULL);
+	if (r < 0)
+		return fail(m, "device-state", r, "source QEMU refused migrate to %s: %s",
+			    m->o->dest_uri, err.class[0] ? err.desc : strerror(-r));
+	r = wait_source_migration(m);
+	if (r < 0)
+		return r;
+	m->handed_over = true;
+	r = peer_migrate_finish(m->l, m->set, &m->target, &resumed_us, m->why, m->why_len);
+	if (r < 0)
+		return fail(m, "destination-resume", r, "%s", m->why[0] ? m->why : strerror(-r));
+	m->res->downtime_local_ms = ns_to_ms(now_ns() - *stop_sent_ns);
+	m->res->downtime_ms = m->res->downtime_local_ms;
+	/* QEMU's own timestamps, source STOP to destination RESUME, when they
+	 * are consistent with what we saw (clocks of two hosts may not be). */
+	if (resumed_us > stop_us && stop_us > 0 &&
+	    (double)(resumed_us - stop_us) / 1000.0 <= m->res->downtime_local_ms)
+		m->res->downtime_ms = (double)(resumed_us - stop_us) / 1000.0;
+	return 0;
+}
+
+/* After a failure: the source guest runs on as before, unless its device
+ * state may already run on the destination. */
+static void recover(struct mig *m, int r)
+{
+	struct qmp_error err = { "", "" };
+
+	if (m->stopped && (!m->handed_over || r == -EREMOTEIO || r == -EIO || r == -EINVAL ||
+			   r == -ENOENT || r == -ETIMEDOUT)) {
+		if (qmp_execute(m->q, "cont", NULL, QMP_TIMEOUT_MS, NULL, &err) < 0)
+			log_error("migration: cannot resume the source guest: %s", err.desc);
+		else
+			m->stopped = false;
+	}
+	if (m->stopped) {
+		size_t n = strlen(m->why);
+
+		snprintf(m->why + n, m->why_len - n, "; the destination may have resumed the "
+			 "guest, so the source is left paused: check the destination");
+	}
+	if (m->caps_set && !m->handed_over)
+		set_caps(m, m->old_caps, &err);
+}
+
+int migrate_run(struct peer_link *l, struct pipeline *pl, const struct migrate_opts *o,
+		struct migrate_result *res, char *why, size_t why_len)
+{
+	struct mig m = { .o = o, .res = res, .l = l, .pl = pl, .why = why, .why_len = why_len };
+	uint64_t t0 = now_ns(), stop_sent = 0;
+	int r;
+
+	*res = (struct migrate_result){ 0 };
+	why[0] = '\0';
+	peer_link_set_bandwidth(l, o->max_bandwidth);
+	r = discover(&m);
+	if (r == 0)
+		r = attach(&m);
+	if (r == 0)
+		r = precopy(&m);
+	if (r == 0 && !o->force_switchover)
+		r = fail(&m, "pre-copy", -ETIMEDOUT, "did not converge in %u passes: the guest "
+			 "wrote %.0f pages/s, the link moved %.1f MB/s, the last pass left %.0f ms "
+			 "for the pause (limit %u ms); raise --downtime-ms, --max-bandwidth or "
+			 "--max-iterations, or use --force-switchover", res->n_passes,
+			 res->passes[res->n_passes - 1].dirty_rate,
+			 res->passes[res->n_passes - 1].link_rate / 1e6,
+			 res->passes[res->n_passes - 1].expect_ms, o->downtime_ms ? o->downtime_ms : 300);
+	res->converged = r == 1;
+	if (r >= 0)
+		r = switchover(&m, &stop_sent);
+	if (r < 0 && m.q)
+		recover(&m, r);
+	if (m.t)
+		tracker_detach(m.t);
+	qmp_close(m.q);
+	res->iterations = res->n_passes;
+	res->total_ms = ns_to_ms(now_ns() - t0);
+	return r;
+}
