@@ -54,6 +54,15 @@ static int fail(struct mig *m, const char *step, int r, const char *fmt, ...)
 	return r < 0 ? r : -EIO;
 }
 
+/* The step failed and why already says why. */
+static int fail_step(struct mig *m, const char *step, int r)
+{
+	snprintf(m->res->step, sizeof(m->res->step), "%s", step);
+	if (!m->why[0])
+		snprintf(m->why, m->why_len, "%s", strerror(-r));
+	return r < 0 ? r : -EIO;
+}
+
 static int set_caps(struct mig *m, const bool *on, struct qmp_error *err)
 {
 	json_object *caps = json_object_new_array();
@@ -109,7 +118,7 @@ static int discover(struct mig *m)
 		return fail(m, "source-qmp", r, "source QEMU: %s", err.class[0] ? err.desc : strerror(-r));
 	r = qemu_ram_refusal(m->q, QMP_TIMEOUT_MS, &m->ram, true, m->why, m->why_len);
 	if (r < 0)
-		return fail(m, "refused", r, "%s", m->why);
+		return fail_step(m, "refused", r);
 	wpmig__peer__migrate_target__init(&m->target);
 	m->target.qmp = (char *)m->o->dest_qmp;
 	m->target.uri = (char *)m->o->dest_uri;
@@ -142,8 +151,12 @@ static int attach(struct mig *m)
 	if (r == 0)
 		r = tracker_attach(m->res->pid, &to, &m->t, m->why, m->why_len);
 	range_set_free(&only);
-	if (r < 0)
-		return fail(m, "track", r, "cannot track QEMU %d: %s", (int)m->res->pid, m->why);
+	if (r < 0) {
+		char why[512];
+
+		snprintf(why, sizeof(why), "%s", m->why);
+		return fail(m, "track", r, "cannot track QEMU %d: %s", (int)m->res->pid, why);
+	}
 	return 0;
 }
 
@@ -210,8 +223,7 @@ static int one_pass(struct mig *m, bool final, int64_t *stop_us)
 	r = peer_sink_begin_migrate(m->l, m->set, m->res->pid, m->res->n_passes == 0,
 				    m->o->zstd_level, &m->target, &sink, &gen, m->why, m->why_len);
 	if (r < 0)
-		return fail(m, final ? "final-pass" : "pre-copy", r, "destination %s: %s",
-			    peer_link_addr(m->l), m->why[0] ? m->why : strerror(-r));
+		return fail_step(m, final ? "final-pass" : "pre-copy", r);
 	if (final && (r = stop_source(m, stop_us)) < 0) {
 		sink->ops->abort(sink);
 		return r;
@@ -228,11 +240,13 @@ static int one_pass(struct mig *m, bool final, int64_t *stop_us)
 		  m->res->n_passes + 1, ns_to_ms(scan_ns - t0), ns_to_ms(t_scan - scan_ns),
 		  ns_to_ms(t_run - t_scan), ns_to_ms(now_ns() - t_run));
 	if (r < 0) {
+		char why[512];
+
 		sink->ops->abort(sink);
-		peer_link_why(m->l, m->why, m->why_len);
+		peer_link_why(m->l, why, sizeof(why));
 		pass_free(&p);
 		return fail(m, final ? "final-pass" : "pre-copy", r, "pass %u: %s",
-			    m->res->n_passes + 1, m->why[0] ? m->why : strerror(-r));
+			    m->res->n_passes + 1, why[0] ? why : strerror(-r));
 	}
 	sink->ops->close(sink);
 	account_pass(m, &row, (range_set_bytes(&p.data) + range_set_bytes(&p.zero)) / PAGE_SIZE_4K,
@@ -309,7 +323,7 @@ static int switchover(struct mig *m, uint64_t *stop_sent_ns)
 	m->handed_over = true;
 	r = peer_migrate_finish(m->l, m->set, &m->target, &resumed_us, m->why, m->why_len);
 	if (r < 0)
-		return fail(m, "destination-resume", r, "%s", m->why[0] ? m->why : strerror(-r));
+		return fail_step(m, "destination-resume", r);
 	m->res->downtime_local_ms = ns_to_ms(now_ns() - *stop_sent_ns);
 	m->res->downtime_ms = m->res->downtime_local_ms;
 	/* QEMU's own timestamps, source STOP to destination RESUME, when they

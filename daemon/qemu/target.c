@@ -480,6 +480,15 @@ static int open_generation(struct target *t, const Wpmig__Peer__Open *m,
 	struct tsink *s;
 	int r;
 
+	char st[32] = "";
+	int q = qemu_status(t->qmp, st, sizeof(st));
+
+	/* Fail in pre-copy, not at the switchover, when it went away. */
+	if (q < 0 || strcmp(st, "inmigrate")) {
+		snprintf(why, why_len, "the destination QEMU %s", q < 0 ? "is gone (its QMP socket "
+			 "closed)" : "no longer waits for an incoming migration");
+		return q < 0 ? q : -EBUSY;
+	}
 	out->newest = t->generation;
 	out->newest_created_ns = (int64_t)t->generation;
 	if (!m->full && (m->parent != t->generation || m->parent_created_ns != (int64_t)m->parent)) {

@@ -183,6 +183,10 @@ static int build_argv(struct vm *vm, struct argv *v)
 	add(v, "file:%s", vm->serial_path);
 	add(v, "-qmp");
 	add(v, "unix:%s,server=on,wait=off", vm->qmp_path);
+	if (vm->qmp2_path[0]) {
+		add(v, "-qmp");
+		add(v, "unix:%s,server=on,wait=off", vm->qmp2_path);
+	}
 	if (c->guest == VM_BOOT) {
 		r = boot_image(c, img, sizeof(img));
 		if (r < 0)
@@ -244,9 +248,11 @@ int vm_start(const struct vm_config *cfg, struct vm *vm)
 	memset(vm, 0, sizeof(*vm));
 	vm->cfg = *cfg;
 	vm->pid = -1;
-	snprintf(vm->qmp_path, sizeof(vm->qmp_path), "%s/%s.qmp", cfg->dir, cfg->name);
+	snprintf(vm->qmp_path, sizeof(vm->qmp_path), "%s/%s-test.qmp", cfg->dir, cfg->name);
 	snprintf(vm->serial_path, sizeof(vm->serial_path), "%s/%s.serial", cfg->dir, cfg->name);
 	snprintf(vm->log_path, sizeof(vm->log_path), "%s/%s.log", cfg->dir, cfg->name);
+	if (cfg->qmp2_dir)
+		snprintf(vm->qmp2_path, sizeof(vm->qmp2_path), "%s/%s.qmp", cfg->qmp2_dir, cfg->name);
 	snprintf(vm->ram_path, sizeof(vm->ram_path), "/dev/shm/wpmig-test-%d-%s-%lx", (int)getpid(),
 		 cfg->name, (unsigned long)(now_ns() & 0xffffff));
 	r = build_argv(vm, &v);

@@ -49,12 +49,16 @@ struct vm_config {
 	/* VM_LINUX: memcheck's settings (MiB of pages, hot pages, delay). */
 	uint32_t mc_mib, mc_hot, mc_delay;
 	const char *initrd;  /* built once by vm_build_initrd() */
+	/* A second QMP socket, for a daemon (a QMP socket takes one client at
+	 * a time; the test keeps the first): <qmp2_dir>/<name>.qmp, or none. */
+	const char *qmp2_dir;
 };
 
 struct vm {
 	pid_t pid;           /* the QEMU process (or the unshare wrapping it) */
 	pid_t qemu_pid;      /* from QMP's SO_PEERCRED */
 	char qmp_path[256], serial_path[256], ram_path[256], log_path[256];
+	char qmp2_path[256]; /* "" when cfg.qmp2_dir is NULL */
 	struct qmp *qmp;     /* connected by vm_start */
 	struct vm_config cfg;
 };
