@@ -271,7 +271,10 @@ static int precopy(struct mig *m)
 			return r;
 		if (m->o->cancelled && m->o->cancelled(m->o->ud))
 			return fail(m, "pre-copy", -ECANCELED, "cancelled");
-		if (m->res->n_passes >= 2 && last->expect_ms <= limit)
+		/* Within the limit: switch over, unless passes still shrink fast
+		 * (another one costs little and makes the pause shorter). */
+		if (m->res->n_passes >= 2 && last->expect_ms <= limit &&
+		    (last->expect_ms <= SWITCH_OVERHEAD_MS + 5 || last->pages * 2 > (last - 1)->pages))
 			return 1;
 		if (m->res->n_passes >= max)
 			return 0;
