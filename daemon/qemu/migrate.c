@@ -271,10 +271,11 @@ static int precopy(struct mig *m)
 			return r;
 		if (m->o->cancelled && m->o->cancelled(m->o->ud))
 			return fail(m, "pre-copy", -ECANCELED, "cancelled");
-		/* Within the limit: switch over, unless passes still shrink fast
+		/* Within the limit: switch over, unless passes still shrink
 		 * (another one costs little and makes the pause shorter). */
 		if (m->res->n_passes >= 2 && last->expect_ms <= limit &&
-		    (last->expect_ms <= SWITCH_OVERHEAD_MS + 5 || last->pages * 2 > (last - 1)->pages))
+		    (last->expect_ms <= SWITCH_OVERHEAD_MS + 5 ||
+		     last->pages * 4 > (last - 1)->pages * 3))
 			return 1;
 		if (m->res->n_passes >= max)
 			return 0;
@@ -320,14 +321,28 @@ static int switchover(struct mig *m, uint64_t *stop_sent_ns)
 	if (r < 0)
 		return fail(m, "device-state", r, "source QEMU refused migrate to %s: %s",
 			    m->o->dest_uri, err.class[0] ? err.desc : strerror(-r));
-	r = wait_source_migration(m);
-	if (r < 0)
-		return r;
+	/* The destination resumes only once its own incoming migration has
+	 * completed, which needs every byte the source sends: no need to wait
+	 * for the source's completion first (one step less in the pause). */
 	m->handed_over = true;
 	r = peer_migrate_finish(m->l, m->set, &m->target, &resumed_us, m->why, m->why_len);
-	if (r < 0)
-		return fail_step(m, "destination-resume", r);
+	if (r < 0) {
+		char why[512];
+
+		snprintf(why, sizeof(why), "%s", m->why[0] ? m->why : strerror(-r));
+		/* Not resumed there: the source may run again if its own
+		 * migration did not complete either way. */
+		if (r != -ECONNRESET && r != -ETIMEDOUT && r != -EPIPE)
+			m->handed_over = false;
+		return fail(m, "destination-resume", r, "%s", why);
+	}
 	m->res->downtime_local_ms = ns_to_ms(now_ns() - *stop_sent_ns);
+	r = wait_source_migration(m);
+	if (r < 0)
+		log_warning("migration: the destination runs, but the source says: %s", m->why);
+	m->why[0] = '\0';
+	m->res->step[0] = '\0';
+	r = 0;
 	m->res->downtime_ms = m->res->downtime_local_ms;
 	/* QEMU's own timestamps, source STOP to destination RESUME, when they
 	 * are consistent with what we saw (clocks of two hosts may not be). */
@@ -343,8 +358,7 @@ static void recover(struct mig *m, int r)
 {
 	struct qmp_error err = { "", "" };
 
-	if (m->stopped && (!m->handed_over || r == -EREMOTEIO || r == -EIO || r == -EINVAL ||
-			   r == -ENOENT || r == -ETIMEDOUT)) {
+	if (m->stopped && !m->handed_over) {
 		if (qmp_execute(m->q, "cont", NULL, QMP_TIMEOUT_MS, NULL, &err) < 0)
 			log_error("migration: cannot resume the source guest: %s", err.desc);
 		else
