@@ -443,7 +443,7 @@ static void test_config(void)
 	free(text);
 }
 
-/* ---- what this build does not do yet: answered clearly, not hung ---- */
+/* ---- verbs that need more than the daemon has: answered clearly, not hung ---- */
 
 static void test_later_verbs(void)
 {
@@ -454,11 +454,11 @@ static void test_later_verbs(void)
 	struct wpmigd d = { 0 };
 	char *out, *err;
 
+	/* No peer_key_file: migrate says what it needs. */
 	CHECK(wpmigd_start(&d, "", NULL) == 0, "daemon start");
 	for (size_t i = 0; i < ARRAY_SIZE(cmds); i++) {
 		int rc = ctl_run(d.sock, &out, &err, cmds[i]);
-		CHECK(rc == 1 && strstr(err, cmds[i][0]) && strstr(err, "not") &&
-		      strstr(err, "in this build"),
+		CHECK(rc == 1 && strstr(err, cmds[i][0]) && strstr(err, "peer_key_file"),
 		      "%s: %d %s", cmds[i][0], rc, err);
 		free(out);
 		free(err);
