@@ -17,6 +17,8 @@
 /* QEMU's replies are small; qom-list of a big machine is the largest seen
  * (tens of KiB).  A line longer than this is not QMP. */
 #define QMP_MAX_LINE (4u << 20)
+/* Events nobody took yet: the oldest go first beyond this. */
+#define QMP_MAX_EVENTS 1024u
 
 struct qmp {
 	int fd;
@@ -26,6 +28,7 @@ struct qmp {
 	char *buf;
 	size_t len, cap;
 	struct qmp_event *events, **events_tail;
+	unsigned n_events;
 };
 
 static uint64_t mono_ns(void)
@@ -71,6 +74,7 @@ void qmp_drop_events(struct qmp *q)
 		qmp_event_free(e);
 	}
 	q->events_tail = &q->events;
+	q->n_events = 0;
 }
 
 void qmp_close(struct qmp *q)
@@ -117,6 +121,13 @@ static int queue_event(struct qmp *q, json_object *o)
 	}
 	*q->events_tail = e;
 	q->events_tail = &e->next;
+	if (++q->n_events > QMP_MAX_EVENTS) {
+		struct qmp_event *old = q->events;
+
+		q->events = old->next;
+		qmp_event_free(old);
+		q->n_events--;
+	}
 	return 0;
 }
 
@@ -333,6 +344,7 @@ static struct qmp_event *take_event(struct qmp *q, const char *name)
 		if (q->events_tail == &e->next)
 			q->events_tail = pp;
 		e->next = NULL;
+		q->n_events--;
 		return e;
 	}
 	return NULL;

@@ -14,52 +14,15 @@
 
 #include "basic/log.h"
 #include "basic/util.h"
-#include "pipeline/sink.h"
-#include "qemu/backend.h"
-#include "qemu/qmp.h"
+#include "internal.h"
 #include "qemu/target.h"
 #include "track/regions.h"
 
 #define QMP_TIMEOUT_MS 10000
 #define FINISH_TIMEOUT_MS 60000
+#define MAX_TARGETS 16 /* migrations received at once */
 
-enum tstate { T_RECEIVING, T_FINISHING, T_RUNNING, T_FAILED };
 static const char *const tstate_names[] = { "receiving", "finishing", "running", "failed" };
-
-struct tbackend {
-	char id[QEMU_BACKEND_ID_MAX];
-	uint64_t src_start, size;
-	int fd;
-};
-
-struct target {
-	uint64_t session;
-	char qmp_path[256];
-	struct qmp *qmp;
-	struct tbackend b[QEMU_MAX_BACKENDS];
-	size_t n;
-	enum tstate state;
-	uint64_t generation; /* committed */
-	struct pass_region *regions;
-	size_t n_regions;
-	uint64_t t0_ns;
-	atomic_uint_least64_t pages_written, pages_zeroed;
-	struct target *next;
-};
-
-struct qemu_targets {
-	pthread_mutex_t lock;
-	char *dir;
-	struct target *list;
-};
-
-/* A generation being received into a target. */
-struct tsink {
-	struct sink sink;
-	struct target *t;
-	uint64_t generation, parent;
-	atomic_uint_least64_t data_pages, zero_pages;
-};
 
 static void target_free(struct target *t)
 {
@@ -114,167 +77,6 @@ int qemu_targets_set_dir(struct qemu_targets *ts, const char *dir)
 	pthread_mutex_unlock(&ts->lock);
 	return 0;
 }
-
-/* ---- pages into the backends ---- */
-
-static struct tbackend *backend_at(struct target *t, uint64_t addr, uint64_t *off,
-				   uint64_t *room)
-{
-	for (size_t i = 0; i < t->n; i++) {
-		struct tbackend *b = &t->b[i];
-
-		if (addr >= b->src_start && addr - b->src_start < b->size) {
-			*off = addr - b->src_start;
-			*room = b->size - *off;
-			return b;
-		}
-	}
-	return NULL;
-}
-
-static int pwrite_all(int fd, const uint8_t *p, size_t len, uint64_t off)
-{
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
-/* Make [off, off + len) zero, writing nothing where it already is (a hole:
- * a fresh backend is one big hole). */
-static int zero_range(int fd, uint64_t off, uint64_t len)
-{
-	static const uint8_t zeros[PAGE_SIZE_4K];
-	off_t d = lseek(fd, (off_t)off, SEEK_DATA);
-
-	if ((d < 0 && errno == ENXIO) || (d >= 0 && (uint64_t)d >= off + len))
-		return 0;
-	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0)
-		return 0;
-	for (uint64_t o = 0; o < len; o += PAGE_SIZE_4K) {
-		int r = pwrite_all(fd, zeros, PAGE_SIZE_4K, off + o);
-
-		if (r < 0)
-			return r;
-	}
-	return 0;
-}
-
-/* Pages [addr, addr + n pages): data at p, or zero when p is NULL. */
-static int put_run(struct tsink *s, uint64_t addr, uint64_t pages, const uint8_t *p)
-{
-	while (pages) {
-		uint64_t off, room;
-		struct tbackend *b = backend_at(s->t, addr, &off, &room);
-		uint64_t n = MIN(pages, room / PAGE_SIZE_4K);
-		int r;
-
-		if (!b)
-			return -ERANGE;
-		r = p ? pwrite_all(b->fd, p, n * PAGE_SIZE_4K, off)
-		      : zero_range(b->fd, off, n * PAGE_SIZE_4K);
-		if (r < 0)
-			return r;
-		if (p) {
-			atomic_fetch_add(&s->t->pages_written, n);
-			atomic_fetch_add(&s->data_pages, n);
-			p += n * PAGE_SIZE_4K;
-		} else {
-			atomic_fetch_add(&s->t->pages_zeroed, n);
-			atomic_fetch_add(&s->zero_pages, n);
-		}
-		addr += n * PAGE_SIZE_4K;
-		pages -= n;
-	}
-	return 0;
-}
-
-static int t_put_decoded(struct sink *sk, const struct enc_chunk *c, const uint8_t *pages)
-{
-	struct tsink *s = (struct tsink *)sk;
-	const uint8_t *p = pages;
-
-	for (uint32_t i = 0; i < c->n_ext; i++) {
-		const struct ext *e = &c->ext[i];
-		int r = put_run(s, e->addr, e->pages, e->kind == EXT_DATA ? p : NULL);
-
-		if (r < 0)
-			return r;
-		if (e->kind == EXT_DATA)
-			p += (size_t)e->pages * PAGE_SIZE_4K;
-	}
-	return 0;
-}
-
-static int t_put_chunk(struct sink *sk, const struct enc_chunk *c)
-{
-	return -EOPNOTSUPP; /* the receiver decodes for put_decoded */
-}
-
-static int t_put_zero(struct sink *sk, uint64_t seq, const struct range_set *zero)
-{
-	struct tsink *s = (struct tsink *)sk;
-
-	for (size_t i = 0; i < zero->n; i++) {
-		int r = put_run(s, zero->r[i].start,
-				(zero->r[i].end - zero->r[i].start) / PAGE_SIZE_4K, NULL);
-
-		if (r < 0)
-			return r;
-	}
-	return 0;
-}
-
-static int t_commit(struct sink *sk, const struct pass_region *regions, size_t n,
-		    struct gen_summary *out)
-{
-	struct tsink *s = (struct tsink *)sk;
-	struct target *t = s->t;
-	struct pass_region *copy = NULL;
-	int r = 0;
-
-	/* Durable before the source may stop waiting for it. */
-	for (size_t i = 0; r == 0 && i < t->n; i++)
-		if (fdatasync(t->b[i].fd) < 0 && errno != EINVAL)
-			r = -errno;
-	if (r == 0)
-		r = regions_copy(regions, n, &copy);
-	if (r < 0)
-		return r;
-	regions_free(t->regions, t->n_regions);
-	t->regions = copy;
-	t->n_regions = n;
-	t->generation = s->generation;
-	*out = (struct gen_summary){
-		.generation = s->generation, .parent = s->parent,
-		.data_pages = atomic_load(&s->data_pages), .zero_pages = atomic_load(&s->zero_pages),
-		.raw_bytes = atomic_load(&s->data_pages) * PAGE_SIZE_4K,
-	};
-	out->bytes_stored = out->raw_bytes;
-	return 0;
-}
-
-static void t_free(struct sink *sk)
-{
-	free(sk);
-}
-
-static const struct sink_ops tsink_ops = {
-	.put_chunk = t_put_chunk,
-	.put_decoded = t_put_decoded,
-	.put_zero = t_put_zero,
-	.commit = t_commit,
-	.abort = t_free,
-	.close = t_free,
-};
 
 /* ---- a migration's destination QEMU ---- */
 
@@ -477,11 +279,8 @@ static struct target *find(struct qemu_targets *ts, uint64_t session)
 static int open_generation(struct target *t, const Wpmig__Peer__Open *m,
 			   struct peer_target_open *out, char *why, size_t why_len)
 {
-	struct tsink *s;
-	int r;
-
 	char st[32] = "";
-	int q = qemu_status(t->qmp, st, sizeof(st));
+	int q = qemu_status(t->qmp, st, sizeof(st)), r;
 
 	/* Fail in pre-copy, not at the switchover, when it went away. */
 	if (q < 0 || strcmp(st, "inmigrate")) {
@@ -502,15 +301,13 @@ static int open_generation(struct target *t, const Wpmig__Peer__Open *m,
 			return r;
 		out->n_parent_regions = t->n_regions;
 	}
-	s = calloc(1, sizeof(*s));
-	if (!s)
+	out->sink = target_sink_new(t, t->generation + 1, m->full ? 0 : t->generation);
+	if (!out->sink) {
+		regions_free(out->parent_regions, out->n_parent_regions);
+		out->parent_regions = NULL;
 		return -ENOMEM;
-	s->sink.ops = &tsink_ops;
-	s->t = t;
-	s->generation = t->generation + 1;
-	s->parent = m->full ? 0 : t->generation;
-	out->sink = &s->sink;
-	out->generation = s->generation;
+	}
+	out->generation = t->generation + 1;
 	return 0;
 }
 
@@ -520,12 +317,20 @@ static int t_open(void *ud, uint64_t session, const Wpmig__Peer__Open *m,
 	struct qemu_targets *ts = ud;
 	struct target *t;
 	char *dir;
+	size_t n = 0;
 	int r;
 
 	pthread_mutex_lock(&ts->lock);
 	t = find(ts, session);
 	dir = ts->dir ? strdup(ts->dir) : NULL;
+	for (struct target *o = ts->list; o; o = o->next)
+		n++;
 	pthread_mutex_unlock(&ts->lock);
+	if (!t && n >= MAX_TARGETS) {
+		free(dir);
+		snprintf(why, why_len, "%d migrations are being received already", MAX_TARGETS);
+		return -EBUSY;
+	}
 	if (!t) {
 		if (m->migrate->finish) {
 			snprintf(why, why_len, "no migration of this source here to finish");
