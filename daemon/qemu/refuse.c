@@ -56,8 +56,9 @@ static int check_backend(const struct qemu_ram *ram, const struct qemu_backend *
 			      (int)ram->pid);
 	if (b->hugetlb)
 		return refuse(why, len,
-			      "memory backend '%s' is on hugetlbfs: not supported yet (pages "
-			      "cannot be written into it with pwrite on the destination); use "
+			      "memory backend '%s' is on hugetlbfs: not supported yet (a "
+			      "hugetlb file refuses pwrite, EINVAL, so the destination cannot "
+			      "write pages into it, and writes are tracked per 2 MiB page); use "
 			      "/dev/shm or memory-backend-memfd without hugetlb", b->id);
 	for (size_t j = 0; j < ram->n; j++) {
 		const struct qemu_backend *o = &ram->b[j];
