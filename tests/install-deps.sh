@@ -21,4 +21,5 @@ if [ -n "$missing" ]; then
 fi
 # The Linux guest of the QEMU tests boots Debian's kernel, fetched into a
 # cache directory (not installed into /boot).
-"$(dirname "$0")/qemu/get-kernel.sh" >/dev/null
+# Without it those tests exit 77 (skipped), so a failure here is not fatal.
+"$(dirname "$0")/qemu/get-kernel.sh" >/dev/null || echo "warning: no guest kernel for the QEMU tests"
