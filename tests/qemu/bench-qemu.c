@@ -47,7 +47,7 @@ struct opts {
 struct outcome {
 	bool ok;          /* converged and the destination runs */
 	double pause_ms, total_ms, bytes, dirty_rate;
-	char note[128];
+	char note[192];
 };
 
 static char dir[] = "/tmp/wpmig-bench-qemu-XXXXXX";
@@ -290,7 +290,21 @@ static void run_wpmig(const struct opts *o, struct outcome *out)
 
 		out->pause_ms = (double)(resume_us - stop_us) / 1000.0;
 		out->total_ms = ((double)resume_us - t0) / 1000.0;
-		snprintf(out->note, sizeof(out->note), "%d passes, wpmig says %.1f ms", passes, says);
+		char rows[96] = "";
+		json_object *list;
+
+		/* Pages per pass, the final one last: where the pause went. */
+		if (j && json_object_object_get_ex(j, "passes", &list))
+			for (size_t i = 0, w = 0; i < json_object_array_length(list) && w < 80; i++) {
+				json_object *row = json_object_array_get_idx(list, i), *pg;
+
+				if (json_object_object_get_ex(row, "pages", &pg))
+					w += (size_t)snprintf(rows + w, sizeof(rows) - w, "%s%lld",
+							      i ? "/" : "",
+							      (long long)json_object_get_int64(pg));
+			}
+		snprintf(out->note, sizeof(out->note), "%d passes (%s pages), wpmig says %.1f ms",
+			 passes, rows, says);
 		json_object_put(j);
 		check_guest(&d, out);
 	} else {
