@@ -103,7 +103,7 @@ static void start_pair(const struct opts *o, struct vm *s, struct vm *d, const c
 	if (o->linux_guest)
 		vm_wait_serial(s, "OK 1\r\n", 0, 300000);
 	else
-		vm_wait_serial(s, "P 00000010", 0, 60000);
+		vm_wait_serial(s, "P 00000002", 0, 60000);
 }
 
 /* The guest's own write rate before any tracking: pages per second. */
