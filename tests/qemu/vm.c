@@ -255,6 +255,10 @@ int vm_start(const struct vm_config *cfg, struct vm *vm)
 		snprintf(vm->qmp2_path, sizeof(vm->qmp2_path), "%s/%s.qmp", cfg->qmp2_dir, cfg->name);
 	snprintf(vm->ram_path, sizeof(vm->ram_path), "/dev/shm/wpmig-test-%d-%s-%lx", (int)getpid(),
 		 cfg->name, (unsigned long)(now_ns() & 0xffffff));
+	/* A socket left by an earlier QEMU of that name would be found first. */
+	unlink(vm->qmp_path);
+	if (vm->qmp2_path[0])
+		unlink(vm->qmp2_path);
 	r = build_argv(vm, &v);
 	if (r < 0)
 		goto out;
@@ -271,7 +275,7 @@ int vm_start(const struct vm_config *cfg, struct vm *vm)
 	/* The socket file appears at bind(), a moment before listen(). */
 	for (int tries = 0; r == 0; tries++) {
 		r = qmp_open(vm->qmp_path, 30000, &vm->qmp);
-		if (r != -ECONNREFUSED || tries == 500)
+		if ((r != -ECONNREFUSED && r != -ENOENT) || tries == 500)
 			break;
 		r = 0;
 		usleep(10000);
