@@ -247,16 +247,15 @@ static int target_finish(struct target *t, int64_t *resumed_us, char *why, size_
 {
 	_cleanup_(qmp_event_freep) struct qmp_event *e = NULL;
 	struct qmp_error err = { "", "" };
-	char st[32] = "";
 	int r;
 
 	t->state = T_FINISHING;
 	r = wait_incoming(t, why, why_len);
-	if (r == 0 && (r = qemu_status(t->qmp, st, sizeof(st))) < 0)
-		snprintf(why, why_len, "destination QEMU: query-status: %s", strerror(-r));
-	if (r == 0 && strcmp(st, "running") && (r = qmp_execute(t->qmp, "cont", NULL,
-								QMP_TIMEOUT_MS, NULL, &err)) < 0)
-		snprintf(why, why_len, "destination QEMU refused cont: %s", err.desc);
+	/* It comes up paused (the source was stopped first); cont of a
+	 * running guest would be harmless, so no query-status round trip. */
+	if (r == 0 && (r = qmp_execute(t->qmp, "cont", NULL, QMP_TIMEOUT_MS, NULL, &err)) < 0)
+		snprintf(why, why_len, "destination QEMU refused cont: %s",
+			 err.class[0] ? err.desc : strerror(-r));
 	if (r == 0 && (r = qmp_wait_event(t->qmp, "RESUME", QMP_TIMEOUT_MS, &e)) < 0)
 		snprintf(why, why_len, "the destination guest did not resume: %s", strerror(-r));
 	t->state = r == 0 ? T_RUNNING : T_FAILED;
