@@ -453,9 +453,9 @@ static void sweep(struct opts *o)
 		 "cd %s && gnuplot -e \"set terminal png size 900,600; set output 'sweep.png'; "
 		 "set logscale y; set xlabel 'guest dirty rate (pages/s, as tracked)'; "
 		 "set ylabel 'ms'; set key top left; "
-		 "plot 'sweep.dat' u 1:2 w lp t 'wpmig pause', '' u 1:3 w lp t 'wpmig total', "
-		 "'' u 1:4 w lp t 'QEMU unlimited pause', '' u 1:5 w lp t 'QEMU unlimited total', "
-		 "'' u 1:6 w lp t 'QEMU postcopy pause', '' u 1:7 w lp t 'QEMU postcopy total'\"",
+		 "plot 'sweep.dat' u 1:2 smooth unique w lp t 'wpmig pause', '' u 1:3 smooth unique w lp t 'wpmig total', "
+		 "'' u 1:4 smooth unique w lp t 'QEMU unlimited pause', '' u 1:5 smooth unique w lp t 'QEMU unlimited total', "
+		 "'' u 1:6 smooth unique w lp t 'QEMU postcopy pause', '' u 1:7 smooth unique w lp t 'QEMU postcopy total'\"",
 		 o->sweep);
 	if (system(path) != 0)
 		fprintf(stderr, "gnuplot failed (gnuplot-nox installed?)\n");
