@@ -421,7 +421,7 @@ static void sweep(struct opts *o)
 {
 	static const uint32_t delays[] = { 20000, 5000, 1000, 200, 0 };
 	static const char *const cfgs[] = { "wpmig", "unlimited", "postcopy" };
-	char path[512];
+	char path[1024];
 	FILE *f;
 
 	mkdir(o->sweep, 0755);
