@@ -31,7 +31,7 @@ struct mig {
 	Wpmig__Peer__MigrateTarget target;
 	Wpmig__Peer__MigrateBackend backends[QEMU_MAX_BACKENDS], *bptr[QEMU_MAX_BACKENDS];
 	char set[48];
-	bool caps_set, stopped, handed_over;
+	bool caps_set, stopped, migrate_sent, handed_over;
 	bool old_caps[2];
 	uint64_t last_scan_ns, tracked_pages;
 	double best_rate, min_pass_ms;
@@ -316,6 +316,7 @@ static int switchover(struct mig *m, uint64_t *stop_sent_ns)
 	r = one_pass(m, true, &stop_us);
 	if (r < 0)
 		return r;
+	m->migrate_sent = true;
 	r = qmp_executev(m->q, "migrate", QMP_TIMEOUT_MS, NULL, &err, "uri",
 			 json_object_new_string(m->o->dest_uri), NULL);
 	if (r < 0)
@@ -359,6 +360,10 @@ static void recover(struct mig *m, int r)
 	struct qmp_error err = { "", "" };
 
 	if (m->stopped && !m->handed_over) {
+		/* A migration still running would stop the guest again when it
+		 * completes: cancel it first (an error when none runs). */
+		if (m->migrate_sent)
+			qmp_execute(m->q, "migrate_cancel", NULL, QMP_TIMEOUT_MS, NULL, NULL);
 		if (qmp_execute(m->q, "cont", NULL, QMP_TIMEOUT_MS, NULL, &err) < 0)
 			log_error("migration: cannot resume the source guest: %s", err.desc);
 		else
