@@ -34,6 +34,9 @@ const char *test_bin(const char *env, const char *rel)
 		return rel;
 	*slash = '\0';
 	snprintf(path, sizeof(path), "%s/%s", self, rel);
+	/* From a program one folder down (tests/qemu/), the same path one up. */
+	if (access(path, F_OK) < 0)
+		snprintf(path, sizeof(path), "%s/../%s", self, rel);
 	setenv(env, path, 0); /* kept there: the next call returns it */
 	return getenv(env);
 }

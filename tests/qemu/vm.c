@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -263,8 +264,12 @@ int vm_start(const struct vm_config *cfg, struct vm *vm)
 	if (r < 0)
 		goto out;
 	log = open(vm->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	pid_t parent = getpid();
 	vm->pid = fork();
 	if (vm->pid == 0) {
+		/* A test or benchmark that dies takes its QEMU with it. */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+			_exit(127);
 		dup2(log, 1);
 		dup2(log, 2);
 		execvp(v.a[0], v.a);
