@@ -197,6 +197,28 @@ int proc_has_uffd_wp(pid_t pid)
 	return found;
 }
 
+uint64_t proc_anon_huge_kb(pid_t pid, uint64_t start)
+{
+	unsigned long long a, b, kb;
+	char path[64], *text, *line, *save = NULL;
+	uint64_t found = UINT64_MAX;
+	bool in_vma = false;
+
+	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
+	if (read_full_file(path, &text, NULL) < 0)
+		return found;
+	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		if (sscanf(line, "%llx-%llx ", &a, &b) == 2) {
+			in_vma = a == start;
+		} else if (in_vma && sscanf(line, "AnonHugePages: %llu", &kb) == 1) {
+			found = kb;
+			break;
+		}
+	}
+	free(text);
+	return found;
+}
+
 static int relayout(struct shadow *s, const struct pass *p)
 {
 	struct shadow_region *nr = calloc(p->n_regions ? p->n_regions : 1, sizeof(*nr));

@@ -57,6 +57,8 @@ void wl_stop(struct wl *w);
 char *proc_fds(pid_t pid);
 /* Does any VmFlags line of /proc/PID/smaps carry "uw"? (-1 on error) */
 int proc_has_uffd_wp(pid_t pid);
+/* AnonHugePages (THPs mapped by a PMD) of the VMA starting at start, in kB; UINT64_MAX if none. */
+uint64_t proc_anon_huge_kb(pid_t pid, uint64_t start);
 
 /* An image kept by address, built by applying passes. */
 struct shadow_region {

@@ -60,6 +60,27 @@ static void hugetlb_restore(long old)
 	}
 }
 
+/*
+ * The thp kind tests tracking of THPs: whether the kernel gave the region
+ * any is what it did (THP enabled, memory not too fragmented), not what the
+ * test asked for.  Without one the run would repeat the anon kind: skip.
+ */
+static void require_thp(struct ctx *c)
+{
+	uint64_t kb = proc_anon_huge_kb(c->wl.pid, c->start), ranges = (c->end - c->start) >> 21;
+	char *enabled = NULL;
+
+	if (kb == 0 || kb == UINT64_MAX) {
+		if (read_full_file("/sys/kernel/mm/transparent_hugepage/enabled", &enabled, NULL) < 0)
+			enabled = strdup("(no THP support)\n");
+		wl_stop(&c->wl);
+		SKIP("no THP backs the populated thp region (transparent_hugepage/enabled: %.*s)",
+		     (int)strcspn(enabled, "\n"), enabled);
+	}
+	fprintf(stderr, "  thp region: %llu of %llu 2 MiB ranges are THPs mapped by a PMD\n",
+		(unsigned long long)(kb >> 11), (unsigned long long)ranges);
+}
+
 /* Live pass, applied to the shadow; returns it for inspection. */
 static int live_pass(struct ctx *c, struct pass *p)
 {
@@ -233,6 +254,8 @@ int main(int argc, char **argv)
 	CHECK(wl_cmd(&c.wl, reply, sizeof(reply), "mmap main %s %dM", c.kind, REGION_MB) == 0,
 	      "%s", reply);
 	wl_region(&c.wl, "main", &c.start, &c.end);
+	if (!strcmp(c.kind, "thp"))
+		require_thp(&c);
 	char *fds_before = proc_fds(c.wl.pid);
 
 	r = tracker_attach(c.wl.pid, NULL, &c.t, why, sizeof(why));
