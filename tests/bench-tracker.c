@@ -10,7 +10,10 @@
  *            with reader.c; references: memcpy of 1 GiB in 4 MiB pieces,
  *            and process_vm_readv one page per call
  *   write    the target's first write to a protected page vs a write to an
- *            unprotected one (ns/page, timed inside the target); and untracked
+ *            unprotected one (ns/page, timed inside the target); and untracked;
+ *            references: this machine's own page faults, the first touch of
+ *            an anonymous page and a copy-on-write after fork, with the
+ *            write-protect fault's overhead as a ratio to each
  *   attach   tracker_attach of an idle target; reference: a bare ptrace
  *            seize, interrupt, detach round trip
  *   thp      how many pages a pass reports after one write into a THP
@@ -36,6 +39,7 @@
 #include <unistd.h>
 
 #include "basic/util.h"
+#include "harness.h"
 #include "track/reader.h"
 #include "track/tracker.h"
 
@@ -92,7 +96,7 @@ static void print_goal(const char *goal, bool met, const struct opts *o)
 
 /* ---- the target: a child process obeying commands on a pipe ---- */
 
-enum { T_MAP, T_WRITE_SPREAD, T_WRITE_STRIDE, T_TIME_WRITES, T_SPIN, T_QUIT };
+enum { T_MAP, T_WRITE_SPREAD, T_WRITE_STRIDE, T_TIME_WRITES, T_TIME_FAULTS, T_SPIN, T_QUIT };
 
 struct tcmd {
 	int op;
@@ -190,6 +194,50 @@ static void t_time_writes(struct tstate *s, uint64_t round, struct treply *rep)
 	}
 }
 
+static void write_pages(uint8_t *m, uint64_t pages, uint64_t word)
+{
+	for (uint64_t p = 0; p < pages; p++)
+		*(volatile uint64_t *)(m + p * PAGE_SIZE_4K) = word;
+}
+
+/*
+ * What a page fault costs on this machine, timed like t_time_writes: one
+ * write per page of len fresh anonymous bytes (first touch: allocate, zero,
+ * map), then one write per page again after a fork (copy-on-write: allocate,
+ * copy, map).  Machines differ by more than 10x here (shadow paging in a
+ * guest), so the write-protect fault is read against these.
+ */
+static void t_time_faults(uint64_t len, struct treply *rep)
+{
+	uint64_t pages = len / PAGE_SIZE_4K, t0;
+	uint8_t *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	pid_t child;
+
+	if (m == MAP_FAILED || madvise(m, len, MADV_NOHUGEPAGE) < 0) {
+		rep->r = -errno;
+		return;
+	}
+	t0 = now_ns();
+	write_pages(m, pages, 1);
+	rep->v[0] = now_ns() - t0;
+	child = fork();
+	if (child == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		for (;;)
+			pause(); /* keeps the pages shared until killed */
+	}
+	if (child < 0) {
+		rep->r = -errno;
+	} else {
+		t0 = now_ns();
+		write_pages(m, pages, 2);
+		rep->v[1] = now_ns() - t0;
+		kill(child, SIGKILL);
+		waitpid(child, NULL, 0);
+	}
+	munmap(m, len);
+}
+
 static void target_main(int cmd_fd, int rep_fd)
 {
 	struct tstate s = { 0 };
@@ -212,6 +260,9 @@ static void target_main(int cmd_fd, int rep_fd)
 			break;
 		case T_TIME_WRITES:
 			t_time_writes(&s, c.a, &rep);
+			break;
+		case T_TIME_FAULTS:
+			t_time_faults(c.a, &rep);
 			break;
 		case T_SPIN:
 			if (c.a && !atomic_load(&s.spin)) {
@@ -575,8 +626,8 @@ static void bench_read(const struct opts *o)
 
 static void bench_write(const struct opts *o)
 {
-	double prot[64], unprot[64], untr[64];
-	struct target tg;
+	double prot[64], unprot[64], untr[64], touch[64], cow[64];
+	struct target tg, ref;
 	struct pass_stats st;
 	struct treply rep;
 
@@ -586,11 +637,22 @@ static void bench_write(const struct opts *o)
 		BENCH_CHECK(0, "write target");
 		return;
 	}
+	/* The fault references fork: not in tg, whose pages would all become COW. */
+	if (target_start(&ref, PAGE_SIZE_4K, false) < 0) {
+		BENCH_CHECK(0, "fault reference process");
+		target_stop(&tg);
+		return;
+	}
 	double pages = (double)(tg.len / PAGE_SIZE_4K);
 	for (unsigned i = 0; i < o->reps; i++) {
 		tcall(&tg, T_TIME_WRITES, 10 + i, 0, &rep);
 		untr[i] = (double)rep.v[0] / pages;
+		int64_t r = tcall(&ref, T_TIME_FAULTS, tg.len, 0, &rep);
+		BENCH_CHECK(r == 0, "fault reference: %s", strerror((int)-r));
+		touch[i] = (double)rep.v[0] / pages;
+		cow[i] = (double)rep.v[1] / pages;
 	}
+	target_stop(&ref);
 	struct tracker *t = attach(tg.pid);
 	if (t) {
 		pass_once(t, 0, &st, 0, 0, NULL);
@@ -606,10 +668,16 @@ static void bench_write(const struct opts *o)
 		}
 		tracker_detach(t);
 		struct stat3 p = stats(prot, o->reps), u = stats(unprot, o->reps);
+		struct stat3 ft = stats(touch, o->reps), cw = stats(cow, o->reps);
+		double over = p.med - u.med;
 		print_row("first write to a protected page", p, "ns");
 		print_row("  ref: write to an unprotected page (tracked)", u, "ns");
 		print_row("  ref: write, process not tracked", stats(untr, o->reps), "ns");
-		printf("  %-46s %9.0f ns/page\n", "overhead of the write-protect fault", p.med - u.med);
+		print_row("  ref: first touch of an anonymous page", ft, "ns");
+		print_row("  ref: copy-on-write fault after fork", cw, "ns");
+		printf("  %-46s %9.0f ns/page\n", "overhead of the write-protect fault", over);
+		printf("  %-46s %9.2f\n", "  / first touch of an anonymous page", over / ft.med);
+		printf("  %-46s %9.2f\n", "  / copy-on-write fault", over / cw.med);
 	}
 	target_stop(&tg);
 }
@@ -660,22 +728,6 @@ static void bench_attach(const struct opts *o)
 
 /* ---- thp ---- */
 
-static uint64_t anon_huge_kb(pid_t pid, uint64_t start)
-{
-	char path[64], head[64], *text, *p;
-	uint64_t kb = UINT64_MAX;
-
-	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
-	if (read_full_file(path, &text, NULL) < 0)
-		return kb;
-	snprintf(head, sizeof(head), "\n%llx-", (unsigned long long)start);
-	p = strstr(text, head);
-	if (p && (p = strstr(p, "AnonHugePages:")))
-		kb = strtoull(p + 14, NULL, 10);
-	free(text);
-	return kb;
-}
-
 static void bench_thp(const struct opts *o)
 {
 	struct pass_stats st;
@@ -687,15 +739,15 @@ static void bench_thp(const struct opts *o)
 		BENCH_CHECK(0, "thp target");
 		return;
 	}
-	uint64_t before = anon_huge_kb(tg.pid, tg.base);
+	uint64_t before = proc_anon_huge_kb(tg.pid, tg.base);
 	struct tracker *t = attach(tg.pid);
 	if (t) {
 		pass_once(t, 0, &st, 0, 0, NULL);
 		pass_once(t, 0, &st, 0, 0, NULL);
-		uint64_t protected_kb = anon_huge_kb(tg.pid, tg.base);
+		uint64_t protected_kb = proc_anon_huge_kb(tg.pid, tg.base);
 		tcall(&tg, T_WRITE_SPREAD, 1, 0, NULL); /* one word, in page 0 */
 		pass_once(t, 0, &st, tg.base, tg.base + tg.len, &seen);
-		uint64_t after = anon_huge_kb(tg.pid, tg.base);
+		uint64_t after = proc_anon_huge_kb(tg.pid, tg.base);
 		printf("  AnonHugePages: %llu kB populated, %llu kB protected, %llu kB after one "
 		       "write;\n  the next pass reports %llu page(s) of 4 KiB written\n",
 		       (unsigned long long)before, (unsigned long long)protected_kb,
