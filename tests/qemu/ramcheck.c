@@ -79,7 +79,11 @@ int ramcheck_boot(const uint8_t *ram, size_t len, uint32_t first, uint32_t pages
  * its pages; every non-zero page of the run must be found in the dump at
  * that generation (a copy at another generation is a stale free page and
  * does not count).  One page may be one generation ahead of its table
- * entry: the guest writes the page, then the table.
+ * entry: the guest writes the page, then the table.  A page whose header
+ * does not match its body is a freed frame the guest reused in part when a
+ * good copy exists elsewhere; else it may be the one page the guest was
+ * writing when stopped (body written, header not yet), instead of one
+ * page ahead.
  */
 int ramcheck_linux(const uint8_t *ram, size_t len, uint64_t run, uint32_t pages, char *why,
 		   size_t why_len, uint64_t *pages_checked)
@@ -87,6 +91,10 @@ int ramcheck_linux(const uint8_t *ram, size_t len, uint64_t run, uint32_t pages,
 	uint32_t npages = 0, *gen = NULL, anomalies = 0;
 	int64_t torn = -1; /* the page being written when the guest stopped */
 	uint8_t *found = NULL;
+	struct bad_copy {
+		size_t off; /* + 1: 0 is none */
+		uint32_t gen;
+	} *bad = NULL;
 	uint64_t checked = 0, missing = 0, first_missing = 0;
 
 	for (size_t off = 0; off + GP_PAGE <= len; off += GP_PAGE) {
@@ -107,6 +115,15 @@ int ramcheck_linux(const uint8_t *ram, size_t len, uint64_t run, uint32_t pages,
 		if (h.magic == GP_MAGIC_TABLE && h.run == run)
 			memcpy(gen + h.index, ram + off + GP_HDR, GP_TABLE_ENTRIES * 4);
 	}
+	/* Pages whose header does not match their body: decided once every
+	 * good copy has been found. */
+	bad = calloc(npages, sizeof(*bad));
+	if (!gen || !found || !bad) {
+		free(gen);
+		free(found);
+		free(bad);
+		return fail(why, why_len, "out of memory");
+	}
 	for (size_t off = 0; off + GP_PAGE <= len; off += GP_PAGE) {
 		struct gp_hdr h;
 
@@ -114,19 +131,31 @@ int ramcheck_linux(const uint8_t *ram, size_t len, uint64_t run, uint32_t pages,
 		if (h.magic != GP_MAGIC_PAGE || h.run != run || h.index >= npages)
 			continue;
 		if (gp_check(ram + off, run, h.index, h.gen) < 0) {
-			/* Torn: its body is the next generation's, its header not yet. */
-			if (anomalies++ == 0 && h.gen == gen[h.index]) {
-				torn = h.index;
-				continue;
-			}
-			free(gen);
-			free(found);
-			return fail(why, why_len, "page of index %u at 0x%zx does not match its "
-				    "header (gen %u)", h.index, off, h.gen);
+			if (!bad[h.index].off)
+				bad[h.index] = (struct bad_copy){ off + 1, h.gen };
+			continue;
 		}
 		/* The page written, its table entry not yet: one page may be ahead. */
 		if (h.gen == gen[h.index] || (h.gen == gen[h.index] + 1 && anomalies++ == 0))
 			found[h.index] = 1;
+	}
+	for (uint32_t i = 0; i < npages; i++) {
+		/* A bad copy beside a good one is a freed frame the guest kernel
+		 * reused in part (page migration, compaction, the balloon). */
+		if (!bad[i].off || found[i])
+			continue;
+		/* Torn: its body is the next generation's, its header not yet. */
+		if (anomalies++ == 0 && bad[i].gen == gen[i]) {
+			torn = i;
+			continue;
+		}
+		fail(why, why_len, "page of index %u at 0x%zx does not match its header (gen %u, "
+		     "table gen %u), and no good copy of it is in the dump", i,
+		     bad[i].off - 1, bad[i].gen, gen[i]);
+		free(gen);
+		free(found);
+		free(bad);
+		return -1;
 	}
 	if (pages > npages)
 		pages = npages;
@@ -140,6 +169,7 @@ int ramcheck_linux(const uint8_t *ram, size_t len, uint64_t run, uint32_t pages,
 	}
 	free(gen);
 	free(found);
+	free(bad);
 	if (pages_checked)
 		*pages_checked = checked;
 	if (missing)

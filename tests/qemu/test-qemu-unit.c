@@ -255,6 +255,38 @@ static void test_linux_check(void)
 	CHECK(checked > pages / 2, "checked %" PRIu64 " of %u pages", checked, pages);
 	printf("linux guest: run %016" PRIx64 ", %u pages, %" PRIu64 " non-zero checked\n", run,
 	       pages, checked);
+	/* A stale, partly reused copy of a page beside its good copy passes;
+	 * two pages whose bodies do not match their headers fail. */
+	{
+		size_t good[2] = { 0, 0 }, spare = 0, n = 0;
+		uint8_t save[2][GP_PAGE];
+		static const uint8_t zero[GP_PAGE];
+
+		for (size_t off = 0; off + GP_PAGE <= len; off += GP_PAGE) {
+			struct gp_hdr h;
+
+			memcpy(&h, ram + off, sizeof(h));
+			if (h.magic == GP_MAGIC_PAGE && h.run == run && n < 2)
+				good[n++] = off;
+			else if (!spare && off > 1 << 20 && !memcmp(ram + off, zero, GP_PAGE))
+				spare = off;
+		}
+		CHECK(n == 2 && spare, "two pages of the run and a free frame in the dump");
+		memcpy(ram + spare, ram + good[0], GP_PAGE);
+		ram[spare + GP_PAGE - 1] ^= 0x5a;
+		CHECK(ramcheck_linux(ram, len, run, pages, why, sizeof(why), NULL) == 0,
+		      "a stale copy beside the good one failed: %s", why);
+		memset(ram + spare, 0, GP_PAGE);
+		for (int i = 0; i < 2; i++) {
+			memcpy(save[i], ram + good[i], GP_PAGE);
+			ram[good[i] + GP_PAGE - 1] ^= 0x5a;
+		}
+		CHECK(ramcheck_linux(ram, len, run, pages, why, sizeof(why), NULL) < 0,
+		      "two damaged pages passed");
+		printf("two damaged pages: %s\n", why);
+		for (int i = 0; i < 2; i++)
+			memcpy(ram + good[i], save[i], GP_PAGE);
+	}
 	/* Drop two pages from the dump: the checker must say so. */
 	for (size_t off = 0, hit = 0; off < len && hit < 2; off += 4096) {
 		struct gp_hdr h;
