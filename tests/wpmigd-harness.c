@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -49,9 +50,14 @@ int wpmigd_write_config(struct wpmigd *d, const char *config_text)
 
 pid_t spawn_logged(const char *log, const char *const *env, const char *const *argv)
 {
+	pid_t parent = getpid();
 	pid_t p = fork();
 
 	if (p == 0) {
+		/* A test that dies (a meson timeout) stops its daemons: an orphaned
+		 * daemon would keep whatever fds it inherited (a lock) forever. */
+		if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent)
+			_exit(127);
 		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 		for (; env && *env; env++)
 			putenv((char *)*env);
