@@ -2,7 +2,9 @@
 # The main job on a local default, as README.md runs it: a private wpmigd,
 # a real workload (anon, memfd and file-backed memory), a full and two
 # incremental checkpoints, the images listed and verified, the last one
-# exported and compared byte for byte with the live process, a restore.
+# exported and compared byte for byte with the live process, a restore;
+# then a live migration of a QEMU guest between two local QEMUs
+# (tests/demo-qemu.sh, which can also be run on its own).
 # Usage: tests/demo.sh [BUILD_DIR]
 set -eu
 B=$(cd "${1:-build}" && pwd)
@@ -87,5 +89,10 @@ ctl status
 ctl untrack "$WL"
 grep -q ' uw' /proc/"$WL"/smaps && { echo "registration left!"; exit 1; }
 echo "no uffd-wp registration left in the workload"
+echo
+echo "process demo OK"
+
+say "migrate a QEMU guest (tests/demo-qemu.sh)"
+sh "$(dirname "$0")/demo-qemu.sh" "$B"
 echo
 echo "demo OK"
