@@ -38,6 +38,7 @@ void config_init(struct config *c)
 		.peer_zstd_level = CODEC_DEFAULT_LEVEL,
 		.peer_timeout = 60,
 		.peer_max_connections = 8,
+		.stop_timeout = 20,
 	};
 }
 
@@ -175,6 +176,8 @@ static int set_key(struct config *c, const char *k, const char *v)
 		return parse_verify(v, &c->peer_verify_pages);
 	if (!strcmp(k, "max_bandwidth"))
 		return parse_size(v, &c->max_bandwidth);
+	if (!strcmp(k, "stop_timeout"))
+		return parse_uint(v, 1, 3600, &c->stop_timeout);
 	return -ENOKEY;
 }
 
@@ -283,6 +286,7 @@ void config_reload_apply(struct config *cur, struct config *n)
 	cur->peer_timeout = n->peer_timeout;
 	cur->peer_verify_pages = n->peer_verify_pages;
 	cur->max_bandwidth = n->max_bandwidth;
+	cur->stop_timeout = n->stop_timeout;
 	if (cur->peer_max_connections != n->peer_max_connections)
 		log_warning("peer_max_connections changes only on restart");
 }

@@ -41,6 +41,7 @@ struct config {
 	unsigned peer_max_connections;
 	bool peer_verify_pages;   /* receiver: decode every page on arrival */
 	uint64_t max_bandwidth;   /* bytes per second a source sends; 0: unlimited */
+	unsigned stop_timeout;    /* seconds a stop may take before we exit anyway */
 };
 
 /* What the command line set; it wins over the file, also after SIGHUP. */

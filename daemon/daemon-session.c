@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <systemd/sd-daemon.h>
+#include <time.h>
 
 #include "basic/log.h"
 #include "basic/util.h"
@@ -50,7 +51,18 @@ void daemon_forward_progress(struct request *req, const struct job_progress *p)
 
 int daemon_job_delay(const struct daemon *d, struct job *j)
 {
-	return d->debug_job_delay_ms ? job_wait_cancel(j, d->debug_job_delay_ms) : 0;
+	int r = d->debug_job_delay_ms ? job_wait_cancel(j, d->debug_job_delay_ms) : 0;
+
+	if (r == 0 && d->debug_job_stuck_ms && !strcmp(job_name(j), d->debug_job_stuck)) {
+		struct timespec ts = { d->debug_job_stuck_ms / 1000,
+				       (long)(d->debug_job_stuck_ms % 1000) * 1000000L };
+
+		log_warning("%s job: stuck for %u ms (WPMIGD_DEBUG_JOB_STUCK)", job_name(j),
+			    d->debug_job_stuck_ms);
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+	}
+	return r;
 }
 
 void daemon_maybe_finish(struct daemon *d)
@@ -285,6 +297,11 @@ void daemon_session_detach(struct daemon *d, struct session *s, struct request *
 	}
 	*dj = (struct detach_job){ .d = d, .s = s, .req = req, .t = s->tracker };
 	s->tracker = NULL;
+	if (d->stopping) {
+		/* Not behind jobs that may never end: a detach is short. */
+		detach_done(NULL, -ECANCELED, dj);
+		return;
+	}
 	r = job_submit(d->jobs, &detach_ops, dj, &s->job);
 	if (r < 0) {
 		log_warning_errno(r, "pid %d: detaching on the loop: %m", (int)s->pid);

@@ -58,15 +58,21 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 		log_notice("Still stopping: %u sessions left", d->sessions.n);
 		return;
 	}
-	log_info("Got %s: stopping", strsignal((int)sig));
+	log_info("Got %s: stopping (within stop_timeout=%us)", strsignal((int)sig),
+		 d->cfg.stop_timeout);
 	d->stopping = true;
 	sd_notify(0, "STOPPING=1");
+	if (daemon_stop_deadline_start(d) < 0)
+		log_warning("Cannot start the stop watchdog: a stuck job may hold the stop");
 	control_stop_accepting(d->control);
 	daemon_peer_stop(d);
 	/* Queued jobs end now with -ECANCELED, running ones are asked to. */
 	job_pool_cancel_all(d->jobs);
 	for (s = TAILQ_FIRST(&d->sessions.head); s; s = next) {
 		next = TAILQ_NEXT(s, link);
+		if (s->job)
+			log_info("pid %d: waiting for its %s job to stop", (int)s->pid,
+				 job_name(s->job));
 		daemon_session_settle(d, s);
 	}
 	daemon_notify_status(d);
@@ -152,19 +158,34 @@ static int setup_signals(struct daemon *d)
 static int lock_state_dir(struct daemon *d)
 {
 	_cleanup_free_ char *path = NULL;
+	struct stat st;
 
 	if (mkdir(d->cfg.state_dir, 0700) < 0 && errno != EEXIST)
 		return log_error_errno(errno, "Cannot create state directory %s: %m",
 				       d->cfg.state_dir);
 	if (asprintf(&path, "%s/wpmigd.lock", d->cfg.state_dir) < 0)
 		return -ENOMEM;
-	d->state_lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	d->state_lock_fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
 	if (d->state_lock_fd < 0)
 		return log_error_errno(errno, "Cannot open %s: %m", path);
+	if (fstat(d->state_lock_fd, &st) < 0 || !S_ISREG(st.st_mode))
+		return log_error_errno(EINVAL, "%s is not a regular file", path);
 	if (flock(d->state_lock_fd, LOCK_EX | LOCK_NB) < 0)
 		return log_error_errno(errno, "Another wpmigd uses state directory %s (%m)",
 				       d->cfg.state_dir);
 	return 0;
+}
+
+/* $WPMIGD_DEBUG_JOB_STUCK=NAME:MS (tests only): jobs named NAME sleep MS
+ * ms deaf to cancellation, like a call stuck on a hung file system. */
+static void debug_job_stuck(struct daemon *d)
+{
+	const char *v = getenv("WPMIGD_DEBUG_JOB_STUCK"), *colon = v ? strchr(v, ':') : NULL;
+
+	if (!colon || (size_t)(colon - v) >= sizeof(d->debug_job_stuck))
+		return;
+	snprintf(d->debug_job_stuck, sizeof(d->debug_job_stuck), "%.*s", (int)(colon - v), v);
+	d->debug_job_stuck_ms = (unsigned)strtoul(colon + 1, NULL, 10);
 }
 
 static void on_session_exit(struct session *s, void *userdata)
@@ -186,6 +207,7 @@ int daemon_init(struct daemon *d, const struct config_overrides *ovr, const stru
 	log_set_max_level(d->cfg.log_level);
 	if (delay)
 		d->debug_job_delay_ms = (unsigned)strtoul(delay, NULL, 10);
+	debug_job_stuck(d);
 	r = lock_state_dir(d);
 	if (r < 0)
 		return r;
@@ -265,5 +287,7 @@ void daemon_done(struct daemon *d)
 	pipeline_free(d->pipeline);
 	store_close(d->store);
 	closep(&d->state_lock_fd);
+	/* Everything above is inside the stop's bound. */
+	daemon_stop_deadline_end(d);
 	config_free(&d->cfg);
 }

@@ -20,6 +20,7 @@
 #include "qemu/target.h"
 
 struct store;
+struct stop_deadline;
 struct pipeline;
 struct peer_server;
 struct qemu_targets;
@@ -60,6 +61,9 @@ struct daemon {
 	int state_lock_fd;
 	uint64_t started_ns;
 	unsigned debug_job_delay_ms; /* $WPMIGD_DEBUG_JOB_DELAY_MS, tests only */
+	char debug_job_stuck[32];     /* $WPMIGD_DEBUG_JOB_STUCK=NAME:MS, tests only */
+	unsigned debug_job_stuck_ms;
+	struct stop_deadline *stop_deadline; /* the stop's watchdog (daemon-stop.c) */
 	bool stopping;
 };
 
@@ -96,6 +100,13 @@ void daemon_session_end(struct daemon *d, struct session *s);
 void daemon_forward_progress(struct request *req, const struct job_progress *p);
 /* Worker side, at the start of a job's run(): the test-only delay. */
 int daemon_job_delay(const struct daemon *d, struct job *j);
+/*
+ * daemon-stop.c: once stopping, exit after stop_timeout seconds even if a
+ * job is stuck (the kernel then releases what it held); end: the daemon
+ * finished in time.
+ */
+int daemon_stop_deadline_start(struct daemon *d);
+void daemon_stop_deadline_end(struct daemon *d);
 /* Refresh the STATUS= line systemd shows. */
 void daemon_notify_status(struct daemon *d);
 /* While stopping: once no session and no job is left, end the loop. */

@@ -4,7 +4,7 @@
  * usage errors, hostile frames, who may connect, connection limits, and a
  * SIGHUP reload.  Kernel-independent: nothing here attaches to a process.
  *
- *   test-control usage|frames|auth|limits|reload|later-verbs
+ *   test-control usage|frames|auth|limits|reload|later-verbs|special-files
  */
 #include <errno.h>
 #include <grp.h>
@@ -443,6 +443,71 @@ static void test_config(void)
 	free(text);
 }
 
+/* ---- FIFOs where the daemon expects files: refused at once, never waited on ---- */
+
+static void store_fifo(void)
+{
+	struct wpmigd d = { 0 };
+	char path[512], *out, *err;
+
+	CHECK(wpmigd_start(&d, "", NULL) == 0, "daemon start");
+	snprintf(path, sizeof(path), "%s/images/S", d.state);
+	CHECK(mkdir(path, 0700) == 0, "mkdir");
+	snprintf(path, sizeof(path), "%s/images/S/gen-00000001.img", d.state);
+	CHECK(mkfifo(path, 0600) == 0, "mkfifo");
+	snprintf(path, sizeof(path), "%s/export", d.dir);
+	const char *const cmds[][5] = {
+		{ "images", "list" }, { "images", "show", "S" }, { "images", "verify", "S" },
+		{ "images", "export", "S/1", path }, { "status" }, { "images", "rm", "S" },
+	};
+	const int want[] = { 0, 1, 1, 1, 0, 0 };
+	for (size_t i = 0; i < ARRAY_SIZE(cmds); i++) {
+		int rc = ctl_run(d.sock, &out, &err, cmds[i]);
+		CHECK(rc == want[i], "%s %s: exit %d (142: no answer in 10 s), want %d: %s%s",
+		      cmds[i][0], cmds[i][1] ? cmds[i][1] : "", rc, want[i], out, err);
+		if (want[i])
+			CHECK(strstr(err, "damaged"), "%s: %s", cmds[i][1], err);
+		free(out);
+		free(err);
+	}
+	snprintf(path, sizeof(path), "%s/images/S", d.state);
+	CHECK(access(path, F_OK) < 0, "rm left the set");
+	uint64_t t0 = now_ns();
+	CHECK(wpmigd_stop(&d, 10000) == 0, "daemon exit status");
+	CHECK(ns_to_ms(now_ns() - t0) < 3000, "stop took %.0f ms", ns_to_ms(now_ns() - t0));
+	wpmigd_cleanup(&d);
+}
+
+/* A daemon that must not start: it exits 1 within 5 s, saying why. */
+static void refused_start(const char *config_text, const char *want)
+{
+	struct wpmigd d = { 0 };
+	int rc = wpmigd_start(&d, config_text, NULL);
+
+	if (rc == 0) /* the socket answered: it must still exit */
+		rc = wait_exit(d.pid, 5000) == 1 ? -ECHILD : -ETIMEDOUT, d.pid = 0;
+	CHECK(rc == -ECHILD, "daemon with \"%s\" did not exit (%d)", config_text, rc);
+	CHECK(wpmigd_log_has(&d, want), "log of \"%s\" lacks \"%s\"", config_text, want);
+	wpmigd_cleanup(&d);
+}
+
+static void test_special_files(void)
+{
+	char dir[] = "/tmp/wpmig-special.XXXXXX", fifo[64], *conf;
+
+	ctl_set_timeout(10);
+	store_fifo();
+	CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+	snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+	CHECK(mkfifo(fifo, 0600) == 0, "mkfifo");
+	conf = xstrdup_printf("listen = unix:%s/peer.sock\npeer_key_file = %s\n", dir, fifo);
+	refused_start(conf, "is not a regular file");
+	free(conf);
+	unlink(fifo);
+	rmdir(dir);
+	ctl_set_timeout(0);
+}
+
 /* ---- verbs that need more than the daemon has: answered clearly, not hung ---- */
 
 static void test_later_verbs(void)
@@ -473,6 +538,7 @@ int main(int argc, char **argv)
 		{ "usage", test_usage }, { "frames", test_frames }, { "auth", test_auth },
 		{ "limits", test_limits }, { "reload", test_reload },
 		{ "config", test_config }, { "later-verbs", test_later_verbs },
+		{ "special-files", test_special_files },
 	};
 
 	return run_subtests(argc, argv, tests, ARRAY_SIZE(tests));

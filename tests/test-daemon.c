@@ -5,7 +5,7 @@
  * that exit, bad targets, a control socket that answers while a job runs,
  * and SIGTERM with targets attached.
  *
- *   test-daemon check|track|exit|bad-targets|responsive|sigterm
+ *   test-daemon check|track|exit|bad-targets|responsive|sigterm|stuck-stop
  */
 #include <errno.h>
 #include <json-c/json.h>
@@ -356,12 +356,60 @@ static void test_sigterm(void)
 	wpmigd_cleanup(&d);
 }
 
+/* ---- a job deaf to cancellation cannot hold a stop past stop_timeout ---- */
+
+static void test_stuck_stop(void)
+{
+	static const char *const env[] = { "WPMIGD_DEBUG_JOB_STUCK=checkpoint:60000", NULL };
+	struct wpmigd d = { 0 };
+	struct wl w[2] = { 0 };
+	char *fds[2], arg[16];
+	int p[2];
+
+	require_tracking();
+	CHECK(wpmigd_start(&d, "stop_timeout = 2\nworkers = 2\n", env) == 0, "daemon start");
+	for (int i = 0; i < 2; i++) {
+		start_wl(&w[i]);
+		fds[i] = proc_fds(w[i].pid);
+		snprintf(arg, sizeof(arg), "%d", (int)w[i].pid);
+		CHECK(CTL(&d, NULL, NULL, "track", arg) == 0, "track %d", i);
+		CHECK(proc_has_uffd_wp(w[i].pid) == 1, "no uw on %d", i);
+	}
+	/* target 1's checkpoint gets stuck in its job, holding its tracker */
+	CHECK(pipe(p) == 0, "pipe");
+	pid_t bg = ctl_background(&d, "checkpoint", w[1].pid, p[1]);
+	close(p[1]);
+	CHECK(wpmigd_wait_log(&d, "checkpoint job: stuck", 5000), "checkpoint not stuck");
+	uint64_t t0 = now_ns();
+	int status = wpmigd_stop(&d, 15000);
+	double ms = ns_to_ms(now_ns() - t0);
+	printf("SIGTERM to exit with a stuck job, stop_timeout 2 s: %.0f ms, exit %d\n", ms,
+	       status);
+	CHECK(status == 1, "exit status %d, want 1", status);
+	CHECK(ms < 4500, "took %.0f ms", ms);
+	CHECK(wpmigd_log_has(&d, "waiting for its checkpoint job to stop"), "stuck job not named");
+	CHECK(wpmigd_log_has(&d, "Not stopped within stop_timeout=2s: 1 job(s) still running "
+			     "(checkpoint)"), "stop timeout not logged");
+	waitpid(bg, &status, 0);
+	close(p[0]);
+	for (int i = 0; i < 2; i++) {
+		char *now = proc_fds(w[i].pid);
+		CHECK(proc_has_uffd_wp(w[i].pid) == 0, "uw left on target %d", i);
+		CHECK(!strcmp(now, fds[i]), "fds of target %d differ", i);
+		CHECK(wl_cmd(&w[i], NULL, 0, "write anon 10 3") == 0, "target %d broken", i);
+		free(now);
+		free(fds[i]);
+		wl_stop(&w[i]);
+	}
+	wpmigd_cleanup(&d);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct subtest tests[] = {
 		{ "check", test_check }, { "track", test_track }, { "exit", test_exit },
 		{ "bad-targets", test_bad_targets }, { "responsive", test_responsive },
-		{ "sigterm", test_sigterm },
+		{ "sigterm", test_sigterm }, { "stuck-stop", test_stuck_stop },
 	};
 
 	return run_subtests(argc, argv, tests, ARRAY_SIZE(tests));

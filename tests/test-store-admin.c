@@ -5,9 +5,13 @@
  *   admin  set names, listing fields, begin rules (-ESTALE, -ENOENT,
  *          -EBUSY), rm of sets and generations, temp cleanup at open,
  *          progress callbacks, sparse export
+ *   special  FIFOs, symbolic links and directories where the store expects
+ *          its files: refused at once, never waited on (alarm() catches a
+ *          call that blocks)
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -286,6 +290,85 @@ static void test_admin(void)
 	free(dir);
 }
 
+/* ---- special files: every call must return, and refuse ---- */
+
+static const char *hung_in;
+
+static void on_alarm(int sig)
+{
+	static const char msg[] = "FAIL: a store call blocked: ";
+
+	(void)!write(2, msg, sizeof(msg) - 1);
+	(void)!write(2, hung_in, strlen(hung_in));
+	(void)!write(2, "\n", 1);
+	_exit(1);
+}
+
+/* Run one store call with a 5 s alarm: a call that blocks fails the test. */
+#define BOUNDED(what, call)                                                  \
+	({                                                                   \
+		hung_in = (what);                                            \
+		alarm(5);                                                    \
+		int _r = (call);                                             \
+		alarm(0);                                                    \
+		_r;                                                          \
+	})
+
+static void test_special(void)
+{
+	char *dir = tl_tmpdir("special"), *sp = set_path(dir, "f"), path[600];
+	struct store_image *img = NULL;
+	struct store_gen_info *v = NULL;
+	struct tl_plan p;
+	struct store *st;
+	uint64_t g;
+	size_t n = 0;
+
+	signal(SIGALRM, on_alarm);
+	CHECK(store_open(dir, &st) == 0, "open");
+	for (int i = 0; i < 3; i++) {
+		small_plan(&p, i == 0, 20, (uint64_t)i);
+		CHECK(tl_write_gen(st, "f", &p, (uint64_t)i, NULL, &g) == 0 && g == (uint64_t)i + 1,
+		      "gen %d", i + 1);
+		tl_plan_free(&p);
+	}
+	/* generation 3 a FIFO, generation 2 a symbolic link to generation 1 */
+	snprintf(path, sizeof(path), "%s/gen-00000003.img", sp);
+	CHECK(unlink(path) == 0 && mkfifo(path, 0600) == 0, "mkfifo");
+	snprintf(path, sizeof(path), "%s/gen-00000002.img", sp);
+	CHECK(unlink(path) == 0 && symlink("gen-00000001.img", path) == 0, "symlink");
+	CHECK(BOUNDED("list", store_list_generations(st, "f", &v, &n)) == 0 && n == 3, "list");
+	CHECK(n == 3 && v[0].error == 0 && v[1].error == -EBADMSG && v[2].error == -EBADMSG,
+	      "listing errors %d %d %d", n == 3 ? v[0].error : 1, n == 3 ? v[1].error : 1,
+	      n == 3 ? v[2].error : 1);
+	free(v);
+	CHECK(BOUNDED("open newest", store_image_open(st, "f", 0, &img)) == -EBADMSG,
+	      "newest (a FIFO) opened");
+	CHECK(BOUNDED("open 2", store_image_open(st, "f", 2, &img)) == -EBADMSG, "link opened");
+	CHECK(BOUNDED("open 1", store_image_open(st, "f", 1, &img)) == 0, "gen 1 not opened");
+	/* export over a FIFO and a link named like the region's file */
+	CHECK(mkdir(scratch, 0700) == 0, "mkdir");
+	snprintf(path, sizeof(path), "%s/%08llx-%08llx.bin", scratch, R0, R0 + 20 * TL_PG);
+	CHECK(mkfifo(path, 0600) == 0, "mkfifo");
+	CHECK(BOUNDED("export onto a FIFO", store_image_export(img, scratch, NULL)) == -EEXIST,
+	      "export onto a FIFO");
+	CHECK(unlink(path) == 0 && symlink("/etc/passwd", path) == 0, "symlink");
+	CHECK(BOUNDED("export onto a link", store_image_export(img, scratch, NULL)) == -ELOOP,
+	      "export followed a link");
+	store_image_close(img);
+	tl_rmrf(scratch);
+	/* the set's lock file a FIFO */
+	snprintf(path, sizeof(path), "%s/.lock", sp);
+	CHECK(unlink(path) == 0 && mkfifo(path, 0600) == 0, "mkfifo lock");
+	struct sink *s;
+	CHECK(BOUNDED("begin", store_begin(st, "f", 1, true, 0, &s, &g)) == -EBADMSG,
+	      "begin with a FIFO lock");
+	store_close(st);
+	tl_rmrf(dir);
+	free(sp);
+	free(dir);
+}
+
 int main(int argc, char **argv)
 {
 	scratch = tl_tmpdir("export");
@@ -294,6 +377,8 @@ int main(int argc, char **argv)
 		test_abort();
 	if (argc < 2 || !strcmp(argv[1], "admin"))
 		test_admin();
+	if (argc < 2 || !strcmp(argv[1], "special"))
+		test_special();
 	tl_rmrf(scratch);
 	free(scratch);
 	if (test_failures)

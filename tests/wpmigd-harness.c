@@ -208,6 +208,13 @@ static char *slurp_fd(int fd)
 	return buf;
 }
 
+static unsigned ctl_timeout_s;
+
+void ctl_set_timeout(unsigned s)
+{
+	ctl_timeout_s = s;
+}
+
 int ctl_run(const char *sock, char **out, char **err, const char *const *args)
 {
 	const char *argv[32] = { "wpmig-ctl" };
@@ -226,6 +233,7 @@ int ctl_run(const char *sock, char **out, char **err, const char *const *args)
 	if (pid == 0) {
 		dup2(o[1], 1);
 		dup2(e[1], 2);
+		alarm(ctl_timeout_s); /* kept across exec */
 		execv(test_bin("WPMIG_CTL", "../client/wpmig-ctl"), (char *const *)argv);
 		_exit(127);
 	}

@@ -32,6 +32,10 @@ long proc_rss_kib(pid_t pid);
 /* Runs wpmig-ctl --socket SOCK ARGS... (sock may be NULL: no --socket);
  * returns its exit code; out/err get its output (free them). */
 int ctl_run(const char *sock, char **out, char **err, const char *const *args);
+/* From now on a wpmig-ctl run longer than s seconds is killed (SIGALRM:
+ * exit code 142), so a daemon that never answers fails a test, not hangs
+ * it; 0: no limit (the default). */
+void ctl_set_timeout(unsigned s);
 #define CTL(d, out, err, ...) ctl_run((d)->sock, out, err, (const char *const[]){ __VA_ARGS__, NULL })
 
 /* Raw control connection: connect, one request, one response (ms budget). */

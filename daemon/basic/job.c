@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
@@ -282,6 +283,25 @@ void job_pool_counts(struct job_pool *p, unsigned *running, unsigned *queued)
 	pthread_mutex_lock(&p->lock);
 	*running = p->n_running;
 	*queued = p->n_queued;
+	pthread_mutex_unlock(&p->lock);
+}
+
+void job_pool_running_names(struct job_pool *p, char *buf, size_t len)
+{
+	struct job *j;
+	size_t at = 0;
+
+	if (!len)
+		return;
+	buf[0] = 0;
+	pthread_mutex_lock(&p->lock);
+	TAILQ_FOREACH(j, &p->running, link) {
+		int n = snprintf(buf + at, len - at, "%s%s", at ? ", " : "", j->ops->name);
+
+		if (n < 0 || (size_t)n >= len - at)
+			break;
+		at += (size_t)n;
+	}
 	pthread_mutex_unlock(&p->lock);
 }
 

@@ -12,6 +12,7 @@
 
 #include <event2/event.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct job;
@@ -55,4 +56,6 @@ void job_post_progress(struct job *j, const struct job_progress *p);
 int job_wait_cancel(struct job *j, unsigned ms);
 
 void job_pool_counts(struct job_pool *p, unsigned *running, unsigned *queued);
+/* Names of the running jobs, ", "-separated, cut to len (any thread). */
+void job_pool_running_names(struct job_pool *p, char *buf, size_t len);
 const char *job_name(const struct job *j);

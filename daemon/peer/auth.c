@@ -53,7 +53,8 @@ static int key_file_ok(int fd, const char *path, char *why, size_t why_len)
 
 int peer_key_load(const char *path, struct peer_key *k, char *why, size_t why_len)
 {
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	/* O_NONBLOCK: a FIFO opens at once and is refused as not a regular file */
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	uint8_t buf[PEER_KEY_MAX + 2];
 	ssize_t n;
 	int r;

@@ -101,6 +101,29 @@ static int export_piece(void *ud, uint64_t start, uint64_t end, struct gen_file 
 	return r;
 }
 
+/*
+ * A file of ours in dir, emptied: never blocks on a FIFO put there (with
+ * O_NONBLOCK it opens at once or fails with ENXIO), follows no symbolic
+ * link, and truncates only a regular file: anything else by that name is
+ * -EEXIST.
+ */
+static int open_output(int dir_fd, const char *name)
+{
+	_cleanup_close_ int fd = openat(dir_fd, name, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK |
+					O_CLOEXEC, 0600);
+	struct stat sb;
+
+	if (fd < 0) /* ENXIO: a FIFO nobody reads */
+		return errno == ENXIO ? -EEXIST : -errno;
+	if (fstat(fd, &sb) < 0)
+		return -errno;
+	if (!S_ISREG(sb.st_mode))
+		return -EEXIST; /* something else by that name is in the way */
+	if (ftruncate(fd, 0) < 0)
+		return -errno;
+	return TAKE_FD(fd);
+}
+
 static int export_region(struct export_ctx *c, int dir_fd, const struct pass_region *reg)
 {
 	char name[64];
@@ -108,9 +131,9 @@ static int export_region(struct export_ctx *c, int dir_fd, const struct pass_reg
 
 	/* as /proc/PID/maps prints them: lowercase, at least 8 digits */
 	snprintf(name, sizeof(name), "%08" PRIx64 "-%08" PRIx64 ".bin", reg->start, reg->end);
-	c->fd = openat(dir_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	c->fd = open_output(dir_fd, name);
 	if (c->fd < 0)
-		return -errno;
+		return c->fd;
 	c->base = reg->start;
 	r = ftruncate(c->fd, (off_t)(reg->end - reg->start)) < 0 ? -errno : 0;
 	if (r == 0)

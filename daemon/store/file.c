@@ -93,14 +93,19 @@ static int index_layout(const struct disk_index *ix, uint64_t generation, uint64
 	return 0;
 }
 
+/*
+ * Never blocks: a FIFO (or a device) put in the set's place of a
+ * generation opens at once with O_NONBLOCK, and read_frame() refuses it as
+ * not a regular file.  A symbolic link is not followed.
+ */
 static int open_gen(int set_fd, uint64_t generation)
 {
 	char name[GEN_NAME_LEN];
 	int fd;
 
 	gen_file_name(name, generation, false);
-	fd = openat(set_fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	return fd < 0 ? -errno : fd;
+	fd = openat(set_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	return fd < 0 ? (errno == ELOOP ? -EBADMSG : -errno) : fd;
 }
 
 int gen_file_peek(int set_fd, uint64_t generation, struct store_gen_info *info)

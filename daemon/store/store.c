@@ -86,10 +86,16 @@ int set_dir_open(struct store *st, const char *set, bool create, int *ret_fd)
 int set_lock(int set_fd, int *ret_lock_fd)
 {
 	_cleanup_close_ int fd = openat(set_fd, LOCK_NAME,
-					O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+					O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
+					0600);
+	struct stat sb;
 
 	if (fd < 0)
 		return -errno;
+	if (fstat(fd, &sb) < 0)
+		return -errno;
+	if (!S_ISREG(sb.st_mode))
+		return -EBADMSG;
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0)
 		return errno == EWOULDBLOCK ? -EBUSY : -errno;
 	*ret_lock_fd = TAKE_FD(fd);

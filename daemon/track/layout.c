@@ -59,7 +59,7 @@ static int backing_get(struct tracker *t, const struct vma *v)
 			return (int)i;
 	snprintf(path, sizeof(path), "/proc/%d/map_files/%llx-%llx", (int)t->pid,
 		 (unsigned long long)v->start, (unsigned long long)v->end);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return log_warning_errno(errno, "pid %d: cannot open backing file of %s: %m",
 					 (int)t->pid, path);
