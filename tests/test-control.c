@@ -4,7 +4,7 @@
  * usage errors, hostile frames, who may connect, connection limits, and a
  * SIGHUP reload.  Kernel-independent: nothing here attaches to a process.
  *
- *   test-control usage|frames|auth|limits|reload|later-verbs|special-files
+ *   test-control usage|frames|auth|limits|refusals|reload|later-verbs|special-files
  */
 #include <errno.h>
 #include <grp.h>
@@ -383,6 +383,142 @@ static void test_limits(void)
 	wpmigd_cleanup(&d);
 }
 
+/* ---- refusals: cost nothing, keep nobody out, root always gets in ---- */
+
+struct holder {
+	pid_t pid;
+	int go; /* closing it ends the holder */
+};
+
+/* A child as nobody holding n connections open (each sent a status
+ * request, none read); returns once they are all made. */
+static int hold_as_nobody(struct wpmigd *d, int n, struct holder *h)
+{
+	int ready[2], go[2];
+	char c;
+
+	if (pipe(ready) < 0 || pipe(go) < 0)
+		return -1;
+	h->pid = fork();
+	if (h->pid == 0) {
+		close(ready[0]);
+		close(go[1]);
+		if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+			_exit(97);
+		for (int i = 0; i < n; i++) {
+			int fd = raw_connect(d->sock);
+			Wpmig__Request req = WPMIG__REQUEST__INIT;
+			Wpmig__StatusRequest sr = WPMIG__STATUS_REQUEST__INIT;
+			req.verb_case = WPMIG__REQUEST__VERB_STATUS;
+			req.status = &sr;
+			if (fd >= 0)
+				frame_write_fd(fd, FRAME_CTL_REQUEST, &req.base);
+		}
+		(void)!write(ready[1], "r", 1);
+		(void)!read(go[0], &c, 1); /* until the parent is done */
+		_exit(0);
+	}
+	close(ready[1]);
+	close(go[0]);
+	h->go = go[1];
+	ssize_t got = read(ready[0], &c, 1);
+	close(ready[0]);
+	return got == 1 ? 0 : -1;
+}
+
+static void holder_end(struct holder *h)
+{
+	close(h->go);
+	waitpid(h->pid, NULL, 0);
+}
+
+static int count_lines(struct wpmigd *d, const char *needle)
+{
+	char *text = NULL;
+	int n = 0;
+
+	if (read_full_file(d->log, &text, NULL) < 0)
+		return -1;
+	for (char *p = text; (p = strstr(p, needle)); p++)
+		n++;
+	free(text);
+	return n;
+}
+
+/* status --json "connections": what the daemon holds open. */
+static long json_connections(struct wpmigd *d)
+{
+	char *out = NULL, *p;
+	long n = -1;
+
+	if (CTL(d, &out, NULL, "--json", "status") == 0 && (p = strstr(out, "\"connections\":")))
+		n = strtol(p + 14, NULL, 10);
+	free(out);
+	return n;
+}
+
+static void test_refusals(void)
+{
+	struct wpmigd d = { 0 };
+	struct holder h;
+
+	if (getuid() != 0)
+		SKIP("needs root to switch to nobody");
+	CHECK(wpmigd_start(&d, "max_connections = 4\n", NULL) == 0, "daemon start");
+	chmod(d.dir, 0711);
+	char *run = xstrdup_printf("%s/run", d.dir);
+	chmod(run, 0755);
+	free(run);
+	chmod(d.sock, 0666);
+	/* 1. 60 refused connections held open by nobody: root is still served,
+	 * nothing of them is held, and the log gets a bounded number of lines */
+	CHECK(hold_as_nobody(&d, 60, &h) == 0, "holder");
+	int fd = raw_connect(d.sock);
+	CHECK(raw_status(fd, 2000) == 0, "root refused while nobody's refusals are held");
+	close(fd);
+	long conns = json_connections(&d);
+	CHECK(conns == 1, "status counts %ld connections, want 1 (itself)", conns);
+	holder_end(&h);
+	int lines = count_lines(&d, "refused a control client (pid");
+	printf("60 refused connections: %d log lines\n", lines);
+	CHECK(lines >= 1 && lines <= 10, "%d refusal lines", lines);
+	CHECK(wpmigd_log_has(&d, "more refusals in the next 10 s are only counted"),
+	      "throttling not said");
+	/* 2. nobody admitted (control_group) fills max_connections, and more:
+	 * root still has its own connections */
+	CHECK(wpmigd_write_config(&d, "max_connections = 4\ncontrol_group = nogroup\n") == 0,
+	      "config");
+	kill(d.pid, SIGHUP);
+	CHECK(wpmigd_wait_log(&d, "Reloaded", 3000), "no reload");
+	chmod(d.sock, 0666);
+	CHECK(hold_as_nobody(&d, 20, &h) == 0, "holder");
+	int fds[4];
+	for (int i = 0; i < 3; i++) {
+		fds[i] = raw_connect(d.sock);
+		CHECK(raw_status(fds[i], 2000) == 0, "root connection %d refused", i);
+	}
+	conns = json_connections(&d); /* root's fourth */
+	CHECK(conns == 8, "status counts %ld connections, want 4 of nobody + 4 of root", conns);
+	bool served = false; /* once the daemon has seen status's connection go */
+	for (int i = 0; i < 200 && !served; i++) {
+		usleep(10000);
+		fds[3] = raw_connect(d.sock);
+		served = raw_status(fds[3], 2000) == 0;
+		if (!served)
+			close(fds[3]);
+	}
+	CHECK(served, "root's fourth connection refused");
+	int error = 0, fd5 = raw_connect(d.sock);
+	CHECK(raw_read_response(fd5, 2000, &error, NULL, 0) == 0 && error == -EUSERS,
+	      "root's fifth connection: %d", error);
+	close(fd5);
+	for (int i = 0; i < 4; i++)
+		close(fds[i]);
+	holder_end(&h);
+	CHECK(wpmigd_stop(&d, 5000) == 0, "daemon exit status");
+	wpmigd_cleanup(&d);
+}
+
 /* ---- reload ---- */
 
 static void test_reload(void)
@@ -538,7 +674,7 @@ int main(int argc, char **argv)
 		{ "usage", test_usage }, { "frames", test_frames }, { "auth", test_auth },
 		{ "limits", test_limits }, { "reload", test_reload },
 		{ "config", test_config }, { "later-verbs", test_later_verbs },
-		{ "special-files", test_special_files },
+		{ "special-files", test_special_files }, { "refusals", test_refusals },
 	};
 
 	return run_subtests(argc, argv, tests, ARRAY_SIZE(tests));

@@ -304,7 +304,8 @@ int raw_status(int fd, int timeout_ms)
 	req.verb_case = WPMIG__REQUEST__VERB_STATUS;
 	req.status = &sr;
 	r = frame_write_fd(fd, FRAME_CTL_REQUEST, &req.base);
-	if (r == 0)
+	/* refused at accept: the answer waits though the daemon closed */
+	if (r == 0 || r == -EPIPE || r == -ECONNRESET)
 		r = raw_read_response(fd, timeout_ms, &error, NULL, 0);
 	return r < 0 ? r : error;
 }

@@ -18,7 +18,10 @@
 #include "control/socket.h"
 
 #define PARTIAL_FRAME_TIMEOUT_S 30 /* a frame started must be finished */
-#define LINGER_TIMEOUT_S 5         /* wait for a refused client to read why */
+#define FLUSH_TIMEOUT_S 5          /* a refusal that cannot be written out at once */
+/* Refusals logged: at most REFUSAL_LOG_BURST per REFUSAL_LOG_INTERVAL_S. */
+#define REFUSAL_LOG_INTERVAL_S 10 /* the log line below says 10 s */
+#define REFUSAL_LOG_BURST 10
 
 struct request {
 	struct conn *conn; /* NULL once the client is gone */
@@ -32,7 +35,8 @@ struct conn {
 	struct bufferevent *bev;
 	uint64_t id;
 	struct peer_cred cred;
-	bool closing; /* answered an error: flush, then wait for the client's EOF */
+	bool root;    /* counted in root's pool of connections */
+	bool closing; /* answered an error: closed once that is written out */
 	bool dropped; /* freed on the next loop iteration; sends nothing more */
 	bool read_eof; /* the client shut its side: close once all is answered */
 	struct event *free_ev;
@@ -49,8 +53,13 @@ struct control {
 	void *userdata;
 	struct control_limits lim;
 	TAILQ_HEAD(, conn) conns;
-	unsigned n_conns, n_closing;
+	/* Open connections: [0] others, [1] root.  Each pool has
+	 * max_connections, so no other user can crowd root out. */
+	unsigned n_conns[2];
 	uint64_t next_id;
+	/* refusals: logged REFUSAL_LOG_BURST per interval, the rest counted */
+	uint64_t refusal_window_ns;
+	unsigned refusals_logged, refusals_quiet;
 };
 
 static const uint16_t request_types[] = { FRAME_CTL_REQUEST };
@@ -68,10 +77,7 @@ static void conn_free(struct conn *cn)
 		req->conn = NULL; /* its handler still answers it, into the void */
 	}
 	TAILQ_REMOVE(&c->conns, cn, link);
-	if (cn->closing)
-		c->n_closing--;
-	else
-		c->n_conns--;
+	c->n_conns[cn->root]--;
 	log_debug("conn %llu: closed", (unsigned long long)cn->id);
 	bufferevent_free(cn->bev);
 	event_free(cn->free_ev);
@@ -120,37 +126,78 @@ static void conn_on_write(struct bufferevent *bev, void *arg)
 {
 	struct conn *cn = arg;
 
-	/* A refusal is out: tell the client we are done, wait for its EOF. */
-	if (cn->closing)
-		shutdown(bufferevent_getfd(bev), SHUT_WR);
-	/* A half-closed client has all its answers. */
-	else if (cn->read_eof && cn->n_requests == 0)
+	/* A refusal is out, or a half-closed client has all its answers.  On
+	 * a unix socket the client reads what we wrote before it sees our
+	 * close, even with its own request unread: no need to linger. */
+	if (cn->closing || (cn->read_eof && cn->n_requests == 0))
 		conn_drop(cn);
 }
 
-/* Answer a protocol or permission error with id 0 and close, gracefully:
- * closing with unread input would reset the connection before the client
- * read why. */
+/*
+ * Refusals are logged, but a client that makes them by the thousand must
+ * not flood the log: REFUSAL_LOG_BURST lines per interval, then a count.
+ */
+static void log_refusal(struct control *c, const struct peer_cred *cred, const char *why)
+{
+	uint64_t now = now_ns();
+
+	if (now - c->refusal_window_ns >= REFUSAL_LOG_INTERVAL_S * 1000000000ULL) {
+		if (c->refusals_quiet)
+			log_notice("%u more refused control connections were not logged",
+				   c->refusals_quiet);
+		c->refusal_window_ns = now;
+		c->refusals_logged = c->refusals_quiet = 0;
+	}
+	if (c->refusals_logged < REFUSAL_LOG_BURST) {
+		c->refusals_logged++;
+		log_notice("refused a control client (pid %d uid %u): %s%s", (int)cred->pid,
+			   (unsigned)cred->uid, why, c->refusals_logged == REFUSAL_LOG_BURST ?
+			   "; more refusals in the next 10 s are only counted" : "");
+	} else {
+		c->refusals_quiet++;
+	}
+}
+
+/* Answer a protocol error with id 0 and close once that is written out. */
 static void conn_refuse(struct conn *cn, int error, const char *why)
 {
 	Wpmig__Response resp = WPMIG__RESPONSE__INIT;
-	struct timeval tv = { LINGER_TIMEOUT_S, 0 };
+	struct timeval tv = { FLUSH_TIMEOUT_S, 0 };
 
-	log_notice("conn %llu (pid %d uid %u): %s", (unsigned long long)cn->id,
-		   (int)cn->cred.pid, (unsigned)cn->cred.uid, why);
+	log_refusal(cn->c, &cn->cred, why);
 	resp.error = error;
 	resp.message = (char *)why;
 	if (!conn_send(cn, FRAME_CTL_RESPONSE, &resp.base))
 		return;
-	if (!cn->closing) {
-		cn->closing = true;
-		cn->c->n_conns--;
-		cn->c->n_closing++;
-	}
+	cn->closing = true;
 	evbuffer_drain(bufferevent_get_input(cn->bev), SIZE_MAX);
 	bufferevent_set_timeouts(cn->bev, &tv, &tv);
 	if (evbuffer_get_length(bufferevent_get_output(cn->bev)) == 0)
 		conn_on_write(cn->bev, cn);
+}
+
+/*
+ * A client refused before it got a connection of its own (not allowed,
+ * too many connections): one frame sent without waiting, and closed.  The
+ * socket is new, so the small frame fits its buffer; nothing of ours
+ * stays behind, so refusals cost nothing however many come.
+ */
+static void refuse_at_once(struct control *c, evutil_socket_t fd, const struct peer_cred *cred,
+			   int error, const char *why)
+{
+	Wpmig__Response resp = WPMIG__RESPONSE__INIT;
+	uint8_t *buf;
+	size_t len;
+
+	log_refusal(c, cred, why);
+	resp.error = error;
+	resp.message = (char *)why;
+	if (frame_pack(FRAME_CTL_RESPONSE, &resp.base, 0, &buf, &len) == 0) {
+		if (send(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+			log_debug_errno(errno, "refused client: %m");
+		free(buf);
+	}
+	evutil_closesocket(fd);
 }
 
 static void conn_dispatch(struct conn *cn, const uint8_t *payload, uint32_t len)
@@ -255,25 +302,29 @@ static void conn_on_event(struct bufferevent *bev, short what, void *arg)
 	conn_free(cn);
 }
 
-static struct conn *conn_new(struct control *c, evutil_socket_t fd)
+static struct conn *conn_new(struct control *c, evutil_socket_t fd, const struct peer_cred *cred)
 {
 	struct conn *cn = calloc(1, sizeof(*cn));
 
 	if (!cn)
 		return NULL;
-	cn->bev = bufferevent_socket_new(c->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	/* The bufferevent last: once it exists it owns fd (the caller closes
+	 * fd when this fails). */
 	cn->free_ev = event_new(c->base, -1, 0, conn_on_free, cn);
-	if (!cn->bev || !cn->free_ev) {
-		if (cn->bev)
-			bufferevent_free(cn->bev);
+	cn->bev = cn->free_ev ? bufferevent_socket_new(c->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
+	if (!cn->bev) {
+		if (cn->free_ev)
+			event_free(cn->free_ev);
 		free(cn);
 		return NULL;
 	}
 	cn->c = c;
 	cn->id = ++c->next_id;
+	cn->cred = *cred;
+	cn->root = cred->uid == 0;
 	TAILQ_INIT(&cn->requests);
 	TAILQ_INSERT_TAIL(&c->conns, cn, link);
-	c->n_conns++;
+	c->n_conns[cn->root]++;
 	/* Read at most one whole frame ahead: the rest waits in the kernel. */
 	bufferevent_setwatermark(cn->bev, EV_READ, FRAME_HEADER_SIZE,
 				 FRAME_HEADER_SIZE + CONTROL_MAX_FRAME);
@@ -283,33 +334,35 @@ static struct conn *conn_new(struct control *c, evutil_socket_t fd)
 	return cn;
 }
 
+/*
+ * Who may connect is checked first, from the socket's credentials; a
+ * refused client costs one frame and a close.  Root has a pool of
+ * max_connections of its own: a user admitted through control_group may
+ * fill the other pool, never root's.
+ */
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		      int socklen, void *arg)
 {
 	struct control *c = arg;
-	bool full = c->n_conns >= c->lim.max_connections;
+	struct peer_cred cred = { .pid = 0, .uid = (uid_t)-1 };
 	char why[256];
 	struct conn *cn;
 	int r;
 
-	if (c->n_closing >= c->lim.max_connections) {
-		evutil_closesocket(fd); /* refusals pile up: no more courtesy */
-		return;
-	}
 	evutil_make_socket_closeonexec(fd);
-	cn = conn_new(c, fd);
-	if (!cn) {
-		evutil_closesocket(fd);
-		return;
-	}
-	r = control_auth_peer(fd, &c->lim, &cn->cred, why, sizeof(why));
-	if (r == 0 && full) {
+	r = control_auth_peer(fd, &c->lim, &cred, why, sizeof(why));
+	if (r == 0 && c->n_conns[cred.uid == 0] >= c->lim.max_connections) {
 		r = -EUSERS;
-		snprintf(why, sizeof(why), "too many connections (max_connections=%u)",
-			 c->lim.max_connections);
+		snprintf(why, sizeof(why), "too many connections (max_connections=%u%s)",
+			 c->lim.max_connections, cred.uid == 0 ? " for root" : "");
 	}
 	if (r < 0) {
-		conn_refuse(cn, r, why);
+		refuse_at_once(c, fd, &cred, r, why);
+		return;
+	}
+	cn = conn_new(c, fd, &cred);
+	if (!cn) {
+		refuse_at_once(c, fd, &cred, -ENOMEM, "out of memory");
 		return;
 	}
 	log_debug("conn %llu: pid %d uid %u", (unsigned long long)cn->id, (int)cn->cred.pid,
@@ -383,7 +436,7 @@ void control_free(struct control *c)
 
 unsigned control_n_connections(const struct control *c)
 {
-	return c->n_conns;
+	return c->n_conns[0] + c->n_conns[1];
 }
 
 bool control_activated(const struct control *c)
