@@ -4,10 +4,12 @@
  * usage errors, hostile frames, who may connect, connection limits, and a
  * SIGHUP reload.  Kernel-independent: nothing here attaches to a process.
  *
- *   test-control usage|frames|auth|limits|refusals|reload|later-verbs|special-files
+ *   test-control usage|frames|partial-frame|auth|limits|refusals|reload|later-verbs|
+ *                special-files
  */
 #include <errno.h>
 #include <grp.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -212,6 +214,64 @@ static void test_frames(void)
 	long rss1 = proc_rss_kib(d.pid);
 	printf("daemon RSS %ld KiB before, %ld KiB after the hostile frames\n", rss0, rss1);
 	CHECK(rss1 - rss0 < 1024, "RSS grew by %ld KiB", rss1 - rss0);
+	close(witness);
+	CHECK(wpmigd_stop(&d, 5000) == 0, "daemon exit status");
+	wpmigd_cleanup(&d);
+}
+
+/* ---- a frame started, however little of it, must end within 30 s ---- */
+
+static void test_partial_frame(void)
+{
+	static const size_t sizes[] = { 1, 23, 26, 1 }; /* the last one dribbles on */
+	enum { N = 4, DRIBBLER = 3 };
+	struct wpmigd d = { 0 };
+	uint8_t raw[64] = { 0 };
+	int fds[N], error[N] = { 0 }, witness;
+	double answered_ms[N] = { 0 };
+	char msg[N][256] = { "" };
+
+	header(raw, FRAME_CTL_REQUEST, 40);
+	CHECK(wpmigd_start(&d, "", NULL) == 0, "daemon start");
+	witness = raw_connect(d.sock);
+	uint64_t t0 = now_ns();
+	for (int i = 0; i < N; i++) {
+		fds[i] = raw_connect(d.sock);
+		CHECK(write(fds[i], raw, sizes[i]) == (ssize_t)sizes[i], "write %d", i);
+	}
+	/* the dribbler sends one more byte every 8 s: idle time never reaches 30 s */
+	for (int left = N, tick = 1; left && ns_to_ms(now_ns() - t0) < 45000;) {
+		struct pollfd p[N];
+		for (int i = 0; i < N; i++)
+			p[i] = (struct pollfd){ .fd = answered_ms[i] ? -1 : fds[i], .events = POLLIN };
+		if (poll(p, N, 1000) < 0)
+			break;
+		double ms = ns_to_ms(now_ns() - t0);
+		for (int i = 0; i < N; i++) {
+			if (!(p[i].revents & (POLLIN | POLLHUP)))
+				continue;
+			answered_ms[i] = ms;
+			left--;
+			error[i] = 0;
+			msg[i][0] = 0;
+			raw_read_response(fds[i], 1000, &error[i], msg[i], sizeof(msg[i]));
+		}
+		if (ms > tick * 8000.0 && !answered_ms[DRIBBLER] && sizes[DRIBBLER] + tick < 24) {
+			CHECK(write(fds[DRIBBLER], raw + sizes[DRIBBLER] + tick - 1, 1) == 1, "dribble");
+			tick++;
+		}
+		CHECK(raw_status(witness, 1000) == 0, "witness not served");
+	}
+	for (int i = 0; i < N; i++) {
+		printf("%zu bytes%s: answered after %.1f s: %d %s\n", sizes[i],
+		       i == DRIBBLER ? " and one every 8 s" : "", answered_ms[i] / 1000, error[i],
+		       msg[i]);
+		CHECK(answered_ms[i] >= 29500 && answered_ms[i] < 36000, "%d: after %.0f ms", i,
+		      answered_ms[i]);
+		CHECK(error[i] == -ETIMEDOUT && strstr(msg[i], "not finished within 30 s"),
+		      "%d: %d %s", i, error[i], msg[i]);
+		close(fds[i]);
+	}
 	close(witness);
 	CHECK(wpmigd_stop(&d, 5000) == 0, "daemon exit status");
 	wpmigd_cleanup(&d);
@@ -675,6 +735,7 @@ int main(int argc, char **argv)
 		{ "limits", test_limits }, { "reload", test_reload },
 		{ "config", test_config }, { "later-verbs", test_later_verbs },
 		{ "special-files", test_special_files }, { "refusals", test_refusals },
+		{ "partial-frame", test_partial_frame },
 	};
 
 	return run_subtests(argc, argv, tests, ARRAY_SIZE(tests));

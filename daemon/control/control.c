@@ -39,6 +39,7 @@ struct conn {
 	bool closing; /* answered an error: closed once that is written out */
 	bool dropped; /* freed on the next loop iteration; sends nothing more */
 	bool read_eof; /* the client shut its side: close once all is answered */
+	uint64_t frame_start_ns; /* first byte of a frame not yet whole; 0: none */
 	struct event *free_ev;
 	unsigned n_requests;
 	TAILQ_HEAD(, request) requests;
@@ -256,22 +257,45 @@ static bool conn_take_frame(struct conn *cn)
 	return true;
 }
 
+static void conn_on_event(struct bufferevent *bev, short what, void *arg);
+
+/*
+ * Called for every byte that arrives (the read low watermark is 0), so a
+ * frame started with a single byte is timed too.  The time limit is a
+ * deadline from the frame's first byte, not an idle time a client could
+ * renew with a byte now and then.
+ */
 static void conn_on_read(struct bufferevent *bev, void *arg)
 {
 	struct conn *cn = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
-	struct timeval tv = { PARTIAL_FRAME_TIMEOUT_S, 0 };
+	uint64_t now, deadline;
+	bool took = false;
 
 	if (cn->closing) {
 		evbuffer_drain(in, SIZE_MAX);
 		return;
 	}
 	while (!cn->closing && !cn->dropped && conn_take_frame(cn))
-		;
+		took = true;
 	if (cn->closing || cn->dropped)
 		return;
-	/* Time out only a frame that was started and not finished. */
-	bufferevent_set_timeouts(bev, evbuffer_get_length(in) ? &tv : NULL, NULL);
+	if (!evbuffer_get_length(in)) {
+		cn->frame_start_ns = 0;
+		bufferevent_set_timeouts(bev, NULL, NULL);
+		return;
+	}
+	now = now_ns();
+	if (took || !cn->frame_start_ns)
+		cn->frame_start_ns = now; /* the rest is the start of the next frame */
+	deadline = cn->frame_start_ns + PARTIAL_FRAME_TIMEOUT_S * 1000000000ULL;
+	if (now >= deadline) {
+		conn_on_event(bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT, cn);
+		return;
+	}
+	struct timeval tv = { (time_t)((deadline - now) / 1000000000ULL),
+			      (suseconds_t)((deadline - now) % 1000000000ULL / 1000) };
+	bufferevent_set_timeouts(bev, &tv, NULL);
 }
 
 static void conn_on_event(struct bufferevent *bev, short what, void *arg)
@@ -284,7 +308,11 @@ static void conn_on_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT) {
-		conn_refuse(cn, -ETIMEDOUT, "truncated frame: timed out waiting for the rest");
+		char why[96];
+
+		snprintf(why, sizeof(why), "truncated frame: not finished within %d s of its "
+			 "first byte", PARTIAL_FRAME_TIMEOUT_S);
+		conn_refuse(cn, -ETIMEDOUT, why);
 		return;
 	}
 	if ((what & BEV_EVENT_EOF) && pending) {
@@ -325,9 +353,9 @@ static struct conn *conn_new(struct control *c, evutil_socket_t fd, const struct
 	TAILQ_INIT(&cn->requests);
 	TAILQ_INSERT_TAIL(&c->conns, cn, link);
 	c->n_conns[cn->root]++;
-	/* Read at most one whole frame ahead: the rest waits in the kernel. */
-	bufferevent_setwatermark(cn->bev, EV_READ, FRAME_HEADER_SIZE,
-				 FRAME_HEADER_SIZE + CONTROL_MAX_FRAME);
+	/* Read at most one whole frame ahead: the rest waits in the kernel.
+	 * Every byte wakes us (low mark 0): a partial header is timed too. */
+	bufferevent_setwatermark(cn->bev, EV_READ, 0, FRAME_HEADER_SIZE + CONTROL_MAX_FRAME);
 	bufferevent_setcb(cn->bev, conn_on_read, conn_on_write, conn_on_event, cn);
 	/* bufferevent adds its write event only while output is queued. */
 	bufferevent_enable(cn->bev, EV_READ | EV_WRITE);
