@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 /* The one process-wide setting; written at start-up and on SIGHUP. */
 static _Atomic int max_level = LOG_INFO;
@@ -47,4 +48,25 @@ int log_internal(int level, int err, const char *fmt, ...)
 	funlockfile(stderr);
 	errno = saved;
 	return -err;
+}
+
+bool log_limit_pass(struct log_limit *l, unsigned *quiet, bool *last)
+{
+	struct timespec ts;
+	uint64_t now;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+	*quiet = 0;
+	if (!l->window_ns || now - l->window_ns >= l->interval_s * 1000000000ULL) {
+		*quiet = l->quiet;
+		l->window_ns = now;
+		l->logged = l->quiet = 0;
+	}
+	if (l->logged >= l->burst) {
+		l->quiet++;
+		return false;
+	}
+	*last = ++l->logged == l->burst;
+	return true;
 }

@@ -6,6 +6,8 @@
  */
 #pragma once
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <syslog.h>
 
 void log_set_max_level(int level);
@@ -28,3 +30,21 @@ int log_internal(int level, int err, const char *fmt, ...)
 #define log_debug_errno(e, ...) log_full_errno(LOG_DEBUG, e, __VA_ARGS__)
 #define log_warning_errno(e, ...) log_full_errno(LOG_WARNING, e, __VA_ARGS__)
 #define log_error_errno(e, ...) log_full_errno(LOG_ERR, e, __VA_ARGS__)
+
+/*
+ * Events a client can cause by the thousand (refusals) are logged burst
+ * lines per interval, the rest counted.  One per kind of event, used by
+ * one thread.
+ */
+struct log_limit {
+	unsigned interval_s, burst;
+	uint64_t window_ns;
+	unsigned logged, quiet;
+};
+
+/*
+ * Should this event be logged?  When a new interval starts after some
+ * went unlogged, *quiet is how many (else 0): say so.  *last is true for
+ * the last line of a burst: say that more will only be counted.
+ */
+bool log_limit_pass(struct log_limit *l, unsigned *quiet, bool *last);

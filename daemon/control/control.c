@@ -20,7 +20,7 @@
 #define PARTIAL_FRAME_TIMEOUT_S 30 /* a frame started must be finished */
 #define FLUSH_TIMEOUT_S 5          /* a refusal that cannot be written out at once */
 /* Refusals logged: at most REFUSAL_LOG_BURST per REFUSAL_LOG_INTERVAL_S. */
-#define REFUSAL_LOG_INTERVAL_S 10 /* the log line below says 10 s */
+#define REFUSAL_LOG_INTERVAL_S 10
 #define REFUSAL_LOG_BURST 10
 
 struct request {
@@ -58,9 +58,7 @@ struct control {
 	 * max_connections, so no other user can crowd root out. */
 	unsigned n_conns[2];
 	uint64_t next_id;
-	/* refusals: logged REFUSAL_LOG_BURST per interval, the rest counted */
-	uint64_t refusal_window_ns;
-	unsigned refusals_logged, refusals_quiet;
+	struct log_limit refusals; /* refusals logged, the rest counted */
 };
 
 static const uint16_t request_types[] = { FRAME_CTL_REQUEST };
@@ -140,23 +138,15 @@ static void conn_on_write(struct bufferevent *bev, void *arg)
  */
 static void log_refusal(struct control *c, const struct peer_cred *cred, const char *why)
 {
-	uint64_t now = now_ns();
+	unsigned quiet;
+	bool last = false, pass = log_limit_pass(&c->refusals, &quiet, &last);
 
-	if (now - c->refusal_window_ns >= REFUSAL_LOG_INTERVAL_S * 1000000000ULL) {
-		if (c->refusals_quiet)
-			log_notice("%u more refused control connections were not logged",
-				   c->refusals_quiet);
-		c->refusal_window_ns = now;
-		c->refusals_logged = c->refusals_quiet = 0;
-	}
-	if (c->refusals_logged < REFUSAL_LOG_BURST) {
-		c->refusals_logged++;
+	if (quiet)
+		log_notice("%u more refused control connections were not logged", quiet);
+	if (pass)
 		log_notice("refused a control client (pid %d uid %u): %s%s", (int)cred->pid,
-			   (unsigned)cred->uid, why, c->refusals_logged == REFUSAL_LOG_BURST ?
-			   "; more refusals in the next 10 s are only counted" : "");
-	} else {
-		c->refusals_quiet++;
-	}
+			   (unsigned)cred->uid, why, last ? "; for a while more refusals are "
+			   "only counted" : "");
 }
 
 /* Answer a protocol error with id 0 and close once that is written out. */
@@ -414,6 +404,7 @@ int control_open(struct event_base *base, const char *path, const struct control
 	if (!c)
 		return log_error_errno(ENOMEM, "Out of memory");
 	*c = (struct control){ .base = base, .ops = ops, .userdata = userdata,
+			       .refusals = { REFUSAL_LOG_INTERVAL_S, REFUSAL_LOG_BURST },
 			       .lim = { .max_connections = 64, .max_requests = 16,
 					.max_output = 4 << 20 } };
 	TAILQ_INIT(&c->conns);
