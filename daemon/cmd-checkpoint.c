@@ -113,6 +113,7 @@ static bool transient(int r)
 	case ENOTCONN: case EBADMSG: case EPROTO: case EHOSTUNREACH: case ENETUNREACH:
 	case ESHUTDOWN:
 	case EBUSY: /* the receiver still holds our dropped connection's generation */
+	case EUSERS: /* the receiver is full: another source may finish meanwhile */
 		return true;
 	default:
 		return false;

@@ -35,18 +35,27 @@ struct raw {
 	struct peer_rx rx;
 	struct peer_mac tx;
 	bool authed;
+	char error[256]; /* the daemon's Error, when handshake() got one */
 };
 
-static int raw_open(int port, struct raw *c)
+/* Connect from a loopback address of our choice (0: any). */
+static int raw_open_from(int port, uint32_t from, struct raw *c)
 {
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
 				  .sin_addr.s_addr = htonl(0x7f000001) };
+	struct sockaddr_in me = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(from) };
 
 	*c = (struct raw){ .fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0),
 			   .in = evbuffer_new() };
-	if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+	if (c->fd < 0 || (from && bind(c->fd, (struct sockaddr *)&me, sizeof(me)) < 0) ||
+	    connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		return -errno;
 	return 0;
+}
+
+static int raw_open(int port, struct raw *c)
+{
+	return raw_open_from(port, 0, c);
 }
 
 static void raw_close(struct raw *c)
@@ -183,10 +192,15 @@ static int handshake(struct raw *c, const struct peer_key *key)
 	peer_mac_init(&c->rx.mac, key, PEER_LABEL_RECEIVER, t);
 	peer_mac_init(&c->tx, key, PEER_LABEL_SOURCE, t);
 	c->rx.authed = c->authed = true;
-	if (read_frame(c, &f, 5000) <= 0 || f.h.type != PEER_READY)
+	if (read_frame(c, &f, 5000) <= 0)
 		return -EACCES;
+	int r = f.h.type == PEER_READY ? 0 : -EACCES;
+	if (f.h.type == PEER_ERROR) {
+		r = ((const Wpmig__Peer__Error *)f.m)->error;
+		snprintf(c->error, sizeof(c->error), "%s", ((const Wpmig__Peer__Error *)f.m)->message);
+	}
 	peer_frame_clear(&f);
-	return 0;
+	return r;
 }
 
 struct target {
@@ -377,22 +391,104 @@ static void amplification(struct target *t)
 	free(msg);
 }
 
-/* More connections than allowed: the extra ones are closed at once. */
-static void flood(struct target *t)
+/* Did the daemon answer c with an Error within ms?  Its error, or 0. */
+static int error_within(struct raw *c, int ms, char *msg, size_t len)
 {
-	struct raw c[8];
+	struct pollfd p = { .fd = c->fd, .events = POLLIN };
 	struct peer_frame f;
-	int closed = 0;
+	int error = 0;
 
-	for (int i = 0; i < 8; i++)
-		raw_open(t->port, &c[i]);
-	for (int i = 0; i < 8; i++) {
-		struct pollfd p = { .fd = c[i].fd, .events = POLLIN };
-		if (poll(&p, 1, 300) == 1 && read_frame(&c[i], &f, 100) == 0)
-			closed++;
+	if (poll(&p, 1, ms) == 1 && read_frame(c, &f, 100) > 0) {
+		if (f.h.type == PEER_ERROR) {
+			error = ((const Wpmig__Peer__Error *)f.m)->error;
+			snprintf(msg, len, "%s", ((const Wpmig__Peer__Error *)f.m)->message);
+		}
+		peer_frame_clear(&f);
 	}
-	CHECK(closed >= 4, "%d of 8 connections refused with peer_max_connections = 4", closed);
-	for (int i = 0; i < 8; i++)
+	return error;
+}
+
+/*
+ * Connections without the key cannot crowd out a source that has it: 12
+ * idle ones from one address (4 may wait in the handshake, the rest are
+ * refused at once), then 70 from as many addresses (the oldest make room):
+ * a real source streams meanwhile at the first attempt, and the idle ones
+ * end at the handshake deadline (peer_timeout = 3 s here).
+ */
+static void idle_flood(struct target *t, struct pd *tx, pid_t pid, const char *listen)
+{
+	enum { ONE = 12, MANY = 70 };
+	struct raw c[ONE], m[MANY];
+	int refused = 0, evicted = 0, timed_out = 0;
+	struct ckres r;
+	char msg[256];
+
+	for (int i = 0; i < ONE; i++)
+		CHECK(raw_open_from(t->port, 0x7f000002, &c[i]) == 0, "connect %d", i);
+	for (int i = 0; i < ONE; i++)
+		if (error_within(&c[i], i < 4 ? 50 : 1000, msg, sizeof(msg)) == -EUSERS &&
+		    strstr(msg, "too many connections from this address"))
+			refused++;
+	CHECK(refused == ONE - 4, "%d of %d idle connections from one address refused", refused,
+	      ONE);
+	uint64_t t0 = now_ns();
+	CHECK(pd_checkpoint(tx, pid, listen, "crowded", false, NULL, &r) == 0,
+	      "checkpoint beside idle connections: %s", r.err);
+	double ms = ns_to_ms(now_ns() - t0);
+	fprintf(stderr, "checkpoint beside %d idle connections: %.0f ms\n", 4, ms);
+	CHECK(ms < 2000, "checkpoint took %.0f ms: it was retried", ms);
+	for (int i = 0; i < 4; i++)
+		timed_out += error_within(&c[i], 5000, msg, sizeof(msg)) == -ETIMEDOUT &&
+			     strstr(msg, "handshake not finished within 3000 ms of connecting "
+				    "(waiting for the source's hello)");
+	CHECK(timed_out == 4, "%d of 4 idle connections timed out in the handshake: %s",
+	      timed_out, msg);
+	for (int i = 0; i < MANY; i++)
+		CHECK(raw_open_from(t->port, 0x7f000100 + (uint32_t)i + 1, &m[i]) == 0, "connect");
+	CHECK(pd_checkpoint(tx, pid, listen, "crowded", false, NULL, &r) == 0,
+	      "checkpoint beside 74 idle connections: %s", r.err);
+	/* the oldest made room: told so before their handshake deadline */
+	bool told[MANY] = { false };
+	for (uint64_t t1 = now_ns(); ns_to_ms(now_ns() - t1) < 1500 && evicted < MANY - 64;)
+		for (int i = 0; i < MANY; i++)
+			if (!told[i] && error_within(&m[i], 1, msg, sizeof(msg)) == -EUSERS &&
+			    strstr(msg, "went to a newer connection"))
+				told[i] = ++evicted;
+	CHECK(evicted >= MANY - 64, "%d connections made room", evicted);
+	for (int i = 0; i < ONE; i++)
+		raw_close(&c[i]);
+	for (int i = 0; i < MANY; i++)
+		raw_close(&m[i]);
+}
+
+/* Authenticated connections beyond peer_max_connections are told the
+ * receiver is full, and a source says so. */
+static void full(struct target *t, struct pd *tx, const char *listen)
+{
+	const char *const wl_args[] = { "--anon", "1M", NULL };
+	struct raw c[5];
+	struct wl w = { 0 };
+	struct ckres r;
+	int n = 0;
+
+	/* the source's link to us stays open: it is one of the 4 */
+	for (; n < 5; n++) {
+		raw_open(t->port, &c[n]);
+		if (handshake(&c[n], &t->key) < 0)
+			break;
+	}
+	CHECK(n == 3, "%d authenticated besides the source's link, want 3", n);
+	CHECK(n < 5 && strstr(c[n].error, "the receiver is full: 4 authenticated connections"),
+	      "the fifth: %s", n < 5 ? c[n].error : "");
+	/* a second process of the source: a link of its own, refused */
+	CHECK(wl_start(&w, wl_args) == 0, "workload");
+	CHECK(pd_checkpoint(tx, w.pid, listen, "full", false, NULL, &r) != 0, "checkpoint to a "
+	      "full receiver");
+	fprintf(stderr, "checkpoint to a full receiver: %s\n", r.err);
+	CHECK(strstr(r.err, "the receiver is full: 4 authenticated connections "
+		     "(peer_max_connections = 4)"), "source's error: %s", r.err);
+	wl_stop(&w);
+	for (int i = 0; i <= n && i < 5; i++)
 		raw_close(&c[i]);
 }
 
@@ -428,7 +524,8 @@ static void test_hostile(void)
 	replay(&t, rec);
 	authenticated(&t);
 	amplification(&t);
-	flood(&t);
+	idle_flood(&t, &tx, w.pid, listen);
+	full(&t, &tx, listen);
 	fprintf(stderr, "receiver RSS %ld KiB at the start, %ld KiB at the end, peak %ld KiB\n",
 		rss0, pd_rss(&t.rx), pd_hwm(&t.rx));
 	CHECK(pd_hwm(&t.rx) < 128 * 1024, "receiver peak RSS %ld KiB", pd_hwm(&t.rx));

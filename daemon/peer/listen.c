@@ -53,7 +53,9 @@ static int listen_socket(struct peer_server *s, char *why, size_t why_len)
 	} else {
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	}
-	if (bind(fd, (struct sockaddr *)&sa, len) < 0 || listen(fd, 16) < 0) {
+	/* a deep backlog: a burst of connections waits to be accepted (and
+	 * sorted by the handshake's limits) rather than be dropped */
+	if (bind(fd, (struct sockaddr *)&sa, len) < 0 || listen(fd, 256) < 0) {
 		r = -errno;
 		snprintf(why, why_len, "cannot listen on %s: %s", s->listen, strerror(errno));
 		return r;
@@ -91,7 +93,7 @@ int peer_server_open(struct event_base *base, const struct peer_server_opts *o,
 
 	if (!s)
 		return log_error_errno(ENOMEM, "Out of memory");
-	*s = (struct peer_server){ .base = base, .o = *o };
+	*s = (struct peer_server){ .base = base, .o = *o, .refusals = { 10, 10 } };
 	TAILQ_INIT(&s->conns);
 	s->listen = strdup(o->listen);
 	if (!s->listen || peer_server_set_key(s, o->key) < 0)

@@ -12,8 +12,11 @@
 #include "server-internal.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "basic/log.h"
 #include "basic/util.h"
@@ -391,11 +394,15 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
 	struct rconn *rc = arg;
 
-	if (what & EV_TIMEOUT)
-		rconn_close(rc, -ETIMEDOUT, "%s", rc->state < RC_IDLE ? "handshake timed out"
-					     : "no progress from the source in time");
-	else
+	if (!(what & EV_TIMEOUT))
 		rconn_read(rc);
+	else if (rc->state < RC_IDLE)
+		rconn_close(rc, -ETIMEDOUT, "handshake not finished within %llu ms of connecting "
+			    "(waiting for the source's %s)",
+			    (unsigned long long)rconn_handshake_ms(rc->srv),
+			    rc->state == RC_HELLO ? "hello" : "proof");
+	else
+		rconn_close(rc, -ETIMEDOUT, "no progress from the source in time");
 }
 
 /* Output side: the source stopped taking what we send. */
@@ -410,17 +417,90 @@ static void on_free(evutil_socket_t fd, short what, void *arg)
 	rconn_free(arg);
 }
 
+static void addr_key(const struct sockaddr *sa, struct peer_addr_key *k)
+{
+	static const uint8_t v4mapped[12] = { [10] = 0xff, [11] = 0xff };
+
+	*k = (struct peer_addr_key){ 0 };
+	if (sa->sa_family == AF_INET) {
+		memcpy(k->b, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+		k->len = 4;
+	} else if (sa->sa_family == AF_INET6) {
+		const uint8_t *a = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+		bool mapped = !memcmp(a, v4mapped, sizeof(v4mapped));
+
+		k->len = mapped ? 4 : 8; /* an IPv6 source may use its whole /64 */
+		memcpy(k->b, mapped ? a + 12 : a, k->len);
+	}
+}
+
+/*
+ * One Error frame, written without waiting (the socket is new: it fits),
+ * and closed: a refused connection holds nothing of ours.  Logged within
+ * the server's rate limit.
+ */
+static void refuse_at_once(struct peer_server *s, evutil_socket_t fd, const char *from,
+			   int error, const char *why)
+{
+	Wpmig__Peer__Error e = WPMIG__PEER__ERROR__INIT;
+	uint8_t *buf, sink[4096];
+	unsigned quiet;
+	bool last = false;
+	size_t len;
+
+	if (log_limit_pass(&s->refusals, &quiet, &last) || quiet)
+		log_notice("Refused a peer connection from %s: %s%s%s", from, why,
+			   last ? "; for a while more refusals are only counted" : "",
+			   quiet ? " (and more not logged)" : "");
+	e.error = error;
+	e.message = (char *)why;
+	if (peer_frame_build(PEER_ERROR, &e.base, NULL, 0, false, &buf, &len) == 0) {
+		if (send((int)fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+			log_debug_errno(errno, "refused peer %s: %m", from);
+		free(buf);
+	}
+	/* what the client sent already: read, so that the close is no reset */
+	while (recv((int)fd, sink, sizeof(sink), MSG_DONTWAIT) > 0)
+		;
+	evutil_closesocket(fd);
+}
+
+/* The handshake's limits (server-internal.h): 0 to go on with fd. */
+static int admit(struct peer_server *s, evutil_socket_t fd, const struct peer_addr_key *from,
+		 const char *name)
+{
+	struct rconn *rc, *oldest = NULL;
+	char why[160];
+
+	if (from->len && rconn_count(s, false, from) >= PEER_MAX_HANDSHAKES_PER_ADDR) {
+		snprintf(why, sizeof(why), "too many connections from this address still in the "
+			 "handshake (%d)", PEER_MAX_HANDSHAKES_PER_ADDR);
+		refuse_at_once(s, fd, name, -EUSERS, why);
+		return -EUSERS;
+	}
+	if (rconn_count(s, false, NULL) < PEER_MAX_HANDSHAKES)
+		return 0;
+	TAILQ_FOREACH(rc, &s->conns, link)
+		if (rc->state < RC_IDLE && (!oldest || rc->accepted_ns < oldest->accepted_ns))
+			oldest = rc;
+	if (oldest)
+		rconn_close(oldest, -EUSERS, "handshake not finished: its place went to a newer "
+			    "connection (%d in the handshake)", PEER_MAX_HANDSHAKES);
+	return 0;
+}
+
 void rconn_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		  int socklen, void *arg)
 {
 	struct peer_server *s = arg;
+	struct peer_addr_key from;
+	char name[80];
 	struct rconn *rc;
 
-	if (s->n_conns >= s->o.max_connections) {
-		log_notice("Refusing a peer connection: %u open (max_connections)", s->n_conns);
-		evutil_closesocket(fd);
+	addr_key(sa, &from);
+	peer_addr_name(sa, (socklen_t)socklen, name, sizeof(name));
+	if (admit(s, fd, &from, name) < 0)
 		return;
-	}
 	rc = calloc(1, sizeof(*rc));
 	if (!rc || !(rc->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE)) ||
 	    !(rc->free_ev = event_new(s->base, -1, 0, on_free, rc)) ||
@@ -437,14 +517,15 @@ void rconn_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr 
 	rc->srv = s;
 	rc->rd.bufs = s->bufs;
 	rc->id = ++s->next_id;
-	rc->state_ns = now_ns();
+	rc->state_ns = rc->accepted_ns = now_ns();
+	rc->from = from;
 	TAILQ_INIT(&rc->q);
-	peer_addr_name(sa, (socklen_t)socklen, rc->name, sizeof(rc->name));
+	snprintf(rc->name, sizeof(rc->name), "%s", name);
 	TAILQ_INSERT_TAIL(&s->conns, rc, link);
 	s->n_conns++;
 	bufferevent_setcb(rc->bev, NULL, NULL, on_event, rc);
 	bufferevent_enable(rc->bev, EV_WRITE);
 	evutil_make_socket_nonblocking(fd);
 	rconn_arm(rc); /* at most one frame is read ahead: the rest waits in the kernel */
-	log_info("peer conn %llu: from %s", (unsigned long long)rc->id, rc->name);
+	log_debug("peer conn %llu: from %s", (unsigned long long)rc->id, rc->name);
 }

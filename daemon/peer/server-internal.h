@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <sys/queue.h>
 
+#include "basic/log.h"
 #include "peer/cache.h"
 #include "peer/io.h"
 #include "peer/pool.h"
@@ -34,6 +35,25 @@ enum rc_state {
 };
 
 enum rt_kind { RT_OPEN, RT_CHUNK, RT_ZERO, RT_COMMIT, RT_ABORT };
+
+/*
+ * Connections still in the handshake (HELLO, AUTH) have limits of their
+ * own, apart from the authenticated ones (peer_max_connections), so that
+ * clients without the key can never crowd out a source that holds it: a
+ * short deadline from accept to authenticated, a few per source address
+ * (an IPv4 address, an IPv6 /64), and a bound on all of them, at which the
+ * oldest makes room for the new one.
+ */
+#define PEER_HANDSHAKE_MS 5000 /* or peer_timeout, if shorter */
+#define PEER_MAX_HANDSHAKES 64
+#define PEER_MAX_HANDSHAKES_PER_ADDR 4
+
+/* Where a connection comes from, for the per-address limit; len 0: no
+ * limit (unix sockets: the socket file's mode keeps others out). */
+struct peer_addr_key {
+	uint8_t b[8];
+	uint8_t len;
+};
 
 struct rconn;
 
@@ -70,6 +90,8 @@ struct rconn {
 	struct event *free_ev;
 	uint64_t id;
 	char name[80];
+	struct peer_addr_key from;
+	uint64_t accepted_ns;
 	enum rc_state state;
 	uint64_t state_ns;
 	struct peer_rx rx;
@@ -119,6 +141,7 @@ struct peer_server {
 	TAILQ_HEAD(, rconn) conns;
 	unsigned n_conns;
 	uint64_t next_id;
+	struct log_limit refusals; /* connections refused at accept */
 	Wpmig__LinkInfo *info;     /* status buffers */
 	Wpmig__LinkInfo **info_ptrs;
 	char (*info_state)[48];
@@ -152,6 +175,11 @@ void rconn_drop(struct rconn *rc);
 void rconn_closed(struct rconn *rc);
 /* Set the read timeout for the connection's state (see server.c). */
 void rconn_arm(struct rconn *rc);
+/* How long the handshake may take, from accept (ms). */
+uint64_t rconn_handshake_ms(const struct peer_server *s);
+/* Connections in a state: handshaking (HELLO, AUTH) or authenticated
+ * (IDLE .. ABORTING); closing ones are neither. */
+unsigned rconn_count(const struct peer_server *s, bool authed, const struct peer_addr_key *from);
 
 /* recv-frames.c: the input side */
 void rconn_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,

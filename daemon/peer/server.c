@@ -180,7 +180,16 @@ void rconn_close(struct rconn *rc, int error, const char *fmt, ...)
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
 	if (error) {
-		log_notice("peer conn %llu (%s): %s", (unsigned long long)rc->id, rc->name, why);
+		unsigned quiet = 0;
+		bool last = false;
+
+		/* Anyone can make unauthenticated connections fail: their
+		 * lines share the server's rate limit. */
+		if (rc->state >= RC_IDLE || log_limit_pass(&rc->srv->refusals, &quiet, &last) ||
+		    quiet)
+			log_notice("peer conn %llu (%s): %s%s%s", (unsigned long long)rc->id,
+				   rc->name, why, last ? "; for a while more such lines are "
+				   "only counted" : "", quiet ? " (and more not logged)" : "");
 		e.error = error;
 		e.message = why;
 		rconn_send(rc, PEER_ERROR, &e.base);
@@ -253,11 +262,25 @@ static void on_hello(struct rconn *rc, const struct peer_frame *f)
 	rconn_enter(rc, RC_AUTH);
 }
 
+unsigned rconn_count(const struct peer_server *s, bool authed, const struct peer_addr_key *from)
+{
+	const struct rconn *rc;
+	unsigned n = 0;
+
+	TAILQ_FOREACH(rc, &s->conns, link)
+		if (rc->state != RC_CLOSING && (rc->state >= RC_IDLE) == authed &&
+		    (!from || (rc->from.len == from->len &&
+			       !memcmp(rc->from.b, from->b, from->len))))
+			n++;
+	return n;
+}
+
 static void on_auth(struct rconn *rc, const struct peer_frame *f)
 {
 	const Wpmig__Peer__Auth *m = (const Wpmig__Peer__Auth *)f->m;
 	Wpmig__Peer__Ready ready = WPMIG__PEER__READY__INIT;
 	struct peer_server *s = rc->srv;
+	unsigned authed;
 
 	if (!peer_proof_ok(&s->key, PEER_LABEL_SOURCE, rc->transcript, m->proof.data,
 			   m->proof.len)) {
@@ -265,12 +288,22 @@ static void on_auth(struct rconn *rc, const struct peer_frame *f)
 		return;
 	}
 	if (peer_mac_init(&rc->rx.mac, &s->key, PEER_LABEL_SOURCE, rc->transcript) < 0 ||
-	    peer_mac_init(&rc->tx_mac, &s->key, PEER_LABEL_RECEIVER, rc->transcript) < 0 ||
-	    (rc->slots && !(rc->cache = rcache_new(rc->slots)))) {
+	    peer_mac_init(&rc->tx_mac, &s->key, PEER_LABEL_RECEIVER, rc->transcript) < 0) {
 		rconn_close(rc, -ENOMEM, "out of memory");
 		return;
 	}
+	/* From here on our frames carry a MAC: the source trusts what we say. */
 	rc->rx.authed = rc->tx_authed = true;
+	authed = rconn_count(s, true, NULL);
+	if (authed >= s->o.max_connections) {
+		rconn_close(rc, -EUSERS, "the receiver is full: %u authenticated connections "
+			    "(peer_max_connections = %u)", authed, s->o.max_connections);
+		return;
+	}
+	if (rc->slots && !(rc->cache = rcache_new(rc->slots))) {
+		rconn_close(rc, -ENOMEM, "out of memory");
+		return;
+	}
 	rconn_send(rc, PEER_READY, &ready.base);
 	log_info("peer conn %llu (%s): authenticated, %u cache slots", (unsigned long long)rc->id,
 		 rc->name, rc->slots);
@@ -291,11 +324,17 @@ void rconn_handshake(struct rconn *rc, struct peer_frame *f)
 	peer_frame_clear(f);
 }
 
+uint64_t rconn_handshake_ms(const struct peer_server *s)
+{
+	return MIN(s->o.timeout_ms, PEER_HANDSHAKE_MS);
+}
+
 /*
  * Reading stops while too much is queued.  Timeouts: the handshake must
- * end in time, a frame once started must finish in time, and a generation
- * waiting for the source must hear from it in time (a source gone silent
- * would hold the set).  An idle link, or one we keep busy, may wait.
+ * end by a deadline counted from accept (bytes now and then do not renew
+ * it), a frame once started must finish in time, and a generation waiting
+ * for the source must hear from it in time (a source gone silent would
+ * hold the set).  An idle link, or one we keep busy, may wait.
  */
 void rconn_arm(struct rconn *rc)
 {
@@ -304,6 +343,17 @@ void rconn_arm(struct rconn *rc)
 
 	if (rc->state == RC_CLOSING || rc->paused)
 		return;
-	event_add(rc->rd_ev, rc->state < RC_IDLE || peer_reader_partial(&rc->rd) || waiting
-				     ? &tv : NULL);
+	if (rc->state < RC_IDLE) {
+		uint64_t end = rc->accepted_ns + rconn_handshake_ms(rc->srv) * 1000000ULL,
+			 now = now_ns(), left = end > now ? (end - now) / 1000 : 0;
+
+		tv = (struct timeval){ (time_t)(left / 1000000), (suseconds_t)(left % 1000000) };
+	}
+	if (rc->state < RC_IDLE || peer_reader_partial(&rc->rd) || waiting) {
+		event_add(rc->rd_ev, &tv);
+		return;
+	}
+	/* event_add() with no timeout keeps one already set: drop it first */
+	event_del(rc->rd_ev);
+	event_add(rc->rd_ev, NULL);
 }
