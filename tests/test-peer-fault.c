@@ -11,7 +11,7 @@
  *  - the checkpoint succeeds (after retries) or fails with a clear error;
  *  - both daemons' memory stays bounded (RSS printed and checked).
  *
- *   test-peer-fault drop|drop-all|stall|throttle|flip|truncate|dup
+ *   test-peer-fault drop|drop-all|stall|throttle|flip|truncate|dup|slow
  */
 #include <errno.h>
 #include <signal.h>
@@ -229,6 +229,29 @@ static void test_throttle(void)
 	rig_finish(&g);
 }
 
+/* A receiver that reads too slowly for peer_timeout: the source says that
+ * peer_timeout elapsed and what it waited for, not only that it closed. */
+static void test_slow(void)
+{
+	struct rig g = { 0 };
+	struct ckres r;
+	int rc = rig_start(&g, "rate=100000,conns=1000", "peer_timeout = 2\n", wl_small);
+
+	CHECK(rc == 0, "rig");
+	if (rc == 0) {
+		pd_checkpoint(&g.tx, g.w.pid, g.px_addr, "s", true, NULL, &r);
+		fprintf(stderr, "at 100 kB/s with peer_timeout = 2: %s", r.err);
+		CHECK(r.rc == 1 && strstr(r.err, "peer_timeout (2 s) elapsed waiting for "),
+		      "source's error: %s", r.err);
+		CHECK(!strstr(r.err, "closed by us"), "source's error: %s", r.err);
+		CHECK(!wpmigd_log_has(&g.tx.d, "closed by us") &&
+		      !wpmigd_log_has(&g.tx.d, "did not answer the handshake") &&
+		      wpmigd_log_has(&g.tx.d, "Peer link: unix:"), "source's log (%s)", g.tx.d.log);
+		kill(g.w.pid, SIGCONT);
+	}
+	rig_finish(&g);
+}
+
 static void test_flip(void)
 {
 	/* Caught by the frame MAC (before any page checksum is even needed). */
@@ -251,7 +274,7 @@ int main(int argc, char **argv)
 	static const struct subtest tests[] = {
 		{ "drop", test_drop }, { "drop-all", test_drop_all }, { "stall", test_stall },
 		{ "throttle", test_throttle }, { "flip", test_flip }, { "truncate", test_truncate },
-		{ "dup", test_dup },
+		{ "dup", test_dup }, { "slow", test_slow },
 	};
 
 	return run_subtests(argc, argv, tests, ARRAY_SIZE(tests));

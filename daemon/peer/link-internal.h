@@ -68,6 +68,9 @@ struct peer_link {
 	struct peer_committed committed;
 };
 
-/* link.c, loop thread: end the connection, wake every waiter. */
+/* What the handshake waits for in a state ("the receiver's hello"). */
+const char *link_waiting_for(enum link_state st);
+/* link.c, loop thread: end the connection, wake every waiter.  The first
+ * reason given for a connection stays (a timeout's, set by a thread). */
 void link_down(struct peer_link *l, int error, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

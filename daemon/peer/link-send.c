@@ -36,14 +36,37 @@ static int link_error(struct peer_link *l)
 	return l->error ? l->error : -ENOTCONN;
 }
 
-/* Under the lock: no progress for too long.  Tear the connection down. */
-static int timed_out(struct peer_link *l, const char *what)
+/*
+ * Under the lock: no progress for too long.  Tear the connection down,
+ * and say which setting ran out and what we waited for: this reason stays
+ * (link_down keeps the first one of a connection).
+ */
+static int timed_out(struct peer_link *l, const char *fmt, ...)
 {
-	snprintf(l->why, sizeof(l->why), "%s: no %s for %u ms", l->addr, what, l->timeout_ms);
+	char what[160];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	snprintf(l->why, sizeof(l->why), "%s: peer_timeout (%u s) elapsed waiting for %s",
+		 l->addr, l->timeout_ms / 1000, what);
 	l->error = -ETIMEDOUT;
 	l->want_close = true;
 	kick(l);
 	return -ETIMEDOUT;
+}
+
+/* What the handshake waits for in state st. */
+const char *link_waiting_for(enum link_state st)
+{
+	switch (st) {
+	case LINK_CONNECTING: return "the connection to be accepted";
+	case LINK_HELLO: return "the receiver's hello";
+	case LINK_AUTH: return "the receiver's proof of the key";
+	case LINK_WAIT_READY: return "the receiver to accept our proof";
+	default: return "the handshake";
+	}
 }
 
 static uint64_t deadline(const struct peer_link *l)
@@ -88,7 +111,7 @@ int peer_link_up(struct peer_link *l, char *why, size_t why_len)
 	pthread_mutex_lock(&l->lock);
 	while (l->state != LINK_READY && l->state != LINK_DOWN) {
 		if (now_ns() >= deadline(l)) {
-			timed_out(l, "answer to the handshake");
+			timed_out(l, "%s", link_waiting_for(l->state));
 			break;
 		}
 		wait_until(l, deadline(l));
@@ -119,7 +142,10 @@ static int reserve(struct peer_link *l, size_t size)
 			break;
 		}
 		if (now_ns() >= deadline(l)) {
-			r = timed_out(l, "acknowledgement");
+			r = timed_out(l, "an acknowledgement: %llu bytes unacknowledged of a %llu "
+				      "byte window (the receiver reads or stores slowly)",
+				      (unsigned long long)(l->sent - l->acked),
+				      (unsigned long long)l->window);
 			break;
 		}
 		wait_until(l, deadline(l));
@@ -210,7 +236,9 @@ int peer_link_call(struct peer_link *l, uint16_t type, const ProtobufCMessage *m
 		if (l->state != LINK_READY)
 			r = link_error(l);
 		else if (now_ns() >= deadline(l))
-			r = timed_out(l, "reply");
+			r = timed_out(l, "its answer to our %s (%llu bytes sent not yet "
+				      "acknowledged)", peer_type_name(type),
+				      (unsigned long long)(l->sent - l->acked));
 		else
 			wait_until(l, deadline(l));
 	}

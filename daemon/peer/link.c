@@ -44,10 +44,12 @@ void link_down(struct peer_link *l, int error, const char *fmt, ...)
 	l->rx = (struct peer_rx){ 0 };
 	pthread_mutex_lock(&l->lock);
 	if (l->state != LINK_DOWN && error) {
-		va_start(ap, fmt);
-		vsnprintf(l->why, sizeof(l->why), fmt, ap);
-		va_end(ap);
-		l->error = error;
+		if (!l->error) {
+			va_start(ap, fmt);
+			vsnprintf(l->why, sizeof(l->why), fmt, ap);
+			va_end(ap);
+			l->error = error;
+		}
 		log_notice("Peer link: %s", l->why);
 	}
 	l->state = LINK_DOWN;
@@ -270,7 +272,8 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT)
-		link_down(l, -ETIMEDOUT, "%s did not answer the handshake in time", l->addr);
+		link_down(l, -ETIMEDOUT, "%s: peer_timeout (%u s) elapsed waiting for %s", l->addr,
+			  l->timeout_ms / 1000, link_waiting_for(l->state));
 	else if (what & BEV_EVENT_EOF)
 		link_down(l, -ECONNRESET, "%s closed the connection", l->addr);
 	else
