@@ -4,6 +4,7 @@
 #include "pipeline/codec.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <ini.h>
 #include <limits.h>
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <syslog.h>
 
 #include "basic/log.h"
@@ -201,18 +203,49 @@ static int ini_cb(void *user, const char *section, const char *key, const char *
 	return 1; /* go on: report every bad line at once */
 }
 
-static int load_file(const char *path, bool explicit, struct config *c)
+/*
+ * The file, opened without blocking (a FIFO) and checked to be a regular
+ * file: a directory opens for reading too, and reads as an empty file
+ * (defaults) with no error at all.
+ */
+static int open_file(const char *path, bool missing_ok, FILE **ret)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	struct stat st;
+
+	*ret = NULL;
+	if (fd < 0 && errno == ENOENT && missing_ok)
+		return 0;
+	if (fd < 0)
+		return log_error_errno(errno, "Cannot open config file %s: %m", path);
+	if (fstat(fd, &st) < 0)
+		return log_error_errno(errno, "Cannot read config file %s: %m", path);
+	if (!S_ISREG(st.st_mode))
+		return log_error_errno(EINVAL, "Config file %s is not a regular file (%s)", path,
+				       S_ISDIR(st.st_mode) ? "a directory" :
+				       S_ISFIFO(st.st_mode) ? "a FIFO" : "a special file");
+	*ret = fdopen(fd, "r");
+	if (!*ret)
+		return log_error_errno(errno, "Cannot read config file %s: %m", path);
+	TAKE_FD(fd);
+	return 0;
+}
+
+static int load_file(const char *path, bool missing_ok, struct config *c)
 {
 	struct load_ctx ctx = { .c = c, .path = path };
-	FILE *f = fopen(path, "re");
+	FILE *f;
 	int r;
 
-	if (!f) {
-		if (errno == ENOENT && !explicit)
-			return 0;
-		return log_error_errno(errno, "Cannot open config file %s: %m", path);
-	}
+	r = open_file(path, missing_ok, &f);
+	if (r < 0 || !f)
+		return r;
+	c->from_file = true;
 	r = ini_parse_file(f, ini_cb, &ctx);
+	if (ferror(f) && !ctx.error) {
+		log_error_errno(errno, "Cannot read config file %s: %m", path);
+		ctx.error = -EIO;
+	}
 	fclose(f);
 	if (r > 0 && !ctx.error)
 		log_error("%s:%d: cannot parse this line", path, r);
@@ -237,13 +270,13 @@ static int apply_overrides(const struct config_overrides *o, struct config *c)
 	return 0;
 }
 
-int config_load(const struct config_overrides *o, struct config *c)
+int config_load(const struct config_overrides *o, bool missing_ok, struct config *c)
 {
 	const char *path = o->config_file ? o->config_file : WPMIGD_DEFAULT_CONFIG;
 	int r;
 
 	config_init(c);
-	r = load_file(path, o->config_file != NULL, c);
+	r = load_file(path, missing_ok && !o->config_file, c);
 	if (r == 0)
 		r = apply_overrides(o, c);
 	if (r == 0 && (!c->control || !c->state_dir))
@@ -287,6 +320,7 @@ void config_reload_apply(struct config *cur, struct config *n)
 	cur->peer_verify_pages = n->peer_verify_pages;
 	cur->max_bandwidth = n->max_bandwidth;
 	cur->stop_timeout = n->stop_timeout;
+	cur->from_file |= n->from_file;
 	if (cur->peer_max_connections != n->peer_max_connections)
 		log_warning("peer_max_connections changes only on restart");
 }

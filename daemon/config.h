@@ -42,6 +42,7 @@ struct config {
 	bool peer_verify_pages;   /* receiver: decode every page on arrival */
 	uint64_t max_bandwidth;   /* bytes per second a source sends; 0: unlimited */
 	unsigned stop_timeout;    /* seconds a stop may take before we exit anyway */
+	bool from_file;           /* a config file was read (not only defaults) */
 };
 
 /* What the command line set; it wins over the file, also after SIGHUP. */
@@ -53,8 +54,13 @@ struct config_overrides {
 
 void config_init(struct config *c);
 void config_free(struct config *c);
-/* Defaults, file (a missing default file is fine), overrides. */
-int config_load(const struct config_overrides *o, struct config *c);
+/*
+ * Defaults, file, overrides.  missing_ok: the default file may be missing
+ * (at start-up; on a reload only if it was missing then too).  A file
+ * given with --config must exist; neither may be anything but a regular
+ * file.
+ */
+int config_load(const struct config_overrides *o, bool missing_ok, struct config *c);
 /* Take the settings that may change at runtime from new into cur; log
  * the ones that would need a restart. */
 void config_reload_apply(struct config *cur, struct config *newc);

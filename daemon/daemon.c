@@ -103,7 +103,8 @@ static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
 	struct config n;
 
 	sd_notify(0, "RELOADING=1");
-	if (config_load(&d->ovr, &n) < 0) {
+	/* The file was there at start-up: gone now is an error, not defaults. */
+	if (config_load(&d->ovr, !d->cfg.from_file, &n) < 0) {
 		log_error("Reload failed: keeping the running configuration");
 	} else {
 		config_reload_apply(&d->cfg, &n);
@@ -201,7 +202,7 @@ int daemon_init(struct daemon *d, const struct config_overrides *ovr, const stru
 
 	*d = (struct daemon){ .ovr = *ovr, .verbs = verbs, .n_verbs = n_verbs, .state_lock_fd = -1,
 			      .started_ns = now_ns() };
-	r = config_load(ovr, &d->cfg);
+	r = config_load(ovr, true, &d->cfg);
 	if (r < 0)
 		return r;
 	log_set_max_level(d->cfg.log_level);

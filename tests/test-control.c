@@ -675,21 +675,49 @@ static void store_fifo(void)
 }
 
 /* A daemon that must not start: it exits 1 within 5 s, saying why. */
-static void refused_start(const char *config_text, const char *want)
+static void refused_start(struct wpmigd *d, const char *config_text, const char *want)
 {
-	struct wpmigd d = { 0 };
-	int rc = wpmigd_start(&d, config_text, NULL);
+	int rc = wpmigd_start(d, config_text, NULL);
 
 	if (rc == 0) /* the socket answered: it must still exit */
-		rc = wait_exit(d.pid, 5000) == 1 ? -ECHILD : -ETIMEDOUT, d.pid = 0;
-	CHECK(rc == -ECHILD, "daemon with \"%s\" did not exit (%d)", config_text, rc);
-	CHECK(wpmigd_log_has(&d, want), "log of \"%s\" lacks \"%s\"", config_text, want);
+		rc = wait_exit(d->pid, 5000) == 1 ? -ECHILD : -ETIMEDOUT, d->pid = 0;
+	CHECK(rc == -ECHILD, "daemon with \"%s\" (--config %s) did not exit (%d)", config_text,
+	      d->conf_arg ? d->conf_arg : "", rc);
+	CHECK(wpmigd_log_has(d, want), "log of \"%s\" lacks \"%s\"", config_text, want);
+	wpmigd_cleanup(d);
+}
+
+/* --config naming a directory or a FIFO: refused at start, kept on reload. */
+static void config_not_a_file(const char *dir, const char *fifo)
+{
+	struct wpmigd d = { .conf_arg = dir };
+
+	refused_start(&d, "", "is not a regular file (a directory)");
+	d = (struct wpmigd){ .conf_arg = fifo };
+	refused_start(&d, "", "is not a regular file (a FIFO)");
+	/* running with a good file, which then becomes a directory */
+	d = (struct wpmigd){ 0 };
+	CHECK(wpmigd_start(&d, "log_level = debug\nmax_connections = 7\n", NULL) == 0, "start");
+	CHECK(unlink(d.conf) == 0 && mkdir(d.conf, 0700) == 0, "config file -> directory");
+	kill(d.pid, SIGHUP);
+	CHECK(wpmigd_wait_log(&d, "keeping the running configuration", 3000), "reload not refused");
+	CHECK(wpmigd_log_has(&d, "is not a regular file (a directory)"), "reason not logged");
+	int fd = raw_connect(d.sock);
+	CHECK(raw_status(fd, 1000) == 0, "status");
+	close(fd);
+	CHECK(wpmigd_wait_log(&d, "request 7: status", 1000), "log_level = debug dropped");
+	/* removed altogether: an error too, not the defaults */
+	CHECK(rmdir(d.conf) == 0, "rmdir");
+	kill(d.pid, SIGHUP);
+	CHECK(wpmigd_wait_log(&d, "Cannot open config file", 3000), "missing file not refused");
+	CHECK(wpmigd_stop(&d, 5000) == 0, "daemon exit status");
 	wpmigd_cleanup(&d);
 }
 
 static void test_special_files(void)
 {
 	char dir[] = "/tmp/wpmig-special.XXXXXX", fifo[64], *conf;
+	struct wpmigd d = { 0 };
 
 	ctl_set_timeout(10);
 	store_fifo();
@@ -697,8 +725,9 @@ static void test_special_files(void)
 	snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
 	CHECK(mkfifo(fifo, 0600) == 0, "mkfifo");
 	conf = xstrdup_printf("listen = unix:%s/peer.sock\npeer_key_file = %s\n", dir, fifo);
-	refused_start(conf, "is not a regular file");
+	refused_start(&d, conf, "is not a regular file");
 	free(conf);
+	config_not_a_file(dir, fifo);
 	unlink(fifo);
 	rmdir(dir);
 	ctl_set_timeout(0);

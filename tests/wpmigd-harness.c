@@ -106,8 +106,9 @@ int wpmigd_start(struct wpmigd *d, const char *config_text, const char *const *e
 	snprintf(d->log, sizeof(d->log), "%s/wpmigd.log", d->dir);
 	if (wpmigd_write_config(d, config_text) < 0)
 		return -EIO;
-	const char *argv[] = { test_bin("WPMIGD", "../daemon/wpmigd"), "--config", d->conf, "--control",
-			       d->sock, "--state-dir", d->state, NULL };
+	const char *argv[] = { test_bin("WPMIGD", "../daemon/wpmigd"), "--config",
+			       d->conf_arg ? d->conf_arg : d->conf, "--control", d->sock,
+			       "--state-dir", d->state, NULL };
 	d->pid = spawn_logged(d->log, env, argv);
 	if (d->pid < 0)
 		return -errno;

@@ -11,6 +11,7 @@ struct wpmigd {
 	pid_t pid;
 	char dir[128];
 	char sock[192], state[192], conf[192], log[192];
+	const char *conf_arg; /* set before start: --config this instead of conf */
 };
 
 /* Temp dir, config file with config_text, daemon started and answering.
