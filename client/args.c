@@ -7,22 +7,13 @@
 #include "ctl.h"
 #include "basic/util.h"
 
-/* Plain decimal digits only: no sign, no 0x, no octal, no spaces. */
-static int parse_dec(const char *s, uint64_t *ret)
-{
-	size_t n = strlen(s);
-
-	if (n == 0 || n > 19 || strspn(s, "0123456789") != n)
-		return -EINVAL;
-	*ret = strtoull(s, NULL, 10);
-	return 0;
-}
-
+/* Numbers: the daemon's config syntax (parse_number: decimal, no sign, no
+ * 0x, no leading zero). */
 int parse_pid_arg(const char *s, pid_t *ret)
 {
 	uint64_t n;
 
-	if (parse_dec(s, &n) < 0 || n == 0 || n > INT_MAX)
+	if (parse_number(s, INT_MAX, &n) < 0 || n == 0)
 		return -EINVAL;
 	*ret = (pid_t)n;
 	return 0;
@@ -50,7 +41,7 @@ int parse_set_gen(const char *s, bool gen_required, char **set, uint64_t *gen)
 		return -ENOMEM;
 	if (check_set_name(name) < 0)
 		return -EINVAL;
-	if (slash && (parse_dec(slash + 1, &g) < 0 || g == 0))
+	if (slash && (parse_number(slash + 1, UINT64_MAX, &g) < 0 || g == 0))
 		return -EINVAL;
 	if (gen_required && !slash)
 		return -EINVAL;
@@ -59,22 +50,11 @@ int parse_set_gen(const char *s, bool gen_required, char **set, uint64_t *gen)
 	return 0;
 }
 
-/* HOST:PORT, [V6]:PORT, HOST (the default port) or unix:/PATH */
+/* HOST:PORT, [V6]:PORT, HOST (the default port) or unix:/PATH, as the
+ * daemon's listen takes it */
 int check_addr(const char *s)
 {
-	const char *colon = strrchr(s, ':');
-	uint64_t port;
-
-	if (!strncmp(s, "unix:", 5))
-		return s[5] == '/' && strlen(s + 5) < 108 ? 0 : -EINVAL;
-	if (!*s || colon == s)
-		return -EINVAL;
-	/* HOST alone, [V6] or a bare IPv6 address: the default peer port */
-	if (!colon || s[strlen(s) - 1] == ']' || (s[0] != '[' && strchr(s, ':') != colon))
-		return 0;
-	if (parse_dec(colon + 1, &port) < 0 || port == 0 || port > 65535)
-		return -EINVAL;
-	return 0;
+	return check_addr_syntax(s);
 }
 
 /* Bytes per second with an optional K/M/G/T suffix; 0 means unlimited. */

@@ -88,7 +88,11 @@ int main(int argc, char **argv)
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, "+:hs:j", opts, NULL)) >= 0) {
 		switch (opt) {
-		case 's': c.socket = optarg; break;
+		case 's':
+			if (!*optarg)
+				return usage_error(NULL, "--socket needs a path, not an empty string");
+			c.socket = optarg;
+			break;
 		case 'j': c.json = true; break;
 		case 'h': usage(stdout); return EXIT_OK;
 		case 'V': printf("wpmig-ctl %s\n", WPMIG_VERSION); return EXIT_OK;
@@ -96,7 +100,7 @@ int main(int argc, char **argv)
 		default: return usage_error(NULL, "unknown option '%s'", argv[optind - 1]);
 		}
 	}
-	if (!c.socket || !*c.socket)
+	if (!c.socket || !*c.socket) /* WPMIG_SOCKET= (empty): unset */
 		c.socket = WPMIG_DEFAULT_SOCKET;
 	if (optind >= argc)
 		return usage_error(NULL, "no verb given");

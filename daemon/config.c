@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <grp.h>
 #include <ini.h>
 #include <limits.h>
@@ -22,6 +23,7 @@ struct load_ctx {
 	struct config *c;
 	const char *path;
 	int error;
+	bool seen[24]; /* by index in keys[] */
 };
 
 void config_init(struct config *c)
@@ -74,32 +76,51 @@ int config_parse_log_level(const char *s)
 	return -EINVAL;
 }
 
-int config_check_addr(const char *addr)
+/* What a key takes, and the words that say so when a value is refused. */
+enum key_kind { K_PATH, K_ADDR, K_STR, K_UINT, K_SIZE, K_LEVEL, K_LOG_LEVEL, K_BOOL, K_VERIFY };
+
+struct key_def {
+	const char *name;
+	enum key_kind kind;
+	size_t off;     /* in struct config */
+	uint64_t lo, hi; /* K_UINT, K_SIZE */
+	bool may_be_empty; /* K_PATH, K_ADDR: empty means none */
+};
+
+#define KEY(n, k, ...) { .name = #n, .kind = k, .off = offsetof(struct config, n), __VA_ARGS__ }
+static const struct key_def keys[] = {
+	KEY(control, K_PATH),
+	KEY(state_dir, K_PATH),
+	KEY(listen, K_ADDR, .may_be_empty = true),
+	KEY(control_group, K_STR),
+	KEY(peer_key_file, K_PATH, .may_be_empty = true),
+	KEY(incoming_qmp_dir, K_PATH, .may_be_empty = true),
+	KEY(max_connections, K_UINT, .lo = 1, .hi = 4096),
+	KEY(max_sessions, K_UINT, .lo = 1, .hi = 4096),
+	KEY(max_requests, K_UINT, .lo = 1, .hi = 1024),
+	KEY(workers, K_UINT, .lo = 1, .hi = 64),
+	KEY(max_output, K_SIZE, .lo = 65536, .hi = UINT64_MAX),
+	KEY(zstd_level, K_LEVEL),
+	KEY(peer_zstd_level, K_LEVEL),
+	KEY(log_level, K_LOG_LEVEL),
+	KEY(allow_pinned, K_BOOL),
+	KEY(peer_cache, K_SIZE, .lo = 0, .hi = 4ULL << 30),
+	KEY(peer_timeout, K_UINT, .lo = 1, .hi = 3600),
+	KEY(peer_max_connections, K_UINT, .lo = 1, .hi = 1024),
+	{ .name = "peer_verify", .kind = K_VERIFY,
+	  .off = offsetof(struct config, peer_verify_pages) },
+	KEY(max_bandwidth, K_SIZE, .lo = 0, .hi = UINT64_MAX),
+	KEY(stop_timeout, K_UINT, .lo = 1, .hi = 3600),
+};
+#undef KEY
+_Static_assert(ARRAY_SIZE(keys) <= 24, "load_ctx.seen is too small");
+
+static const struct key_def *find_key(const char *name)
 {
-	const char *colon;
-	uint64_t port;
-
-	if (!strncmp(addr, "unix:", 5))
-		return addr[5] == '/' && strlen(addr + 5) < 108 ? 0 : -EINVAL;
-	colon = strrchr(addr, ':');
-	if (!*addr || colon == addr)
-		return -EINVAL;
-	/* HOST alone, [V6] or a bare IPv6 address: the default peer port */
-	if (!colon || addr[strlen(addr) - 1] == ']' || (addr[0] != '[' && strchr(addr, ':') != colon))
-		return 0;
-	if (parse_u64(colon + 1, &port) < 0 || port == 0 || port > 65535)
-		return -EINVAL;
-	return 0;
-}
-
-static int parse_uint(const char *v, unsigned lo, unsigned hi, unsigned *ret)
-{
-	uint64_t n;
-
-	if (parse_u64(v, &n) < 0 || n < lo || n > hi)
-		return -EINVAL;
-	*ret = (unsigned)n;
-	return 0;
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
+		if (!strcmp(keys[i].name, name))
+			return &keys[i];
+	return NULL;
 }
 
 static int parse_bool(const char *v, bool *ret)
@@ -113,93 +134,141 @@ static int parse_bool(const char *v, bool *ret)
 	return 0;
 }
 
+/* zstd levels: -7 .. 19, the number as parse_number() reads it. */
 static int parse_level(const char *v, int *ret)
 {
-	char *end;
-	long n = strtol(v, &end, 10);
+	bool neg = v[0] == '-';
+	uint64_t n;
 
-	if (!*v || *end || n < -7 || n > 19)
+	if (parse_number(v + neg, neg ? 7 : 19, &n) < 0 || (neg && n == 0))
 		return -EINVAL;
-	*ret = (int)n;
+	*ret = neg ? -(int)n : (int)n;
 	return 0;
 }
 
-/* peer_verify: "pages" decodes and checks every page on arrival;
- * "payload" checks each chunk's payload sum (docs/protocol.md). */
-static int parse_verify(const char *v, bool *pages)
+static void expected(const struct key_def *k, char *why, size_t len)
 {
-	if (strcmp(v, "pages") && strcmp(v, "payload"))
-		return -EINVAL;
-	*pages = !strcmp(v, "pages");
-	return 0;
+	char hi[32];
+
+	switch (k->kind) {
+	case K_PATH:
+		snprintf(why, len, "expected an absolute path%s", k->may_be_empty ? " or nothing" : "");
+		break;
+	case K_ADDR:
+		snprintf(why, len, "expected HOST:PORT, [IPv6]:PORT, HOST or unix:/PATH, or nothing");
+		break;
+	case K_UINT:
+		snprintf(why, len, "expected a decimal number from %llu to %llu (no sign, no 0x, "
+			 "no leading zero)", (unsigned long long)k->lo, (unsigned long long)k->hi);
+		break;
+	case K_SIZE:
+		if (k->hi == UINT64_MAX)
+			snprintf(hi, sizeof(hi), "no limit");
+		else
+			snprintf(hi, sizeof(hi), "at most %lluG", (unsigned long long)(k->hi >> 30));
+		snprintf(why, len, "expected a size: a decimal number (no sign, no 0x, no leading "
+			 "zero) with an optional K, M, G or T suffix, at least %llu, %s",
+			 (unsigned long long)k->lo, hi);
+		break;
+	case K_LEVEL:
+		snprintf(why, len, "expected a zstd level from -7 to 19");
+		break;
+	case K_LOG_LEVEL:
+		snprintf(why, len, "expected error, warning, notice, info or debug");
+		break;
+	case K_BOOL:
+		snprintf(why, len, "expected yes or no");
+		break;
+	case K_VERIFY:
+		snprintf(why, len, "expected payload or pages");
+		break;
+	case K_STR:
+		snprintf(why, len, "unexpected value");
+		break;
+	}
 }
 
-static int set_key(struct config *c, const char *k, const char *v)
+/* Parse v for k into c: 0, or -EINVAL (the caller says what k expects). */
+static int set_key(struct config *c, const struct key_def *k, const char *v)
 {
+	void *field = (char *)c + k->off;
+	uint64_t n;
 	int r;
 
-	if (!strcmp(k, "control"))
-		return *v == '/' ? (set_str(&c->control, v), 0) : -EINVAL;
-	if (!strcmp(k, "state_dir"))
-		return *v == '/' ? (set_str(&c->state_dir, v), 0) : -EINVAL;
-	if (!strcmp(k, "listen"))
-		return !*v || config_check_addr(v) == 0 ? (set_str(&c->listen, v), 0) : -EINVAL;
-	if (!strcmp(k, "control_group"))
-		return set_str(&c->control_group, v), 0;
-	if (!strcmp(k, "peer_key_file"))
-		return !*v || *v == '/' ? (set_str(&c->peer_key_file, v), 0) : -EINVAL;
-	if (!strcmp(k, "incoming_qmp_dir"))
-		return !*v || *v == '/' ? (set_str(&c->incoming_qmp_dir, v), 0) : -EINVAL;
-	if (!strcmp(k, "max_connections"))
-		return parse_uint(v, 1, 4096, &c->max_connections);
-	if (!strcmp(k, "max_sessions"))
-		return parse_uint(v, 1, 4096, &c->max_sessions);
-	if (!strcmp(k, "max_requests"))
-		return parse_uint(v, 1, 1024, &c->max_requests);
-	if (!strcmp(k, "workers"))
-		return parse_uint(v, 1, 64, &c->workers);
-	if (!strcmp(k, "max_output"))
-		return parse_size(v, &c->max_output) < 0 || c->max_output < 65536 ? -EINVAL : 0;
-	if (!strcmp(k, "zstd_level"))
-		return parse_level(v, &c->zstd_level);
-	if (!strcmp(k, "peer_zstd_level"))
-		return parse_level(v, &c->peer_zstd_level);
-	if (!strcmp(k, "log_level"))
-		return (r = config_parse_log_level(v)) < 0 ? r : (c->log_level = r, 0);
-	if (!strcmp(k, "allow_pinned"))
-		return parse_bool(v, &c->allow_pinned);
-	if (!strcmp(k, "peer_cache"))
-		return parse_size(v, &c->peer_cache) < 0 || c->peer_cache > (4ULL << 30) ? -EINVAL : 0;
-	if (!strcmp(k, "peer_timeout"))
-		return parse_uint(v, 1, 3600, &c->peer_timeout);
-	if (!strcmp(k, "peer_max_connections"))
-		return parse_uint(v, 1, 1024, &c->peer_max_connections);
-	if (!strcmp(k, "peer_verify"))
-		return parse_verify(v, &c->peer_verify_pages);
-	if (!strcmp(k, "max_bandwidth"))
-		return parse_size(v, &c->max_bandwidth);
-	if (!strcmp(k, "stop_timeout"))
-		return parse_uint(v, 1, 3600, &c->stop_timeout);
-	return -ENOKEY;
+	switch (k->kind) {
+	case K_PATH:
+		if (*v != '/' && (*v || !k->may_be_empty))
+			return -EINVAL;
+		set_str(field, v);
+		return 0;
+	case K_ADDR:
+		if (*v && check_addr_syntax(v) < 0)
+			return -EINVAL;
+		set_str(field, v);
+		return 0;
+	case K_STR:
+		set_str(field, v);
+		return 0;
+	case K_UINT:
+		if (parse_number(v, k->hi, &n) < 0 || n < k->lo)
+			return -EINVAL;
+		*(unsigned *)field = (unsigned)n;
+		return 0;
+	case K_SIZE:
+		if (parse_size(v, &n) < 0 || n < k->lo || n > k->hi)
+			return -EINVAL;
+		*(uint64_t *)field = n;
+		return 0;
+	case K_LEVEL:
+		return parse_level(v, field);
+	case K_LOG_LEVEL:
+		r = config_parse_log_level(v);
+		if (r < 0)
+			return r;
+		*(int *)field = r;
+		return 0;
+	case K_BOOL:
+		return parse_bool(v, field);
+	case K_VERIFY:
+		/* "pages" decodes and checks every page on arrival; "payload"
+		 * checks each chunk's payload sum (docs/protocol.md) */
+		if (strcmp(v, "pages") && strcmp(v, "payload"))
+			return -EINVAL;
+		*(bool *)field = !strcmp(v, "pages");
+		return 0;
+	}
+	return -EINVAL;
 }
 
 static int ini_cb(void *user, const char *section, const char *key, const char *value)
 {
 	struct load_ctx *ctx = user;
-	int r;
+	const struct key_def *k;
+	char why[256];
 
 	if (*section && strcmp(section, "wpmigd")) {
 		log_error("%s: unknown section [%s]", ctx->path, section);
 		ctx->error = -EINVAL;
 		return 1;
 	}
-	r = set_key(ctx->c, key, value);
-	if (r == -ENOKEY)
-		log_error("%s: unknown key '%s'", ctx->path, key);
-	else if (r < 0)
-		log_error("%s: bad value for %s: '%s'", ctx->path, key, value);
-	if (r < 0)
+	k = find_key(key);
+	if (!k) {
+		log_error("%s: unknown key '%s' (= '%s')", ctx->path, key, value);
 		ctx->error = -EINVAL;
+		return 1;
+	}
+	if (ctx->seen[k - keys]) {
+		log_error("%s: %s = '%s': %s is set more than once; each key may appear once",
+			  ctx->path, key, value, key);
+		ctx->error = -EINVAL;
+		return 1;
+	}
+	ctx->seen[k - keys] = true;
+	if (set_key(ctx->c, k, value) < 0) {
+		expected(k, why, sizeof(why));
+		log_error("%s: bad value for %s: '%s': %s", ctx->path, key, value, why);
+		ctx->error = -EINVAL;
+	}
 	return 1; /* go on: report every bad line at once */
 }
 
@@ -261,7 +330,7 @@ static int apply_overrides(const struct config_overrides *o, struct config *c)
 	if (o->state_dir)
 		set_str(&c->state_dir, o->state_dir);
 	if (o->listen) {
-		if (config_check_addr(o->listen) < 0)
+		if (check_addr_syntax(o->listen) < 0)
 			return log_error_errno(EINVAL, "--listen %s: expected HOST:PORT or unix:/PATH",
 					       o->listen);
 		set_str(&c->listen, o->listen);
@@ -325,21 +394,26 @@ void config_reload_apply(struct config *cur, struct config *n)
 		log_warning("peer_max_connections changes only on restart");
 }
 
-int config_group_gid(const struct config *c, gid_t *ret)
+int config_group_gid(const struct config *c, gid_t *ret, bool *named)
 {
 	struct group g, *res = NULL;
 	char buf[4096];
+	uint64_t n;
 	int r;
 
+	*named = false;
 	if (!c->control_group)
 		return -ENOENT;
 	r = getgrnam_r(c->control_group, &g, buf, sizeof(buf), &res);
-	if (r != 0 || !res) {
-		uint64_t n;
-		if (parse_u64(c->control_group, &n) == 0 && n < UINT32_MAX)
-			return *ret = (gid_t)n, 0;
-		return -ENOENT;
+	if (r == 0 && res) {
+		*ret = res->gr_gid;
+		*named = true;
+		return 0;
 	}
-	*ret = res->gr_gid;
+	if (parse_number(c->control_group, UINT32_MAX - 1, &n) < 0)
+		return -ENOENT;
+	*ret = (gid_t)n;
+	r = getgrgid_r(*ret, &g, buf, sizeof(buf), &res);
+	*named = r == 0 && res;
 	return 0;
 }

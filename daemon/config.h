@@ -64,8 +64,7 @@ int config_load(const struct config_overrides *o, bool missing_ok, struct config
 /* Take the settings that may change at runtime from new into cur; log
  * the ones that would need a restart. */
 void config_reload_apply(struct config *cur, struct config *newc);
-/* "HOST:PORT" or "unix:/PATH". */
-int config_check_addr(const char *addr);
 int config_parse_log_level(const char *s);
-/* gid of the control group; -ENOENT when it does not exist. */
-int config_group_gid(const struct config *c, gid_t *ret);
+/* gid of the control group, by name or number; -ENOENT for a name that
+ * does not exist.  *named: the gid has a group entry. */
+int config_group_gid(const struct config *c, gid_t *ret, bool *named);

@@ -11,6 +11,7 @@
 #include "daemon.h"
 #include "basic/log.h"
 #include "basic/util.h"
+#include "peer/io.h"
 #include "peer/link.h"
 #include "peer/server.h"
 #include "peer/wire.h"
@@ -26,7 +27,7 @@ static int load_key(const struct config *cfg, struct peer_key *k)
 		return 0;
 	r = peer_key_load(cfg->peer_key_file, k, why, sizeof(why));
 	if (r < 0)
-		return log_error_errno(r, "peer_key_file: %s", why);
+		return log_error_errno(r, "peer_key_file = %s: %s", cfg->peer_key_file, why);
 	return 0;
 }
 
@@ -45,6 +46,7 @@ int daemon_peer_init(struct daemon *d)
 		.verify_pages = d->cfg.peer_verify_pages,
 		.targets = &qemu_target_ops,
 	};
+	char why[256];
 	int r = load_key(&d->cfg, &d->peer_key);
 
 	if (r < 0)
@@ -55,6 +57,11 @@ int daemon_peer_init(struct daemon *d)
 	o.targets_ud = d->targets;
 	if (!d->cfg.listen)
 		return 0;
+	/* The address first: a listen that cannot work is the first thing to fix. */
+	r = peer_addr_resolve(d->cfg.listen, true, &(struct sockaddr_storage){ 0 },
+			      &(socklen_t){ 0 }, why, sizeof(why));
+	if (r < 0)
+		return log_error_errno(r, "listen = %s: %s", d->cfg.listen, why);
 	if (!d->peer_key.bytes)
 		return log_error_errno(ENOKEY, "listen = %s needs peer_key_file: refusing to accept "
 				       "unauthenticated peers", d->cfg.listen);

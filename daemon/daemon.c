@@ -86,13 +86,17 @@ static void apply_limits(struct daemon *d)
 		.max_requests = d->cfg.max_requests,
 		.max_output = d->cfg.max_output,
 	};
-	int r = config_group_gid(&d->cfg, &l.group);
+	bool named;
+	int r = config_group_gid(&d->cfg, &l.group, &named);
 
 	if (r == 0)
 		l.has_group = true;
-	else if (d->cfg.control_group)
-		log_warning("control_group '%s' does not exist: only root may connect",
+	if (r < 0 && d->cfg.control_group)
+		log_warning("control_group = '%s': no such group: only root may connect",
 			    d->cfg.control_group);
+	else if (r == 0 && !named)
+		log_warning("control_group = '%s': no group has gid %u; processes with that gid "
+			    "may connect", d->cfg.control_group, (unsigned)l.group);
 	log_set_max_level(d->cfg.log_level);
 	control_set_limits(d->control, &l);
 }

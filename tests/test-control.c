@@ -4,8 +4,8 @@
  * usage errors, hostile frames, who may connect, connection limits, and a
  * SIGHUP reload.  Kernel-independent: nothing here attaches to a process.
  *
- *   test-control usage|frames|partial-frame|auth|limits|refusals|reload|later-verbs|
- *                special-files
+ *   test-control usage|frames|partial-frame|auth|limits|refusals|reload|config|
+ *                config-syntax|later-verbs|special-files
  */
 #include <errno.h>
 #include <grp.h>
@@ -39,7 +39,9 @@ static void test_usage(void)
 		{ "images", "rm", "set/3" }, { "restore", "1", "set" },
 		{ "restore", "1", "set/x" }, { "migrate", "--qmp", "/q" },
 		{ "migrate", "--qmp", "q", "--peer", "h:1", "--dest-qmp", "/d", "--dest-uri", "tcp:h:2" },
-		{ "sessions", "x" }, { "" },
+		{ "sessions", "x" }, { "" }, { "track", "010" }, { "track", "0x10" },
+		{ "checkpoint", "1", "--peer", "h:0x50" }, { "checkpoint", "1", "--peer", "a b:1" },
+		{ "--socket", "", "status" }, { "images", "show", "s/01" },
 	};
 	const char *nosock = "/nonexistent/wpmig-test.sock";
 	char *out, *err;
@@ -607,6 +609,72 @@ static void test_reload(void)
 	wpmigd_cleanup(&d);
 }
 
+/* A daemon that must not start: it exits 1 within 5 s, saying why. */
+static void refused_start(struct wpmigd *d, const char *config_text, const char *want)
+{
+	int rc = wpmigd_start(d, config_text, NULL);
+
+	if (rc == 0) /* the socket answered: it must still exit */
+		rc = wait_exit(d->pid, 5000) == 1 ? -ECHILD : -ETIMEDOUT, d->pid = 0;
+	CHECK(rc == -ECHILD, "daemon with \"%s\" (--config %s) did not exit (%d)", config_text,
+	      d->conf_arg ? d->conf_arg : "", rc);
+	CHECK(wpmigd_log_has(d, want), "log of \"%s\" lacks \"%s\"", config_text, want);
+	wpmigd_cleanup(d);
+}
+
+/* ---- one number syntax; every refusal names the key, the value, what it takes ---- */
+
+static void test_config_syntax(void)
+{
+	static const struct {
+		const char *text, *want;
+	} bad[] = {
+		{ "workers = 010\n", "bad value for workers: '010': expected a decimal number from 1 "
+				     "to 64 (no sign, no 0x, no leading zero)" },
+		{ "workers = 0x10\n", "bad value for workers: '0x10': expected a decimal number" },
+		{ "max_output = 0x10000\n", "bad value for max_output: '0x10000': expected a size" },
+		{ "peer_cache = 010M\n", "bad value for peer_cache: '010M': expected a size" },
+		{ "peer_cache = 5G\n", "bad value for peer_cache: '5G': expected a size: a decimal "
+				       "number (no sign, no 0x, no leading zero) with an optional K, M, "
+				       "G or T suffix, at least 0, at most 4G" },
+		{ "zstd_level = 08\n", "bad value for zstd_level: '08': expected a zstd level" },
+		{ "zstd_level = +3\n", "bad value for zstd_level: '+3'" },
+		{ "max_connections = 5\nmax_connections = 6\n",
+		  "max_connections = '6': max_connections is set more than once" },
+		{ "listen = nonsense host:1\n", "bad value for listen: 'nonsense host:1': expected "
+						"HOST:PORT" },
+		{ "listen = host:070\n", "bad value for listen: 'host:070'" },
+		{ "bogus = 1\n", "unknown key 'bogus' (= '1')" },
+	};
+	static const struct {
+		const char *text, *want;
+	} warned[] = {
+		{ "control_group = 99999\n", "control_group = '99999': no group has gid 99999" },
+		{ "control_group = no-such-group-here\n",
+		  "control_group = 'no-such-group-here': no such group" },
+	};
+	struct wpmigd d;
+
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		d = (struct wpmigd){ 0 };
+		refused_start(&d, bad[i].text, bad[i].want);
+		CHECK(!wpmigd_log_has(&d, "needs peer_key_file"), "%s: key blamed", bad[i].text);
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(warned); i++) {
+		d = (struct wpmigd){ 0 };
+		CHECK(wpmigd_start(&d, warned[i].text, NULL) == 0, "start with %s", warned[i].text);
+		CHECK(wpmigd_wait_log(&d, warned[i].want, 2000), "no warning for %s", warned[i].text);
+		CHECK(wpmigd_stop(&d, 5000) == 0, "daemon exit status");
+		wpmigd_cleanup(&d);
+	}
+	/* good values of each kind still start */
+	d = (struct wpmigd){ 0 };
+	CHECK(wpmigd_start(&d, "workers = 10\nmax_output = 64K\nzstd_level = -7\npeer_cache = 0\n"
+			   "max_bandwidth = 100MiB\npeer_zstd_level = 0\n", NULL) == 0, "good values");
+	CHECK(wpmigd_stop(&d, 5000) == 0, "daemon exit status");
+	wpmigd_cleanup(&d);
+}
+
 /* ---- the installed default config parses, commented and uncommented ---- */
 
 static void test_config(void)
@@ -674,18 +742,6 @@ static void store_fifo(void)
 	wpmigd_cleanup(&d);
 }
 
-/* A daemon that must not start: it exits 1 within 5 s, saying why. */
-static void refused_start(struct wpmigd *d, const char *config_text, const char *want)
-{
-	int rc = wpmigd_start(d, config_text, NULL);
-
-	if (rc == 0) /* the socket answered: it must still exit */
-		rc = wait_exit(d->pid, 5000) == 1 ? -ECHILD : -ETIMEDOUT, d->pid = 0;
-	CHECK(rc == -ECHILD, "daemon with \"%s\" (--config %s) did not exit (%d)", config_text,
-	      d->conf_arg ? d->conf_arg : "", rc);
-	CHECK(wpmigd_log_has(d, want), "log of \"%s\" lacks \"%s\"", config_text, want);
-	wpmigd_cleanup(d);
-}
 
 /* --config naming a directory or a FIFO: refused at start, kept on reload. */
 static void config_not_a_file(const char *dir, const char *fifo)
@@ -764,7 +820,7 @@ int main(int argc, char **argv)
 		{ "limits", test_limits }, { "reload", test_reload },
 		{ "config", test_config }, { "later-verbs", test_later_verbs },
 		{ "special-files", test_special_files }, { "refusals", test_refusals },
-		{ "partial-frame", test_partial_frame },
+		{ "partial-frame", test_partial_frame }, { "config-syntax", test_config_syntax },
 	};
 
 	return run_subtests(argc, argv, tests, ARRAY_SIZE(tests));

@@ -524,6 +524,34 @@ TEST(parse_size)
 	CHECK(parse_size(NULL, &(uint64_t){ 0 }) == -EINVAL, "NULL");
 }
 
+TEST(parse_number)
+{
+	static const struct parse_case cases[] = {
+		{ "0", 0, 0 },        { "7", 0, 7 },            { "100", 0, 100 },
+		{ "010", -EINVAL, 0 }, { "00", -EINVAL, 0 },    { "0x10", -EINVAL, 0 },
+		{ "+1", -EINVAL, 0 },  { "-1", -EINVAL, 0 },    { " 1", -EINVAL, 0 },
+		{ "1 ", -EINVAL, 0 },  { "", -EINVAL, 0 },      { "101", -ERANGE, 0 },
+		{ "99999999999999999999", -ERANGE, 0 },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		uint64_t v = 0xdead;
+		int r = parse_number(cases[i].in, 100, &v);
+
+		CHECK(r == cases[i].r && (r < 0 ? v == 0xdead : v == cases[i].v),
+		      "parse_number(\"%s\", 100) = %d, %llu; want %d, %llu", cases[i].in, r,
+		      (unsigned long long)v, cases[i].r, (unsigned long long)cases[i].v);
+	}
+	CHECK(parse_size("010M", &(uint64_t){ 0 }) == -EINVAL, "parse_size(\"010M\") accepted");
+	CHECK(check_addr_syntax("host:80") == 0 && check_addr_syntax("[::1]:80") == 0 &&
+	      check_addr_syntax("::1") == 0 && check_addr_syntax("unix:/run/x") == 0 &&
+	      check_addr_syntax("a-b.c_d") == 0, "good addresses refused");
+	CHECK(check_addr_syntax("a b:1") < 0 && check_addr_syntax("host:080") < 0 &&
+	      check_addr_syntax("host:0x50") < 0 && check_addr_syntax("host:0") < 0 &&
+	      check_addr_syntax(":80") < 0 && check_addr_syntax("[::1") < 0 &&
+	      check_addr_syntax("unix:rel") < 0, "bad addresses taken");
+}
+
 TEST(parse_u64)
 {
 	static const struct parse_case cases[] = {

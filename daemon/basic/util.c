@@ -67,20 +67,42 @@ int parse_u64(const char *s, uint64_t *ret)
 	return 0;
 }
 
-int parse_size(const char *s, uint64_t *ret)
+int parse_number(const char *s, uint64_t max, uint64_t *ret)
 {
-	char *end;
+	size_t n = s ? strspn(s, "0123456789") : 0;
 	unsigned long long v;
-	unsigned shift = 0;
 
-	if (!s || !isdigit((unsigned char)*s))
+	if (!n || s[n] || (s[0] == '0' && n > 1))
 		return -EINVAL;
 	errno = 0;
-	v = strtoull(s, &end, 10);
+	v = strtoull(s, NULL, 10);
 	if (errno)
 		return -errno;
-	if (end == s)
+	if (v > max)
+		return -ERANGE;
+	*ret = v;
+	return 0;
+}
+
+int parse_size(const char *s, uint64_t *ret)
+{
+	char digits[24];
+	const char *end;
+	uint64_t v;
+	unsigned shift = 0;
+	size_t n = s ? strspn(s, "0123456789") : 0;
+	int r;
+
+	if (!n)
 		return -EINVAL;
+	if (n >= sizeof(digits))
+		return -ERANGE;
+	memcpy(digits, s, n);
+	digits[n] = 0;
+	r = parse_number(digits, UINT64_MAX, &v);
+	if (r < 0)
+		return r;
+	end = s + n;
 	switch (*end) {
 	case 0:
 		break;
@@ -95,7 +117,44 @@ int parse_size(const char *s, uint64_t *ret)
 		return -EINVAL;
 	if (shift && v > (UINT64_MAX >> shift))
 		return -ERANGE;
-	*ret = (uint64_t)v << shift;
+	*ret = v << shift;
+	return 0;
+}
+
+static bool host_ok(const char *h, size_t n, bool v6)
+{
+	const char *set = v6 ? "0123456789abcdefABCDEF:.%" :
+			       "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._";
+
+	for (size_t i = 0; i < n; i++)
+		if (!strchr(set, h[i]))
+			return false;
+	return n > 0 && n < 256;
+}
+
+int check_addr_syntax(const char *addr)
+{
+	const char *colon = strrchr(addr, ':'), *port = NULL;
+	uint64_t p;
+
+	if (!strncmp(addr, "unix:", 5))
+		return addr[5] == '/' && strlen(addr + 5) < 108 ? 0 : -EINVAL;
+	if (addr[0] == '[') {
+		const char *close = strchr(addr, ']');
+
+		if (!close || !host_ok(addr + 1, (size_t)(close - addr - 1), true) ||
+		    (close[1] && close[1] != ':'))
+			return -EINVAL;
+		port = close[1] ? close + 2 : NULL;
+	} else if (colon && strchr(addr, ':') != colon) {
+		return host_ok(addr, strlen(addr), true) ? 0 : -EINVAL; /* bare IPv6 */
+	} else {
+		if (!host_ok(addr, colon ? (size_t)(colon - addr) : strlen(addr), false))
+			return -EINVAL;
+		port = colon ? colon + 1 : NULL;
+	}
+	if (port && (parse_number(port, 65535, &p) < 0 || p == 0))
+		return -EINVAL;
 	return 0;
 }
 

@@ -65,8 +65,22 @@ static inline double ns_to_ms(uint64_t ns)
 int read_full_file(const char *path, char **ret, size_t *ret_len);
 /* Parse an unsigned decimal or 0x-hex number; 0 or -EINVAL/-ERANGE. */
 int parse_u64(const char *s, uint64_t *ret);
-/* Parse a size with optional K/M/G/T suffix (powers of 1024). */
+/* Parse a size with optional K/M/G/T suffix (powers of 1024), optionally
+ * followed by B or iB; the number as parse_number() reads it. */
 int parse_size(const char *s, uint64_t *ret);
+/*
+ * The one number syntax of the config file and of wpmig-ctl's arguments:
+ * decimal digits only, no sign, no space, no 0x, and no leading zero
+ * ("010" would be 8 to some readers, 10 to others).  0, -EINVAL, or
+ * -ERANGE when above max.
+ */
+int parse_number(const char *s, uint64_t max, uint64_t *ret);
+/*
+ * A peer address, syntax only: HOST:PORT, [IPv6]:PORT, HOST or a bare IPv6
+ * address (the default port), or unix:/PATH.  HOST: letters, digits, '-',
+ * '.' and '_'; PORT: 1..65535 as parse_number() reads it.
+ */
+int check_addr_syntax(const char *addr);
 
 /*
  * Call fn for every open fd of pid with what /proc/PID/fd/N points at;

@@ -298,7 +298,7 @@ int peer_addr_resolve(const char *addr, bool passive, struct sockaddr_storage *s
 	if (!strncmp(addr, "unix:", 5))
 		return resolve_unix(addr + 5, sa, len, why, why_len);
 	if (split_host(addr, host, sizeof(host), port, sizeof(port)) < 0 ||
-	    parse_u64(port, &p) < 0 || p == 0 || p > 65535) {
+	    parse_number(port, 65535, &p) < 0 || p == 0) {
 		snprintf(why, why_len, "%s: expected HOST:PORT, [IPv6]:PORT, HOST or unix:/PATH",
 			 addr);
 		return -EINVAL;
