@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
-/* images list | show SET[/GEN] | verify SET[/GEN] | export SET/GEN DIR | rm SET */
+/* images list | show SET[/GEN] | verify SET[/GEN] | export SET/GEN DIR | rm SET[/GEN] */
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -19,13 +19,17 @@ static const struct {
 	{ "show", WPMIG__IMAGES_OP__IMAGES_SHOW, 1, true, false },
 	{ "verify", WPMIG__IMAGES_OP__IMAGES_VERIFY, 1, true, false },
 	{ "export", WPMIG__IMAGES_OP__IMAGES_EXPORT, 2, true, true },
-	{ "rm", WPMIG__IMAGES_OP__IMAGES_RM, 1, false, false },
+	{ "rm", WPMIG__IMAGES_OP__IMAGES_RM, 1, true, false },
 };
 
 static void print_generation(const Wpmig__ImageGeneration *g)
 {
 	char b[32], raw[32];
 
+	if (g->error[0]) {
+		printf("  %-6" PRIu64 " DAMAGED: %s\n", g->number, g->error);
+		return;
+	}
 	printf("  %-6" PRIu64 " parent %-6" PRIu64 " %10" PRIu64 " data %10" PRIu64
 	       " zero  %s of %s\n", g->number, g->parent, g->data_pages, g->zero_pages,
 	       fmt_bytes(g->bytes_stored, b, sizeof(b)), fmt_bytes(g->raw_bytes, raw, sizeof(raw)));
@@ -57,6 +61,10 @@ static int show_images(struct ctl *c, const Wpmig__Response *resp)
 		printf("%" PRIu64 " pages checked, %zu errors\n", r->pages_checked, r->n_errors);
 	if (r->files_written)
 		printf("%" PRIu64 " files written\n", r->files_written);
+	if (r->bytes_freed) {
+		char b[32];
+		printf("%s freed\n", fmt_bytes(r->bytes_freed, b, sizeof(b)));
+	}
 	return r->n_errors ? EXIT_FAIL : EXIT_OK;
 }
 
@@ -109,6 +117,6 @@ static int run_images(struct ctl *c, char **args, int n, const struct verb_opts 
 
 const struct verb_def verb_images = {
 	"images", 1, 3, NULL,
-	"images list | show SET[/GEN] | verify SET[/GEN] | export SET/GEN DIR | rm SET",
+	"images list | show SET[/GEN] | verify SET[/GEN] | export SET/GEN DIR | rm SET[/GEN]",
 	run_images,
 };

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only
-/* images list | show SET[/GEN] | verify SET[/GEN] | export SET/GEN DIR | rm SET */
+/* images list | show SET[/GEN] | verify SET[/GEN] | export SET/GEN DIR | rm SET[/GEN] */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +16,7 @@ struct img_set {
 	struct store_gen_info *gens;
 	size_t n_gens;
 	struct pass_region *regions; /* show: of the shown generation */
+	uint64_t *region_data;       /* and the data pages it holds in each */
 	size_t n_regions;
 	uint64_t regions_of;
 };
@@ -36,8 +37,8 @@ struct img_job {
 	size_t n_sets;
 	struct img_bad *bad;
 	size_t n_bad;
-	uint64_t pages, files;
-	char why[256];
+	uint64_t pages, files, freed;
+	char why[320];
 };
 
 static void img_free(struct img_job *c)
@@ -45,6 +46,7 @@ static void img_free(struct img_job *c)
 	for (size_t i = 0; i < c->n_sets; i++) {
 		free(c->sets[i].name);
 		free(c->sets[i].gens);
+		free(c->sets[i].region_data);
 		regions_free(c->sets[i].regions, c->sets[i].n_regions);
 	}
 	free(c->sets);
@@ -72,15 +74,30 @@ static int add_set(struct img_job *c, const char *name)
 	return r;
 }
 
+/* The image, or why not: naming the generation at fault (the newest when
+ * none was named, or a parent the one named needs) and what is wrong. */
 static int open_image(struct img_job *c, struct store_image **img)
 {
+	struct store_err e;
+	char asked[48] = "", at[64] = "";
+
 	pthread_mutex_lock(&c->d->store_lock);
-	int r = store_image_open(c->d->store, c->set, c->generation, img);
+	int r = store_image_open_err(c->d->store, c->set, c->generation, img, &e);
 	pthread_mutex_unlock(&c->d->store_lock);
-	if (r < 0)
-		snprintf(c->why, sizeof(c->why), "%s/%llu: %s", c->set,
-			 (unsigned long long)c->generation,
-			 r == -ENOENT ? "no such image" : r == -EBADMSG ? "damaged" : strerror(-r));
+	if (r == 0)
+		return 0;
+	if (c->generation)
+		snprintf(asked, sizeof(asked), "/%llu", (unsigned long long)c->generation);
+	if (e.generation && e.generation != c->generation)
+		snprintf(at, sizeof(at), "%s %s/%llu: ", c->generation ? "its parent" :
+			 "the newest generation,", c->set, (unsigned long long)e.generation);
+	if (r == -ENOENT && !e.generation)
+		snprintf(c->why, sizeof(c->why), "%s%s: no such image", c->set, asked);
+	else if (r == -EBADMSG || r == -EPROTONOSUPPORT)
+		snprintf(c->why, sizeof(c->why), "%s%s: %s%s%s", c->set, asked, at,
+			 r == -EBADMSG ? "damaged: " : "", e.what ? e.what : "damaged");
+	else
+		snprintf(c->why, sizeof(c->why), "%s%s: %s%s", c->set, asked, at, strerror(-r));
 	return r;
 }
 
@@ -98,14 +115,17 @@ static int do_show(struct img_job *c)
 	struct img_set *s = &c->sets[0];
 	const struct pass_region *reg = store_image_regions(img, &n);
 	s->regions = calloc(n ? n : 1, sizeof(*s->regions));
-	for (size_t i = 0; s->regions && i < n; i++) {
+	s->region_data = calloc(n ? n : 1, sizeof(*s->region_data));
+	if (s->region_data)
+		store_image_region_pages(img, s->region_data, n);
+	for (size_t i = 0; s->regions && s->region_data && i < n; i++) {
 		s->regions[i] = reg[i];
 		s->regions[i].path = strdup(reg[i].path ? reg[i].path : "");
 		s->n_regions++;
 	}
 	s->regions_of = store_image_info(img)->generation;
 	store_image_close(img);
-	return s->regions ? 0 : -ENOMEM;
+	return s->regions && s->region_data ? 0 : -ENOMEM;
 }
 
 static void on_bad(void *ud, const struct store_bad *b)
@@ -139,6 +159,22 @@ static void on_store_progress(void *ud, uint64_t done, uint64_t total)
 	job_post_progress(c->job, &p);
 }
 
+/* Where an export stopped (nothing of it is left in the directory). */
+static void export_failed(struct img_job *c, int r, const struct store_bad *b)
+{
+	char where[128] = "", page[96] = "";
+
+	if (b->region_end)
+		snprintf(where, sizeof(where), ": region %llx-%llx", (unsigned long long)b->region_start,
+			 (unsigned long long)b->region_end);
+	if (b->addr != UINT64_MAX)
+		snprintf(page, sizeof(page), ", page %llx (in %s/%llu)", (unsigned long long)b->addr,
+			 c->set, (unsigned long long)b->generation);
+	snprintf(c->why, sizeof(c->why), "export of %s/%llu to %s%s%s: %s; no file written",
+		 c->set, (unsigned long long)c->generation, c->dir, where, page,
+		 b->what ? b->what : strerror(-r));
+}
+
 static int do_verify_export(struct img_job *c)
 {
 	struct store_progress prog = { on_store_progress, c };
@@ -153,14 +189,49 @@ static int do_verify_export(struct img_job *c)
 		if (r == -EBADMSG)
 			r = 0; /* reported in the result; the client exits 1 */
 	} else {
+		struct store_bad b;
 		size_t n;
+
 		store_image_regions(img, &n);
-		r = store_image_export(img, c->dir, &prog);
+		r = store_image_export(img, c->dir, &prog, &b);
 		c->files = r == 0 ? n : 0;
 		if (r < 0)
-			snprintf(c->why, sizeof(c->why), "export to %s: %s", c->dir, strerror(-r));
+			export_failed(c, r, &b);
 	}
 	store_image_close(img);
+	return r;
+}
+
+static int do_rm(struct img_job *c)
+{
+	struct store_rm_info info;
+	char what[48];
+	int r;
+
+	pthread_mutex_lock(&c->d->store_lock);
+	r = c->generation ? store_rm_generation(c->d->store, c->set, c->generation, &info)
+			  : store_rm_set(c->d->store, c->set, &info);
+	pthread_mutex_unlock(&c->d->store_lock);
+	c->freed = info.bytes_freed;
+	if (r == 0)
+		return 0;
+	if (c->generation)
+		snprintf(what, sizeof(what), "%s/%llu", c->set, (unsigned long long)c->generation);
+	else
+		snprintf(what, sizeof(what), "%s", c->set);
+	if (r == -EBUSY)
+		snprintf(c->why, sizeof(c->why), "rm %s: a checkpoint is writing the set", what);
+	else if (r == -ENOENT)
+		snprintf(c->why, sizeof(c->why), "rm %s: no such %s", what,
+			 c->generation ? "generation" : "set");
+	else if (r == -ENOTEMPTY && c->generation)
+		snprintf(c->why, sizeof(c->why), "rm %s: only the newest generation can be removed: "
+			 "%s", what, info.blocker);
+	else if (r == -ENOTEMPTY)
+		snprintf(c->why, sizeof(c->why), "rm %s: the set's directory holds %s; nothing was "
+			 "removed", what, info.blocker);
+	else
+		snprintf(c->why, sizeof(c->why), "rm %s: %s", what, strerror(-r));
 	return r;
 }
 
@@ -187,25 +258,24 @@ static int img_run(struct job *j, void *userdata)
 	case WPMIG__IMAGES_OP__IMAGES_EXPORT:
 		return do_verify_export(c);
 	case WPMIG__IMAGES_OP__IMAGES_RM:
-		pthread_mutex_lock(&c->d->store_lock);
-		r = c->generation ? store_rm_generation(c->d->store, c->set, c->generation)
-				  : store_rm_set(c->d->store, c->set);
-		pthread_mutex_unlock(&c->d->store_lock);
-		if (r < 0)
-			snprintf(c->why, sizeof(c->why), "rm %s: %s", c->set,
-				 r == -EBUSY ? "a checkpoint is writing it, or only the newest "
-					       "generation can be removed" :
-				 r == -ENOENT ? "no such set" : strerror(-r));
-		return r;
+		return do_rm(c);
 	default:
 		return -EINVAL;
 	}
 }
 
-static void fill_generation(Wpmig__ImageGeneration *g, const struct store_gen_info *i)
+static void fill_generation(Wpmig__ImageGeneration *g, const struct store_gen_info *i,
+			    char *why, size_t why_len)
 {
 	wpmig__image_generation__init(g);
 	g->number = i->generation;
+	if (i->error) {
+		snprintf(why, why_len, "%s", i->error == -EBADMSG ? (i->error_what ? i->error_what :
+			 "damaged") : i->error == -EPROTONOSUPPORT ? "written in another format "
+			 "version" : strerror(-i->error));
+		g->error = why;
+		return;
+	}
 	g->parent = i->full ? 0 : i->parent;
 	g->created_unix_ms = (uint64_t)(i->created_ns / 1000000);
 	g->data_pages = i->live_data_pages;
@@ -228,8 +298,9 @@ static void reply(struct img_job *c)
 	Wpmig__ImageGeneration *gens = calloc(ngen + 1, sizeof(*gens)), **genp = calloc(ngen + 1, sizeof(*genp));
 	Wpmig__ImageRegion *regs = calloc(nreg + 1, sizeof(*regs)), **regp = calloc(nreg + 1, sizeof(*regp));
 	Wpmig__VerifyError *errs = calloc(c->n_bad + 1, sizeof(*errs)), **errp = calloc(c->n_bad + 1, sizeof(*errp));
+	char (*gen_why)[96] = calloc(ngen + 1, sizeof(*gen_why));
 
-	if (!sets || !setp || !gens || !genp || !regs || !regp || !errs || !errp) {
+	if (!sets || !setp || !gens || !genp || !regs || !regp || !errs || !errp || !gen_why) {
 		request_fail(c->req, -ENOMEM, "out of memory");
 		goto out;
 	}
@@ -238,10 +309,11 @@ static void reply(struct img_job *c)
 		const struct img_set *s = &c->sets[i];
 		wpmig__image_set__init(&sets[i]);
 		sets[i].name = s->name;
-		sets[i].pid = s->n_gens ? s->gens[s->n_gens - 1].pid : 0;
+		for (size_t k = s->n_gens; k-- > 0 && !sets[i].pid;)
+			sets[i].pid = s->gens[k].error ? 0 : s->gens[k].pid; /* the newest readable */
 		sets[i].generations = &genp[g];
 		for (size_t k = 0; k < s->n_gens; k++, g++) {
-			fill_generation(&gens[g], &s->gens[k]);
+			fill_generation(&gens[g], &s->gens[k], gen_why[g], sizeof(gen_why[g]));
 			genp[g] = &gens[g];
 			sets[i].n_generations++;
 			if (s->gens[k].generation != s->regions_of)
@@ -254,6 +326,7 @@ static void reply(struct img_job *c)
 				regs[rg].path = s->regions[m].path;
 				regs[rg].prot = s->regions[m].prot;
 				regs[rg].shared = s->regions[m].shared;
+				regs[rg].data_pages = s->region_data[m];
 				regp[rg] = &regs[rg];
 				gens[g].n_regions++;
 			}
@@ -274,12 +347,13 @@ static void reply(struct img_job *c)
 	ir.errors = errp;
 	ir.pages_checked = c->op == WPMIG__IMAGES_OP__IMAGES_VERIFY ? c->pages : 0;
 	ir.files_written = c->files;
+	ir.bytes_freed = c->freed;
 	resp.result_case = WPMIG__RESPONSE__RESULT_IMAGES;
 	resp.images = &ir;
 	request_reply(c->req, &resp);
 out:
 	free(sets); free(setp); free(gens); free(genp);
-	free(regs); free(regp); free(errs); free(errp);
+	free(regs); free(regp); free(errs); free(errp); free(gen_why);
 }
 
 static void img_progress(struct job *j, const struct job_progress *p, void *userdata)

@@ -256,7 +256,7 @@ static int store_once(const struct bench_data *d, struct store *st, int threads,
 	*file_bytes = sum.bytes_stored;
 	if (check)
 		r = check_image(d, st, gen);
-	return r < 0 ? r : store_rm_set(st, "bench");
+	return r < 0 ? r : store_rm_set(st, "bench", NULL);
 }
 
 /* One line of the report: measured once per rep, right after that rep's reference. */

@@ -348,7 +348,7 @@ static int check_export(struct store_image *img, const struct tl_model *m, size_
 			const char *dir)
 {
 	const struct tl_gen *g = &m->g[gi];
-	int bad = store_image_export(img, dir, NULL) != 0;
+	int bad = store_image_export(img, dir, NULL, NULL) != 0;
 
 	bad += tl_count_files(dir, "") != (int)g->n_regions;
 	for (size_t i = 0; !bad && i < g->n_regions; i++) {

@@ -36,7 +36,7 @@ static void test_usage(void)
 		{ "checkpoint", "1", "--peer", "host:99999" }, { "checkpoint", "1", "--frob" },
 		{ "images" }, { "images", "frob" }, { "images", "show" },
 		{ "images", "export", "set" }, { "images", "export", "set/0", "/tmp" },
-		{ "images", "rm", "set/3" }, { "restore", "1", "set" },
+{ "restore", "1", "set" },
 		{ "restore", "1", "set/x" }, { "migrate", "--qmp", "/q" },
 		{ "migrate", "--qmp", "q", "--peer", "h:1", "--dest-qmp", "/d", "--dest-uri", "tcp:h:2" },
 		{ "sessions", "x" }, { "" }, { "track", "010" }, { "track", "0x10" },

@@ -163,6 +163,25 @@ static int read_page(uint64_t addr)
 	return r;
 }
 
+/* An export of the damaged image fails naming the region and the page, and
+ * leaves no file behind (not even the other region's, complete). */
+static void export_expect(uint64_t addr, uint64_t region, bool exact, const char *label)
+{
+	struct store_image *img;
+	struct store_bad b;
+
+	CHECK(store_image_open(st, "c", 1, &img) == 0, "%s: open", label);
+	CHECK(store_image_export(img, scratch, NULL, &b) == -EBADMSG, "%s: export", label);
+	CHECK(b.region_start == region && b.region_end == region + 64 * TL_PG &&
+	      (exact ? b.addr == addr : b.addr - region < 64 * TL_PG) && b.generation == 1 && b.what, "%s: export failed at %#llx (region %#llx), want %#llx",
+	      label, (unsigned long long)b.addr, (unsigned long long)b.region_start,
+	      (unsigned long long)addr);
+	CHECK(tl_count_files(scratch, "") == 0, "%s: export left %d files", label,
+	      tl_count_files(scratch, ""));
+	store_image_close(img);
+	tl_rmrf(scratch);
+}
+
 /* Flip one byte at off, expect verify to name addr in region, then undo. */
 static void flip_expect(uint64_t off, uint64_t addr, uint64_t region, const char *what,
 			const char *label)
@@ -182,6 +201,9 @@ static void flip_expect(uint64_t off, uint64_t addr, uint64_t region, const char
 	      label, (unsigned long long)rep.first.addr, (unsigned long long)rep.first.region_start);
 	CHECK(!strncmp(rep.first.what, what, strlen(what)), "%s: what '%s'", label, rep.first.what);
 	CHECK(read_page(addr) == -EBADMSG, "%s: damaged page read", label);
+	/* a raw page names itself; in a chunk whose metadata is damaged the
+	 * export stops at the chunk's first page */
+	export_expect(addr, region, !strcmp(label, "raw page"), label);
 	spit(orig, orig_len);
 	free(b);
 }
@@ -343,6 +365,53 @@ static void test_truncated(void)
 	spit(orig, orig_len);
 }
 
+/* Why a file is refused is said, naming the generation at fault. */
+static void open_expect(int want, const char *what, const char *label)
+{
+	struct store_image *img = NULL;
+	struct store_gen_info *v = NULL;
+	struct store_err e;
+	size_t n = 0;
+	int r = store_image_open_err(st, "c", 0, &img, &e);
+
+	CHECK(r == want && e.generation == 1 && e.what && strstr(e.what, what),
+	      "%s: %d, generation %llu: %s", label, r, (unsigned long long)e.generation,
+	      e.what ? e.what : "(no reason)");
+	if (r == 0)
+		store_image_close(img);
+	/* listing reads less of the file: it may find another fault first */
+	CHECK(store_list_generations(st, "c", &v, &n) == 0 && n == 1 && v[0].error == want &&
+	      v[0].error_what, "%s: listing says %s", label,
+	      n == 1 && v[0].error_what ? v[0].error_what : "nothing");
+	free(v);
+}
+
+static void test_reasons(void)
+{
+	uint8_t *b = malloc(orig_len);
+	struct disk_header *h = (struct disk_header *)b;
+
+	spit(orig, 100);
+	open_expect(-EBADMSG, "truncated", "truncated to 100 bytes");
+	spit(orig, orig_len - 3);
+	open_expect(-EBADMSG, "truncated", "3 bytes short");
+	spit(orig, orig_len - 8);
+	open_expect(-EBADMSG, "no footer", "8 bytes short");
+	memcpy(b, orig, orig_len);
+	h->version ^= 0x40; /* damage that lands on the version field */
+	spit(b, orig_len);
+	open_expect(-EBADMSG, "header checksum mismatch", "flipped version");
+	h->sum = XXH3_64bits(h, offsetof(struct disk_header, sum));
+	spit(b, orig_len);
+	open_expect(-EPROTONOSUPPORT, "another format version", "another version");
+	memcpy(b, orig, orig_len);
+	index_of(b, orig_len)->n_regions ^= 1;
+	spit(b, orig_len);
+	open_expect(-EBADMSG, "index checksum mismatch", "index flip");
+	spit(orig, orig_len);
+	free(b);
+}
+
 /* Garbage under a generation's name, with and without a valid header. */
 static void test_garbage(void)
 {
@@ -444,6 +513,7 @@ int main(void)
 	test_flips();
 	test_hostile();
 	test_truncated();
+	test_reasons();
 	test_garbage();
 	test_fuzz();
 	store_close(st);

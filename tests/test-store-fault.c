@@ -210,7 +210,7 @@ static void sweep_commit_points(struct store *st, const char *dir, const char *s
 	plan_for(2, 160, 4, &p);
 	CHECK(tl_write_gen(st, "e", &p, 1, NULL, &g) == 0, "trial write");
 	need = base - free_bytes(dir);
-	store_rm_generation(st, "e", 2);
+	store_rm_generation(st, "e", 2, NULL);
 	snprintf(filler, sizeof(filler), "%s/filler", dir);
 	for (uint64_t room = need > 8 * TL_PG ? need - 8 * TL_PG : 0; room <= need + 4 * TL_PG;
 	     room += TL_PG) {
@@ -235,7 +235,7 @@ static void sweep_commit_points(struct store *st, const char *dir, const char *s
 			CHECK(tl_model_add(m, 2, &p) == 0 && tl_check_gen(st, "e", m, 1, scratch) == 0,
 			      "gen 2 written at room %llu", (unsigned long long)room);
 			tl_model_drop_last(m);
-			store_rm_generation(st, "e", 2);
+			store_rm_generation(st, "e", 2, NULL);
 		}
 		check_clean(st, sp, 1, m);
 		unlink(filler);

@@ -163,6 +163,18 @@ int gen_file_decode_chunk(struct gen_file *gf, struct codec *c, uint32_t idx, in
 	return r;
 }
 
+uint64_t chunk_data_page_addr(const struct enc_chunk *ch, uint64_t i)
+{
+	for (uint32_t e = 0; e < ch->n_ext; e++) {
+		if (ch->ext[e].kind != EXT_DATA)
+			continue;
+		if (i < ch->ext[e].pages)
+			return ch->ext[e].addr + i * PAGE_SIZE_4K;
+		i -= ch->ext[e].pages;
+	}
+	return UINT64_MAX;
+}
+
 int64_t gen_file_chunk_page(const struct gen_file *gf, uint64_t addr)
 {
 	const struct enc_chunk *ch = &gf->ch;

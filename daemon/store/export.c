@@ -21,6 +21,7 @@
 struct export_ctx {
 	struct store_image *img;
 	const struct store_progress *progress;
+	struct store_bad *fail; /* where it failed, if it did */
 	int fd;
 	uint64_t base; /* region start: file offset 0 */
 	uint64_t done, total, reported;
@@ -92,6 +93,14 @@ static int export_piece(void *ud, uint64_t start, uint64_t end, struct gen_file 
 
 		if (p)
 			r = add_page(c, a, p);
+		else if (c->fail)
+			*c->fail = (struct store_bad){
+				.generation = gf->hdr.generation,
+				.addr = c->img->bad_addr != UINT64_MAX ? c->img->bad_addr : a,
+				.file_offset = gf->chunk_off[span->chunk],
+				.what = r != -EBADMSG ? NULL : c->img->bad_addr != UINT64_MAX ?
+					"page checksum mismatch" : "damaged chunk",
+			};
 	}
 	/* The next piece may come from another chunk: the cache moves on. */
 	if (r == 0 && c->run_len)
@@ -101,39 +110,38 @@ static int export_piece(void *ud, uint64_t start, uint64_t end, struct gen_file 
 	return r;
 }
 
-/*
- * A file of ours in dir, emptied: never blocks on a FIFO put there (with
- * O_NONBLOCK it opens at once or fails with ENXIO), follows no symbolic
- * link, and truncates only a regular file: anything else by that name is
- * -EEXIST.
- */
-static int open_output(int dir_fd, const char *name)
+static void region_names(const struct pass_region *reg, char name[64], char tmp[72])
 {
-	_cleanup_close_ int fd = openat(dir_fd, name, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK |
-					O_CLOEXEC, 0600);
-	struct stat sb;
-
-	if (fd < 0) /* ENXIO: a FIFO nobody reads */
-		return errno == ENXIO ? -EEXIST : -errno;
-	if (fstat(fd, &sb) < 0)
-		return -errno;
-	if (!S_ISREG(sb.st_mode))
-		return -EEXIST; /* something else by that name is in the way */
-	if (ftruncate(fd, 0) < 0)
-		return -errno;
-	return TAKE_FD(fd);
+	/* as /proc/PID/maps prints them: lowercase, at least 8 digits */
+	snprintf(name, 64, "%08" PRIx64 "-%08" PRIx64 ".bin", reg->start, reg->end);
+	snprintf(tmp, 72, ".%s.part", name);
 }
 
+/*
+ * What is in the way of a region's file: nothing, or a regular file (it is
+ * replaced).  Anything else (a FIFO, a directory, a symbolic link) is
+ * -EEXIST, found before anything is written.
+ */
+static int check_name(int dir_fd, const char *name)
+{
+	struct stat sb;
+
+	if (fstatat(dir_fd, name, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	return S_ISREG(sb.st_mode) ? 0 : -EEXIST;
+}
+
+/* A region into its temporary file, created afresh (never a FIFO's open). */
 static int export_region(struct export_ctx *c, int dir_fd, const struct pass_region *reg)
 {
-	char name[64];
+	char name[64], tmp[72];
 	int r;
 
-	/* as /proc/PID/maps prints them: lowercase, at least 8 digits */
-	snprintf(name, sizeof(name), "%08" PRIx64 "-%08" PRIx64 ".bin", reg->start, reg->end);
-	c->fd = open_output(dir_fd, name);
+	region_names(reg, name, tmp);
+	unlinkat(dir_fd, tmp, 0); /* debris of an export that died */
+	c->fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (c->fd < 0)
-		return c->fd;
+		return -errno;
 	c->base = reg->start;
 	r = ftruncate(c->fd, (off_t)(reg->end - reg->start)) < 0 ? -errno : 0;
 	if (r == 0)
@@ -144,24 +152,58 @@ static int export_region(struct export_ctx *c, int dir_fd, const struct pass_reg
 	return r;
 }
 
-int store_image_export(struct store_image *img, const char *dir,
-		       const struct store_progress *progress)
+static void fail_region(struct store_bad *fail, const struct pass_region *reg, const char *what)
 {
-	struct export_ctx c = { .img = img, .progress = progress, .fd = -1 };
+	if (!fail)
+		return;
+	fail->region_start = reg->start;
+	fail->region_end = reg->end;
+	if (what)
+		fail->what = what;
+}
+
+/* Every region written to a temporary file, then all renamed: a failed
+ * export leaves no file of its own behind, complete or partial. */
+int store_image_export(struct store_image *img, const char *dir,
+		       const struct store_progress *progress, struct store_bad *fail)
+{
+	struct export_ctx c = { .img = img, .progress = progress, .fd = -1, .fail = fail };
 	_cleanup_close_ int dir_fd = -1;
-	size_t n;
+	char name[64], tmp[72];
+	size_t n, done = 0;
 	const struct pass_region *regs = store_image_regions(img, &n);
 	int r = 0;
 
+	if (fail)
+		*fail = (struct store_bad){ .addr = UINT64_MAX };
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
 		return -errno;
 	dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dir_fd < 0)
 		return -errno;
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; r == 0 && i < n; i++) {
 		c.total += (regs[i].end - regs[i].start) / PAGE_SIZE_4K;
-	for (size_t i = 0; r == 0 && i < n; i++)
-		r = export_region(&c, dir_fd, &regs[i]);
+		region_names(&regs[i], name, tmp);
+		r = check_name(dir_fd, name);
+		if (r < 0)
+			fail_region(fail, &regs[i], "a file of that name is in the way and is not "
+				    "a regular file");
+	}
+	for (; r == 0 && done < n; done++) {
+		r = export_region(&c, dir_fd, &regs[done]);
+		if (r < 0)
+			fail_region(fail, &regs[done], NULL);
+	}
+	/* done: the regions whose temporary file exists, the failed one too */
+	for (size_t i = 0; i < done; i++) {
+		region_names(&regs[i], name, tmp);
+		if (r < 0)
+			unlinkat(dir_fd, tmp, 0);
+		else if (renameat(dir_fd, tmp, dir_fd, name) < 0)
+			r = -errno;
+	}
+	if (r == 0 && fsync(dir_fd) < 0)
+		r = -errno;
 	report(&c, true);
 	return r;
 }

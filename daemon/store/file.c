@@ -18,6 +18,14 @@
 #include "basic/util.h"
 #include "track/regions.h"
 
+/* Fail with -EBADMSG (or err) and say why: the reasons are static strings. */
+static int bad(const char **what, const char *why)
+{
+	if (what)
+		*what = why;
+	return -EBADMSG;
+}
+
 static int pread_full(int fd, void *buf, size_t len, uint64_t off)
 {
 	while (len) {
@@ -36,22 +44,29 @@ static int pread_full(int fd, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-static int check_header(const struct disk_header *h, uint64_t generation)
+/*
+ * The sum before the version: a damaged header is damaged, and only an
+ * intact header of another version is "another format" (-EPROTONOSUPPORT).
+ */
+static int check_header(const struct disk_header *h, uint64_t generation, const char **what)
 {
 	if (memcmp(h->magic, STORE_HEADER_MAGIC, sizeof(h->magic)))
-		return -EBADMSG;
-	if (h->version != STORE_VERSION)
+		return bad(what, "not a generation file (bad magic)");
+	if (XXH3_64bits(h, offsetof(struct disk_header, sum)) != h->sum)
+		return bad(what, "header checksum mismatch");
+	if (h->version != STORE_VERSION) {
+		bad(what, "written in another format version");
 		return -EPROTONOSUPPORT;
-	if (XXH3_64bits(h, offsetof(struct disk_header, sum)) != h->sum ||
-	    h->header_size != sizeof(*h) || h->page_size != PAGE_SIZE_4K ||
+	}
+	if (h->header_size != sizeof(*h) || h->page_size != PAGE_SIZE_4K ||
 	    (h->flags & ~GEN_FULL) || h->generation != generation || h->parent >= generation)
-		return -EBADMSG;
+		return bad(what, "header fields out of range");
 	return 0;
 }
 
 /* Header and footer: where the index section is, checked against the size. */
 static int read_frame(int fd, uint64_t generation, struct disk_header *h,
-		      struct disk_footer *f, uint64_t *size)
+		      struct disk_footer *f, uint64_t *size, const char **what)
 {
 	uint64_t min = sizeof(*h) + sizeof(struct disk_index) + sizeof(*f);
 	struct stat stb;
@@ -60,35 +75,40 @@ static int read_frame(int fd, uint64_t generation, struct disk_header *h,
 	if (fstat(fd, &stb) < 0)
 		return -errno;
 	*size = (uint64_t)stb.st_size;
-	if (!S_ISREG(stb.st_mode) || *size < min || *size % 8)
-		return -EBADMSG;
+	if (!S_ISREG(stb.st_mode))
+		return bad(what, "not a regular file");
+	if (*size < min)
+		return bad(what, "truncated: shorter than a header, an index and a footer");
+	if (*size % 8)
+		return bad(what, "truncated: its size is not a multiple of 8 bytes");
 	r = pread_full(fd, h, sizeof(*h), 0);
 	if (r == 0)
-		r = check_header(h, generation);
+		r = check_header(h, generation, what);
 	if (r == 0)
 		r = pread_full(fd, f, sizeof(*f), *size - sizeof(*f));
 	if (r < 0)
-		return r;
-	if (memcmp(f->magic, STORE_FOOTER_MAGIC, sizeof(f->magic)) || f->index_off < sizeof(*h) ||
-	    f->index_off % 8 || f->index_off > *size - sizeof(*f) ||
+		return r == -EBADMSG && what && !*what ? bad(what, "truncated") : r;
+	if (memcmp(f->magic, STORE_FOOTER_MAGIC, sizeof(f->magic)))
+		return bad(what, "no footer: truncated or not committed");
+	if (f->index_off < sizeof(*h) || f->index_off % 8 || f->index_off > *size - sizeof(*f) ||
 	    f->index_len != *size - sizeof(*f) - f->index_off ||
 	    f->index_len < sizeof(struct disk_index) || f->index_len > STORE_INDEX_MAX)
-		return -EBADMSG;
+		return bad(what, "footer does not match the file's size");
 	return 0;
 }
 
 /* Offset of the region table in the index section, if the counts add up. */
 static int index_layout(const struct disk_index *ix, uint64_t generation, uint64_t len,
-			uint64_t *regions_at)
+			uint64_t *regions_at, const char **what)
 {
 	uint64_t at;
 
 	if (ix->magic != STORE_INDEX_MAGIC || ix->generation != generation ||
 	    ix->n_spans > len / sizeof(struct disk_span))
-		return -EBADMSG;
+		return bad(what, "index header damaged");
 	at = sizeof(*ix) + (uint64_t)ix->n_chunks * 8 + ix->n_spans * sizeof(struct disk_span);
 	if (pad8(at + (uint64_t)ix->n_regions * sizeof(struct disk_region) + ix->strings_len) != len)
-		return -EBADMSG;
+		return bad(what, "index tables do not add up to the index size");
 	*regions_at = at;
 	return 0;
 }
@@ -108,6 +128,11 @@ static int open_gen(int set_fd, uint64_t generation)
 	return fd < 0 ? (errno == ELOOP ? -EBADMSG : -errno) : fd;
 }
 
+static const char *open_failure(int r)
+{
+	return r == -EBADMSG ? "a symbolic link" : NULL;
+}
+
 int gen_file_peek(int set_fd, uint64_t generation, struct store_gen_info *info)
 {
 	_cleanup_close_ int fd = open_gen(set_fd, generation);
@@ -118,13 +143,16 @@ int gen_file_peek(int set_fd, uint64_t generation, struct store_gen_info *info)
 	uint64_t size, at;
 	int r;
 
-	if (fd < 0)
+	info->error_what = NULL;
+	if (fd < 0) {
+		info->error_what = open_failure(fd);
 		return fd;
-	r = read_frame(fd, generation, &h, &f, &size);
+	}
+	r = read_frame(fd, generation, &h, &f, &size, &info->error_what);
 	if (r == 0)
 		r = pread_full(fd, &ix, sizeof(ix), f.index_off);
 	if (r == 0)
-		r = index_layout(&ix, generation, f.index_len, &at);
+		r = index_layout(&ix, generation, f.index_len, &at, &info->error_what);
 	if (r < 0)
 		return r;
 	reg = calloc(ix.n_regions + 1, sizeof(*reg));
@@ -166,6 +194,8 @@ int store_list_generations(struct store *st, const char *set,
 	for (size_t i = 0; i < n; i++) {
 		v[i].generation = gens[i];
 		v[i].error = gen_file_peek(set_fd, gens[i], &v[i]);
+		if (v[i].error == -EBADMSG && !v[i].error_what)
+			v[i].error_what = "damaged";
 	}
 	*ret = v;
 	*ret_n = n;
@@ -270,7 +300,7 @@ static int check_spans(const struct gen_file *gf)
 	return 0;
 }
 
-static int load_index(struct gen_file *gf)
+static int load_index(struct gen_file *gf, const char **what)
 {
 	uint64_t at;
 	int r;
@@ -282,9 +312,9 @@ static int load_index(struct gen_file *gf)
 	if (r < 0)
 		return r;
 	if (XXH3_64bits(gf->index, gf->foot.index_len) != gf->foot.index_sum)
-		return -EBADMSG;
+		return bad(what, "index checksum mismatch");
 	gf->ix = gf->index;
-	r = index_layout(gf->ix, gf->hdr.generation, gf->foot.index_len, &at);
+	r = index_layout(gf->ix, gf->hdr.generation, gf->foot.index_len, &at, what);
 	if (r < 0)
 		return r;
 	gf->chunk_off = (const uint64_t *)(gf->ix + 1);
@@ -292,23 +322,30 @@ static int load_index(struct gen_file *gf)
 	r = check_chunk_table(gf);
 	if (r == 0)
 		r = parse_regions(gf, at);
+	if (r == -EBADMSG)
+		return bad(what, "chunk or region table inconsistent");
 	if (r == 0)
 		r = check_spans(gf);
-	return r;
+	return r == -EBADMSG ? bad(what, "span table inconsistent") : r;
 }
 
-int gen_file_open(int set_fd, uint64_t generation, struct gen_file **ret)
+int gen_file_open(int set_fd, uint64_t generation, struct gen_file **ret, const char **what)
 {
 	struct gen_file *gf = calloc(1, sizeof(*gf));
 	int r;
 
+	if (what)
+		*what = NULL;
 	if (!gf)
 		return -ENOMEM;
 	gf->cached = SPAN_NO_CHUNK;
 	gf->fd = open_gen(set_fd, generation);
-	r = gf->fd < 0 ? gf->fd : read_frame(gf->fd, generation, &gf->hdr, &gf->foot, &gf->size);
+	if (gf->fd < 0 && what)
+		*what = open_failure(gf->fd);
+	r = gf->fd < 0 ? gf->fd : read_frame(gf->fd, generation, &gf->hdr, &gf->foot, &gf->size,
+					     what);
 	if (r == 0)
-		r = load_index(gf);
+		r = load_index(gf, what);
 	if (r < 0) {
 		gen_file_close(gf);
 		return r;

@@ -55,8 +55,8 @@ struct gen_file {
 	size_t pages_cap;
 };
 
-/* file.c */
-int gen_file_open(int set_fd, uint64_t generation, struct gen_file **ret);
+/* file.c; *what (may be NULL): why a file is refused, a static string */
+int gen_file_open(int set_fd, uint64_t generation, struct gen_file **ret, const char **what);
 void gen_file_close(struct gen_file *gf);
 /* Header, footer and index header only: for listing. */
 int gen_file_peek(int set_fd, uint64_t generation, struct store_gen_info *info);
@@ -70,6 +70,8 @@ int gen_file_load_chunk(struct gen_file *gf, uint32_t idx, bool *meta_bad);
 int chunk_grow(void **buf, size_t *cap, size_t want);
 /* Load and decode chunk idx (cached); *bad_page as codec_decode. */
 int gen_file_decode_chunk(struct gen_file *gf, struct codec *c, uint32_t idx, int64_t *bad_page);
+/* Address of data page i of a chunk, or UINT64_MAX. */
+uint64_t chunk_data_page_addr(const struct enc_chunk *ch, uint64_t i);
 /* Data index of the page at addr in the loaded chunk, or -1. */
 int64_t gen_file_chunk_page(const struct gen_file *gf, uint64_t addr);
 /* Region of gf holding addr, or -1. */
@@ -104,6 +106,7 @@ struct store_image {
 	struct gen_file **chain; /* [0] is the generation opened, then parents */
 	size_t n_chain;
 	struct codec *codec;
+	uint64_t bad_addr; /* the page image_page() last found damaged, or UINT64_MAX */
 };
 
 /* A piece of content: data of gf's span (gf != NULL) or zeros (gf == NULL). */
@@ -111,6 +114,8 @@ typedef int (*resolve_fn)(void *ud, uint64_t start, uint64_t end, struct gen_fil
 			  const struct disk_span *span);
 /* Walk [start, end) of the image's regions in address order. */
 int image_resolve(struct store_image *img, uint64_t start, uint64_t end, resolve_fn fn, void *ud);
-/* Pointer to the decoded page at addr of gf's span (verified), or NULL + *err. */
+/* Pointer to the decoded page at addr of gf's span (verified), or NULL +
+ * *err; on damage img->bad_addr is the page that failed its sum, if one did
+ * (the chunk may hold more than the page asked for). */
 const uint8_t *image_page(struct store_image *img, struct gen_file *gf,
 			  const struct disk_span *span, uint64_t addr, int *err);

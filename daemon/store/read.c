@@ -97,9 +97,13 @@ const uint8_t *image_page(struct store_image *img, struct gen_file *gf,
 {
 	int64_t bad, idx;
 
+	img->bad_addr = UINT64_MAX;
 	*err = gen_file_decode_chunk(gf, img->codec, span->chunk, &bad);
-	if (*err < 0)
+	if (*err < 0) {
+		if (bad >= 0)
+			img->bad_addr = chunk_data_page_addr(&gf->ch, (uint64_t)bad);
 		return NULL;
+	}
 	idx = gen_file_chunk_page(gf, addr & ~(PAGE_SIZE_4K - 1));
 	if (idx < 0) {
 		*err = -EBADMSG; /* the span points at pages its chunk does not hold */
@@ -111,11 +115,21 @@ const uint8_t *image_page(struct store_image *img, struct gen_file *gf,
 int store_image_open(struct store *st, const char *set, uint64_t generation,
 		     struct store_image **ret)
 {
+	return store_image_open_err(st, set, generation, ret, NULL);
+}
+
+int store_image_open_err(struct store *st, const char *set, uint64_t generation,
+			 struct store_image **ret, struct store_err *err)
+{
 	_cleanup_close_ int set_fd = -1;
 	struct store_image *img;
 	uint64_t g = generation;
+	struct store_err e = { 0 };
 	int r;
 
+	if (!err)
+		err = &e;
+	*err = (struct store_err){ 0 };
 	r = set_dir_open(st, set, false, &set_fd);
 	if (r == 0 && !g) {
 		_cleanup_free_ uint64_t *gens = NULL;
@@ -143,7 +157,8 @@ int store_image_open(struct store *st, const char *set, uint64_t generation,
 			break;
 		}
 		img->chain = n;
-		r = gen_file_open(set_fd, g, &gf);
+		err->generation = g;
+		r = gen_file_open(set_fd, g, &gf, &err->what);
 		if (r < 0)
 			break;
 		img->chain[img->n_chain++] = gf;
@@ -154,6 +169,7 @@ int store_image_open(struct store *st, const char *set, uint64_t generation,
 		return r;
 	}
 	gen_file_info(img->chain[0], &img->info);
+	*err = (struct store_err){ 0 };
 	*ret = img;
 	return 0;
 }
@@ -178,6 +194,23 @@ const struct pass_region *store_image_regions(const struct store_image *img, siz
 {
 	*n = img->chain[0]->n_regions;
 	return img->chain[0]->regions;
+}
+
+/* Spans are sorted and each lies in one region (checked at open). */
+void store_image_region_pages(const struct store_image *img, uint64_t *data, size_t n)
+{
+	const struct gen_file *gf = img->chain[0];
+	size_t r = 0;
+
+	memset(data, 0, n * sizeof(*data));
+	for (uint64_t i = 0; i < gf->ix->n_spans; i++) {
+		const struct disk_span *s = &gf->spans[i];
+
+		while (r < gf->n_regions && gf->regions[r].end <= s->start)
+			r++;
+		if (s->kind == EXT_DATA && r < n)
+			data[r] += (s->end - s->start) / PAGE_SIZE_4K;
+	}
 }
 
 struct read_ctx {

@@ -83,13 +83,26 @@ int set_dir_open(struct store *st, const char *set, bool create, int *ret_fd)
 	return 0;
 }
 
+/* The lock file is ours: something else in its place (a FIFO, a link) is
+ * replaced by a new one. */
 int set_lock(int set_fd, int *ret_lock_fd)
 {
-	_cleanup_close_ int fd = openat(set_fd, LOCK_NAME,
-					O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
-					0600);
+	_cleanup_close_ int fd = -1;
 	struct stat sb;
 
+	for (int i = 0; i < 2; i++) {
+		closep(&fd);
+		fd = openat(set_fd, LOCK_NAME, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
+			    0600);
+		if (fd >= 0 && fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode))
+			break;
+		if (fd >= 0 || errno == ELOOP)
+			unlinkat(set_fd, LOCK_NAME, 0);
+		else if (errno == EISDIR)
+			unlinkat(set_fd, LOCK_NAME, AT_REMOVEDIR);
+		else
+			break;
+	}
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, &sb) < 0)
@@ -284,22 +297,104 @@ static int set_open_locked(struct store *st, const char *set, int *set_fd, int *
 	return r;
 }
 
+/* Is the directory name (in set_fd) empty? */
+static bool dir_empty(int set_fd, const char *name)
+{
+	int fd = openat(set_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *de;
+	bool empty = true;
+
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return false;
+	}
+	while (empty && (de = readdir(d)))
+		empty = !strcmp(de->d_name, ".") || !strcmp(de->d_name, "..");
+	closedir(d);
+	return empty;
+}
+
+/*
+ * Before rm of a set removes anything: every entry must be one the store
+ * puts there (named like a generation, a temp file or the lock), and no
+ * such name may be a directory with something in it.  Counts the bytes.
+ */
+static int scan_set(int set_fd, struct store_rm_info *info)
+{
+	int fd = dup(set_fd);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *de;
+	struct stat sb;
+	int r = 0;
+
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return -errno;
+	}
+	rewinddir(d);
+	while (r == 0 && (de = readdir(d))) {
+		const char *n = de->d_name;
+		bool ours = gen_name_parse(n) || !strcmp(n, LOCK_NAME) ||
+			    !strncmp(n, TMP_PREFIX, strlen(TMP_PREFIX));
+
+		if (!strcmp(n, ".") || !strcmp(n, ".."))
+			continue;
+		if (!ours) {
+			snprintf(info->blocker, sizeof(info->blocker), "%.48s (not a file of the store)",
+				 n);
+			r = -ENOTEMPTY;
+		} else if (fstatat(set_fd, n, &sb, AT_SYMLINK_NOFOLLOW) == 0) {
+			if (S_ISDIR(sb.st_mode) && !dir_empty(set_fd, n)) {
+				snprintf(info->blocker, sizeof(info->blocker),
+					 "%.48s (a directory that is not empty)", n);
+				r = -ENOTEMPTY;
+			} else if (S_ISREG(sb.st_mode)) {
+				info->bytes_freed += (uint64_t)sb.st_size;
+			}
+		}
+	}
+	closedir(d);
+	return r;
+}
+
+/* An entry of the set, whatever it is (an empty directory too). */
+static int remove_entry(int set_fd, const char *name)
+{
+	if (unlinkat(set_fd, name, 0) == 0 || errno == ENOENT)
+		return 0;
+	if (errno == EISDIR && (unlinkat(set_fd, name, AT_REMOVEDIR) == 0 || errno == ENOENT))
+		return 0;
+	return -errno;
+}
+
 /* Newest first, so a crash midway leaves a chain that still resolves. */
-int store_rm_set(struct store *st, const char *set)
+int store_rm_set(struct store *st, const char *set, struct store_rm_info *info)
 {
 	_cleanup_close_ int set_fd = -1, lock_fd = -1;
 	_cleanup_free_ uint64_t *gens = NULL;
+	struct store_rm_info local;
 	char name[GEN_NAME_LEN];
 	size_t n;
 	int r;
 
+	if (!info)
+		info = &local;
+	*info = (struct store_rm_info){ 0 };
 	r = set_open_locked(st, set, &set_fd, &lock_fd, &gens, &n);
-	if (r < 0)
+	if (r == 0)
+		r = scan_set(set_fd, info);
+	if (r < 0) {
+		info->bytes_freed = 0;
 		return r;
+	}
 	for (size_t i = n; i-- > 0;) {
 		gen_file_name(name, gens[i], false);
-		if (unlinkat(set_fd, name, 0) < 0 && errno != ENOENT)
-			return -errno;
+		r = remove_entry(set_fd, name);
+		if (r < 0)
+			return r;
 	}
 	set_clean_temp(set_fd);
 	if (unlinkat(set_fd, LOCK_NAME, 0) < 0 && errno != ENOENT)
@@ -309,23 +404,40 @@ int store_rm_set(struct store *st, const char *set)
 	return fsync_dir(st->images_fd);
 }
 
-int store_rm_generation(struct store *st, const char *set, uint64_t generation)
+int store_rm_generation(struct store *st, const char *set, uint64_t generation,
+			struct store_rm_info *info)
 {
 	_cleanup_close_ int set_fd = -1, lock_fd = -1;
 	_cleanup_free_ uint64_t *gens = NULL;
+	struct store_rm_info local;
 	char name[GEN_NAME_LEN];
+	struct stat sb = { 0 };
 	size_t n;
 	int r;
 
+	if (!info)
+		info = &local;
+	*info = (struct store_rm_info){ 0 };
 	r = set_open_locked(st, set, &set_fd, &lock_fd, &gens, &n);
 	if (r < 0)
 		return r;
 	if (!n || !bsearch(&generation, gens, n, sizeof(*gens), cmp_u64))
 		return -ENOENT;
-	if (gens[n - 1] != generation)
-		return -EBUSY; /* a later generation may resolve through it */
+	if (gens[n - 1] != generation) {
+		snprintf(info->blocker, sizeof(info->blocker), "generation %" PRIu64 " is an "
+			 "increment over it", gens[n - 1]);
+		return -ENOTEMPTY; /* a later generation may resolve through it */
+	}
 	gen_file_name(name, generation, false);
-	if (unlinkat(set_fd, name, 0) < 0)
-		return -errno;
+	if (fstatat(set_fd, name, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode))
+		info->bytes_freed = (uint64_t)sb.st_size;
+	if (S_ISDIR(sb.st_mode) && !dir_empty(set_fd, name)) {
+		snprintf(info->blocker, sizeof(info->blocker), "%s (a directory that is not empty)",
+			 name);
+		return -ENOTEMPTY;
+	}
+	r = remove_entry(set_fd, name);
+	if (r < 0)
+		return r;
 	return fsync_dir(set_fd);
 }

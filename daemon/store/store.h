@@ -37,6 +37,7 @@ struct store_gen_info {
 	uint64_t parent;        /* previous generation by number, 0 if none */
 	bool full;              /* self-contained: reading stops here */
 	int error;              /* listing only: 0, or why the file is unusable */
+	const char *error_what; /* listing only: that in words ("header checksum mismatch") */
 	int64_t created_ns;     /* CLOCK_REALTIME at commit */
 	pid_t pid;
 	uint32_t n_regions, n_chunks;
@@ -76,16 +77,37 @@ int store_list_generations(struct store *st, const char *set,
 int store_begin(struct store *st, const char *set, pid_t pid, bool full,
 		uint64_t expect_parent, struct sink **ret, uint64_t *generation);
 
-/* Remove a whole set, or only its newest generation (-EBUSY for others). */
-int store_rm_set(struct store *st, const char *set);
-int store_rm_generation(struct store *st, const char *set, uint64_t generation);
+/*
+ * Remove a whole set, or only its newest generation.  -EBUSY: a writer
+ * holds the set; -ENOTEMPTY: a later generation is an increment over this
+ * one, or (rm of a set) the set's directory holds something the store did
+ * not put there (a file not named like ours, a directory that is not
+ * empty): nothing is removed and info->blocker names it.  Damaged or
+ * special files named like generations are removed too.  info may be NULL.
+ */
+struct store_rm_info {
+	uint64_t bytes_freed;
+	char blocker[96];
+};
+int store_rm_set(struct store *st, const char *set, struct store_rm_info *info);
+int store_rm_generation(struct store *st, const char *set, uint64_t generation,
+			struct store_rm_info *info);
 
 /*
  * Open generation (0: the newest) for reading: every file of its chain is
- * opened and its index checked (-EBADMSG if damaged, -ENOENT if missing).
+ * opened and its index checked (-EBADMSG if damaged, -EPROTONOSUPPORT if
+ * written in another format version, -ENOENT if missing).
  */
 int store_image_open(struct store *st, const char *set, uint64_t generation,
 		     struct store_image **ret);
+/* Why an image could not be opened: the file at fault (the generation asked
+ * for, the newest for 0, or a parent it needs) and what is wrong with it. */
+struct store_err {
+	uint64_t generation; /* 0: none was opened (no such set, or none in it) */
+	const char *what;    /* static, or NULL */
+};
+int store_image_open_err(struct store *st, const char *set, uint64_t generation,
+			 struct store_image **ret, struct store_err *err);
 void store_image_close(struct store_image *img);
 const struct store_gen_info *store_image_info(const struct store_image *img);
 /* The region table (pass_region.backing is -1). */
@@ -118,7 +140,15 @@ int store_image_verify(struct store_image *img,
  * Write one file per region into dir (created if missing): START-END.bin,
  * the addresses exactly as /proc/PID/maps prints them (lowercase hex, no
  * 0x, zero-padded to 8 digits like maps, so no padding from 0x10000000 up),
- * END-START bytes of content; zero ranges are left as holes.
+ * END-START bytes of content; zero ranges are left as holes.  All or
+ * nothing: each region goes to a temporary file first, and only when every
+ * one is complete are they renamed; on failure none is left behind, and
+ * fail (may be NULL) says where: the region, and the page and the
+ * generation file for damage (-EBADMSG), or the name in the way (-EEXIST,
+ * anything but a regular file).
  */
 int store_image_export(struct store_image *img, const char *dir,
-		       const struct store_progress *progress);
+		       const struct store_progress *progress, struct store_bad *fail);
+/* Data pages this generation holds (its own, after later passes won),
+ * for each region of store_image_regions(): data[n]. */
+void store_image_region_pages(const struct store_image *img, uint64_t *data, size_t n);

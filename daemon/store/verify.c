@@ -37,19 +37,6 @@ static void report_bad(struct verify_ctx *v, struct gen_file *gf, uint32_t idx, 
 		v->bad(v->userdata, &b);
 }
 
-/* Address of data page i of the loaded chunk. */
-static uint64_t data_page_addr(const struct enc_chunk *ch, uint64_t i)
-{
-	for (uint32_t e = 0; e < ch->n_ext; e++) {
-		if (ch->ext[e].kind != EXT_DATA)
-			continue;
-		if (i < ch->ext[e].pages)
-			return ch->ext[e].addr + i * PAGE_SIZE_4K;
-		i -= ch->ext[e].pages;
-	}
-	return UINT64_MAX;
-}
-
 /*
  * Decode what the payload yields and check each page against its sum, so
  * that damage to a page, to its stored sum or to the payload names the
@@ -64,11 +51,11 @@ static uint64_t check_pages(struct verify_ctx *v, struct gen_file *gf, uint32_t 
 	for (uint32_t i = 0; i < n; i++) {
 		if (XXH3_64bits(gf->pages + (size_t)i * PAGE_SIZE_4K, PAGE_SIZE_4K) == ch->page_sums[i])
 			continue;
-		report_bad(v, gf, idx, data_page_addr(ch, i), "page checksum");
+		report_bad(v, gf, idx, chunk_data_page_addr(ch, i), "page checksum");
 		found++;
 	}
 	if (n < ch->n_data_pages) {
-		report_bad(v, gf, idx, data_page_addr(ch, n),
+		report_bad(v, gf, idx, chunk_data_page_addr(ch, n),
 			   "compressed payload: this page and the rest of its chunk unreadable");
 		found++;
 	}
