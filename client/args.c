@@ -9,25 +9,20 @@
 
 /* Numbers: the daemon's config syntax (parse_number: decimal, no sign, no
  * 0x, no leading zero). */
-int parse_pid_arg(const char *s, pid_t *ret)
+int parse_pid_arg(const char *s, int64_t *ret)
 {
 	uint64_t n;
 
 	if (parse_number(s, INT_MAX, &n) < 0 || n == 0)
 		return -EINVAL;
-	*ret = (pid_t)n;
+	*ret = (int64_t)n;
 	return 0;
 }
 
+/* The daemon's rule (set_name_valid): a set it holds can be named here. */
 int check_set_name(const char *s)
 {
-	static const char ok[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-				 "0123456789._-";
-	size_t n = strlen(s);
-
-	if (n == 0 || n > 64 || s[0] == '.' || s[0] == '-' || strspn(s, ok) != n)
-		return -EINVAL;
-	return 0;
+	return set_name_valid(s) ? 0 : -EINVAL;
 }
 
 /* SET or SET/GEN; GEN a positive decimal. */

@@ -63,7 +63,8 @@ void json_print(struct json_object *o); /* and put it */
 const char *fmt_bytes(uint64_t n, char *buf, size_t len);
 
 /* args.c: value checks; -EINVAL when malformed. */
-int parse_pid_arg(const char *s, pid_t *ret);
+/* 1..INT_MAX, into a request's pid field */
+int parse_pid_arg(const char *s, int64_t *ret);
 int check_set_name(const char *s);
 int parse_set_gen(const char *s, bool gen_required, char **set, uint64_t *gen);
 int check_addr(const char *s);

@@ -123,7 +123,7 @@ static int run_track_verb(struct ctl *c, const char *arg, bool untrack)
 	Wpmig__Request req = WPMIG__REQUEST__INIT;
 	Wpmig__TrackRequest tr = WPMIG__TRACK_REQUEST__INIT;
 	Wpmig__UntrackRequest ur = WPMIG__UNTRACK_REQUEST__INIT;
-	pid_t pid;
+	int64_t pid;
 
 	if (parse_pid_arg(arg, &pid) < 0)
 		return usage_error(untrack ? &verb_untrack : &verb_track, "invalid PID '%s'", arg);

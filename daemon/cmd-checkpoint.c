@@ -196,14 +196,17 @@ static void reply(struct ckpt_job *c)
 	cr.set = c->set;
 	cr.generation = res->gen.generation;
 	cr.parent = res->gen.parent;
-	cr.pages = res->pages;
 	cr.bytes = res->bytes;
 	cr.pause_ms = ns_to_ms(res->pause_ns);
 	cr.duration_ms = ns_to_ms(res->duration_ns);
 	cr.passes = res->passes;
-	cr.data_pages = res->data_pages;
-	cr.zero_pages = res->zero_pages;
-	cr.raw_bytes = res->data_pages * PAGE_SIZE_4K;
+	/* What the generation holds, as images list shows it; copied_pages
+	 * counts every pass's copies. */
+	cr.data_pages = res->gen.held_data_pages;
+	cr.zero_pages = res->gen.held_zero_pages;
+	cr.pages = cr.data_pages + cr.zero_pages;
+	cr.copied_pages = res->pages;
+	cr.raw_bytes = cr.data_pages * PAGE_SIZE_4K;
 	cr.regions = res->regions;
 	cr.final_pages = res->final_pages;
 	cr.final_scan_ms = ns_to_ms(res->final_scan_ns);
@@ -313,7 +316,7 @@ void cmd_checkpoint(struct daemon *d, struct request *req, const Wpmig__Request 
 	}
 	if (!store_set_name_valid(c->set)) {
 		request_fail(req, -EINVAL, "invalid set name \"%s\": use 1-%d of [A-Za-z0-9._+@:-], "
-			     "not starting with '.'", c->set, STORE_SET_NAME_MAX);
+			     "not starting with '.' or '-'", c->set, STORE_SET_NAME_MAX);
 		ckpt_free(c);
 		return;
 	}

@@ -384,6 +384,16 @@ void cmd_images(struct daemon *d, struct request *req, const Wpmig__Request *msg
 		request_fail(req, -ENOMEM, "out of memory");
 		return;
 	}
+	switch (m->op) {
+	case WPMIG__IMAGES_OP__IMAGES_LIST: case WPMIG__IMAGES_OP__IMAGES_SHOW:
+	case WPMIG__IMAGES_OP__IMAGES_VERIFY: case WPMIG__IMAGES_OP__IMAGES_EXPORT:
+	case WPMIG__IMAGES_OP__IMAGES_RM:
+		break;
+	default: /* an open enum: any number arrives */
+		request_fail(req, -EOPNOTSUPP, "unknown images operation %d", (int)m->op);
+		free(c);
+		return;
+	}
 	*c = (struct img_job){ .d = d, .req = req, .op = m->op, .generation = m->generation,
 			       .set = strdup(m->set ? m->set : ""),
 			       .dir = strdup(m->dir ? m->dir : "") };

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <event2/thread.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -24,10 +25,25 @@ static void on_control_changed(void *userdata)
 	daemon_notify_status(userdata);
 }
 
+/* The PID a request names (int64 on the wire); false when it has none. */
+static bool request_pid(const Wpmig__Request *msg, int64_t *pid)
+{
+	switch (msg->verb_case) {
+	case WPMIG__REQUEST__VERB_TRACK: *pid = msg->track->pid; return true;
+	case WPMIG__REQUEST__VERB_UNTRACK: *pid = msg->untrack->pid; return true;
+	case WPMIG__REQUEST__VERB_STATUS: *pid = msg->status->pid; return true;
+	case WPMIG__REQUEST__VERB_CHECKPOINT: *pid = msg->checkpoint->pid; return true;
+	case WPMIG__REQUEST__VERB_RESTORE: *pid = msg->restore->pid; return true;
+	default: return false;
+	}
+}
+
 static void on_dispatch(void *userdata, struct request *req, const Wpmig__Request *msg)
 {
 	struct daemon *d = userdata;
 	const struct verb *v = NULL;
+	int64_t pid = 0;
+	bool has_pid = request_pid(msg, &pid);
 
 	for (size_t i = 0; i < d->n_verbs && !v; i++)
 		if (d->verbs[i].verb == msg->verb_case)
@@ -37,6 +53,12 @@ static void on_dispatch(void *userdata, struct request *req, const Wpmig__Reques
 		return;
 	}
 	log_debug("request %u: %s", request_id(req), v->name);
+	/* Every handler then takes it as a pid_t: nothing is cut off. */
+	if (has_pid && (pid < 0 || pid > INT_MAX)) {
+		request_fail(req, -EINVAL, "invalid pid %lld: a PID is 1 to %d", (long long)pid,
+			     INT_MAX);
+		return;
+	}
 	if (d->stopping) {
 		request_fail(req, -ESHUTDOWN, "wpmigd is shutting down");
 		return;

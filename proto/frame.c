@@ -193,3 +193,68 @@ int frame_read_fd(int fd, const struct frame_limits *lim, struct frame_header *h
 	*payload = buf;
 	return 0;
 }
+
+static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	*v = 0;
+	for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
+		uint8_t b = *(*p)++;
+
+		*v |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80))
+			return 0;
+	}
+	return -EBADMSG;
+}
+
+static int strings_clean(const ProtobufCMessageDescriptor *d, const uint8_t *p,
+			 const uint8_t *end, unsigned depth, const char **field)
+{
+	uint64_t tag, v;
+
+	if (depth > 32)
+		return -EBADMSG;
+	while (p < end) {
+		const ProtobufCFieldDescriptor *f;
+
+		if (read_varint(&p, end, &tag) < 0 || tag >> 3 == 0 || tag >> 3 > UINT32_MAX)
+			return -EBADMSG;
+		switch (tag & 7) {
+		case 0: /* varint */
+			if (read_varint(&p, end, &v) < 0)
+				return -EBADMSG;
+			break;
+		case 1: /* 64-bit */
+		case 5: /* 32-bit */
+			if ((size_t)(end - p) < ((tag & 7) == 1 ? 8u : 4u))
+				return -EBADMSG;
+			p += (tag & 7) == 1 ? 8 : 4;
+			break;
+		case 2: /* length-delimited: a string, bytes, a message or packed */
+			if (read_varint(&p, end, &v) < 0 || v > (uint64_t)(end - p))
+				return -EBADMSG;
+			f = protobuf_c_message_descriptor_get_field(d, (unsigned)(tag >> 3));
+			if (f && f->type == PROTOBUF_C_TYPE_STRING && memchr(p, 0, v)) {
+				if (field)
+					*field = f->name;
+				return -EBADMSG;
+			}
+			if (f && f->type == PROTOBUF_C_TYPE_MESSAGE &&
+			    strings_clean(f->descriptor, p, p + v, depth + 1, field) < 0)
+				return -EBADMSG;
+			p += v;
+			break;
+		default: /* groups: not in proto3 */
+			return -EBADMSG;
+		}
+	}
+	return 0;
+}
+
+int pb_strings_clean(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len,
+		     const char **field)
+{
+	if (field)
+		*field = NULL;
+	return strings_clean(d, buf, buf + len, 0, field);
+}

@@ -74,6 +74,17 @@ int frame_header_decode(const uint8_t in[FRAME_HEADER_SIZE], const struct frame_
 int frame_pack(uint16_t type, const ProtobufCMessage *msg, uint32_t tail_length,
 	       uint8_t **ret, size_t *ret_len);
 
+/*
+ * protobuf-c gives a string field as a C string: an embedded NUL would cut
+ * it short unseen ("set\0x" read as "set").  This walks a packed message of
+ * type d on the wire and fails with -EBADMSG if any string field, at any
+ * depth, holds a NUL byte, or the wire format is broken; *field (may be
+ * NULL) names the field.  Run it on what a peer sent, before believing the
+ * unpacked strings.
+ */
+int pb_strings_clean(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len,
+		     const char **field);
+
 /* Blocking helpers for simple clients (wpmig-ctl, tests). */
 int frame_write_fd(int fd, uint16_t type, const ProtobufCMessage *msg);
 /* Reads one whole frame without a tail; *payload is malloc'ed (may be

@@ -37,7 +37,7 @@
 
 struct ckpt {
 	int rc;
-	uint64_t generation, parent, pages, data_pages, bytes;
+	uint64_t generation, parent, pages, data_pages, zero_pages, copied_pages, bytes;
 	double pause_ms, duration_ms;
 	char err[512];
 };
@@ -68,6 +68,8 @@ static struct ckpt checkpoint(struct wpmigd *d, pid_t pid, const char *set, bool
 	c.parent = ju64(o, "parent");
 	c.pages = ju64(o, "pages");
 	c.data_pages = ju64(o, "data_pages");
+	c.zero_pages = ju64(o, "zero_pages");
+	c.copied_pages = ju64(o, "copied_pages");
 	c.bytes = ju64(o, "bytes");
 	c.pause_ms = jdbl(o, "pause_ms");
 	c.duration_ms = jdbl(o, "duration_ms");
@@ -220,6 +222,35 @@ static void test_kinds(void)
 	wpmigd_cleanup(&d);
 }
 
+/* images list --json: data and zero pages of SET/GEN. */
+static void listed_pages(struct wpmigd *d, const char *set, uint64_t gen, uint64_t *data,
+			 uint64_t *zero)
+{
+	char *out = NULL;
+	json_object *root, *sets, *gens;
+
+	*data = *zero = UINT64_MAX;
+	CHECK(CTL(d, &out, NULL, "--json", "images", "list") == 0, "images list");
+	root = json_tokener_parse(out ? out : "");
+	for (size_t i = 0; json_object_object_get_ex(root, "sets", &sets) &&
+			   i < json_object_array_length(sets); i++) {
+		json_object *s = json_object_array_get_idx(sets, i), *name;
+		if (!json_object_object_get_ex(s, "name", &name) ||
+		    strcmp(json_object_get_string(name), set) ||
+		    !json_object_object_get_ex(s, "generations", &gens))
+			continue;
+		for (size_t k = 0; k < json_object_array_length(gens); k++) {
+			json_object *g = json_object_array_get_idx(gens, k);
+			if (ju64(g, "number") == gen) {
+				*data = ju64(g, "data_pages");
+				*zero = ju64(g, "zero_pages");
+			}
+		}
+	}
+	json_object_put(root);
+	free(out);
+}
+
 static void test_writer(void)
 {
 	static const char *const args[] = { "--anon", "64M", "--memfd", "16M", "--populate", "50",
@@ -232,6 +263,18 @@ static void test_writer(void)
 	CHECK(wl_cmd(&w, NULL, 0, "writer start") == 0, "writer start");
 	struct ckpt c1 = checkpoint(&d, w.pid, "writer", false);
 	CHECK(c1.rc == 0, "checkpoint while writing: %s", c1.err);
+	/* the result and the listing count the same pages; later passes
+	 * copied some of them again */
+	uint64_t data, zero;
+	listed_pages(&d, "writer", c1.generation, &data, &zero);
+	fprintf(stderr, "  gen 1: result %llu data %llu zero (%llu copied), listed %llu data %llu "
+		"zero\n", (unsigned long long)c1.data_pages, (unsigned long long)c1.zero_pages,
+		(unsigned long long)c1.copied_pages, (unsigned long long)data,
+		(unsigned long long)zero);
+	CHECK(c1.data_pages == data && c1.zero_pages == zero && c1.pages == data + zero,
+	      "checkpoint result and images list disagree");
+	CHECK(c1.copied_pages >= c1.pages, "copied %llu < held %llu",
+	      (unsigned long long)c1.copied_pages, (unsigned long long)c1.pages);
 	usleep(100000);
 	struct ckpt c2 = stopped_checkpoint(&d, &w, "writer");
 	fprintf(stderr, "  while writing: gen 2 %llu pages, pause %.2f ms\n",

@@ -10,7 +10,11 @@
  *            leaves no file, rm takes SET/GEN and sets holding special
  *            entries
  *
- *   test-images damaged
+ *   names    set names the daemon takes are the client's too; a string with
+ *            a NUL, a PID beyond 32 bits, an unknown images op: each refused
+ *            for what it is
+ *
+ *   test-images damaged|names
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +25,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "control.pb-c.h"
+#include "frame.h"
 #include "store-testlib.h"
 #include "wpmigd-harness.h"
 #include "basic/util.h"
@@ -169,9 +175,113 @@ static void test_damaged(void)
 	wpmigd_cleanup(&d);
 }
 
+/* ---- names, PIDs and ops as the protocol carries them ---- */
+
+/* One raw request frame (payload as given), its answer: error and message. */
+static int raw_call(const char *sock, const uint8_t *payload, size_t len, int *error, char *msg,
+		    size_t msg_len)
+{
+	struct frame_header h = { .magic = FRAME_MAGIC, .version = WPMIG_PROTO_VERSION,
+				  .type = FRAME_CTL_REQUEST, .length = (uint32_t)len };
+	uint8_t hdr[FRAME_HEADER_SIZE];
+	int fd = raw_connect(sock), r;
+
+	if (fd < 0)
+		return -errno;
+	frame_header_encode(&h, hdr);
+	r = write(fd, hdr, sizeof(hdr)) == sizeof(hdr) &&
+	    write(fd, payload, len) == (ssize_t)len ? 0 : -EIO;
+	if (r == 0)
+		r = raw_read_response(fd, 5000, error, msg, msg_len);
+	close(fd);
+	return r;
+}
+
+static int raw_request(const char *sock, Wpmig__Request *req, int *error, char *msg,
+		       size_t msg_len)
+{
+	uint8_t buf[512];
+	size_t len = wpmig__request__pack(req, buf);
+
+	return raw_call(sock, buf, len, error, msg, msg_len);
+}
+
+static void test_names(void)
+{
+	static const char *const names[] = {
+		"vm:web@host+1", /* the daemon's characters */
+		"a123456789b123456789c123456789d123456789e123456789f123456789g123456789h1234",
+	};
+	struct wpmigd d = { 0 };
+	struct store *st;
+	char msg[512], *out = NULL, *err = NULL;
+	int error = 0, rc;
+
+	CHECK(wpmigd_start(&d, "", NULL) == 0, "daemon start");
+	/* sets with names the daemon takes: the client shows and removes them */
+	CHECK(store_open(d.state, &st) == 0, "store open");
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
+		struct tl_plan p = { .full = true, .n_regions = 1, .chunk_pages = 4, .threads = 1,
+				     .n_passes = 1 };
+		uint64_t g;
+		p.regions[0] = (struct range){ R0, R0 + 4 * TL_PG };
+		p.passes[0].seq = 1;
+		range_set_add(&p.passes[0].data, R0, R0 + 4 * TL_PG);
+		CHECK(tl_write_gen(st, names[i], &p, 0, NULL, &g) == 0, "write %s", names[i]);
+		tl_plan_free(&p);
+		rc = CTL(&d, &out, &err, "images", "show", names[i]);
+		CHECK(rc == 0 && strstr(out, names[i]), "show %s: %d %s", names[i], rc, err);
+		free(out);
+		free(err);
+		rc = CTL(&d, &out, &err, "images", "rm", names[i]);
+		CHECK(rc == 0, "rm %s: %d %s", names[i], rc, err);
+		free(out);
+		free(err);
+	}
+	store_close(st);
+	/* the client refuses what the daemon would: a leading '-' */
+	rc = CTL(&d, &out, &err, "checkpoint", "1", "--set", "-x");
+	CHECK(rc == 2, "--set -x: %d %s", rc, err);
+	free(out);
+	free(err);
+
+	/* a string with a NUL inside: refused, not cut short to "a" */
+	static const uint8_t nul_set[] = {
+		0x08, 0x05,                   /* Request.id = 5 */
+		0x82, 0x01, 0x07,             /* Request.images (16), 7 bytes: */
+		0x08, 0x01,                   /*   op = SHOW */
+		0x12, 0x03, 'a', 0x00, 'b',   /*   set = "a\0b" */
+	};
+	CHECK(raw_call(d.sock, nul_set, sizeof(nul_set), &error, msg, sizeof(msg)) == 0 &&
+	      error == -EINVAL && strstr(msg, "the string set holds a NUL byte"),
+	      "set with a NUL: %d %s", error, msg);
+
+	/* a PID beyond 32 bits: refused whole, not cut to its low bits (1) */
+	Wpmig__Request req = WPMIG__REQUEST__INIT;
+	Wpmig__TrackRequest tr = WPMIG__TRACK_REQUEST__INIT;
+	tr.pid = (1LL << 40) + 1;
+	req.id = 6;
+	req.verb_case = WPMIG__REQUEST__VERB_TRACK;
+	req.track = &tr;
+	CHECK(raw_request(d.sock, &req, &error, msg, sizeof(msg)) == 0 && error == -EINVAL &&
+	      strstr(msg, "invalid pid 1099511627777"), "pid 2^40+1: %d %s", error, msg);
+
+	/* an images op this daemon does not know */
+	Wpmig__ImagesRequest ir = WPMIG__IMAGES_REQUEST__INIT;
+	ir.op = (Wpmig__ImagesOp)9;
+	ir.set = (char *)"a";
+	req.verb_case = WPMIG__REQUEST__VERB_IMAGES;
+	req.images = &ir;
+	CHECK(raw_request(d.sock, &req, &error, msg, sizeof(msg)) == 0 && error == -EOPNOTSUPP &&
+	      strstr(msg, "unknown images operation 9"), "images op 9: %d %s", error, msg);
+	printf("last answer: %d %s\n", error, msg);
+	CHECK(wpmigd_stop(&d, 5000) == 0, "daemon exit status");
+	wpmigd_cleanup(&d);
+}
+
 int main(int argc, char **argv)
 {
-	static const struct subtest tests[] = { { "damaged", test_damaged } };
+	static const struct subtest tests[] = { { "damaged", test_damaged }, { "names", test_names } };
 
 	return run_subtests(argc, argv, tests, ARRAY_SIZE(tests));
 }

@@ -67,6 +67,15 @@ int parse_u64(const char *s, uint64_t *ret)
 	return 0;
 }
 
+bool set_name_valid(const char *s)
+{
+	static const char ok[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				 "0123456789._+@:-";
+	size_t n = s ? strlen(s) : 0;
+
+	return n && n <= SET_NAME_MAX && s[0] != '.' && s[0] != '-' && strspn(s, ok) == n;
+}
+
 int parse_number(const char *s, uint64_t max, uint64_t *ret)
 {
 	size_t n = s ? strspn(s, "0123456789") : 0;

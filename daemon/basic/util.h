@@ -69,6 +69,13 @@ int parse_u64(const char *s, uint64_t *ret);
  * followed by B or iB; the number as parse_number() reads it. */
 int parse_size(const char *s, uint64_t *ret);
 /*
+ * An image set's name: one rule for the daemon (its store) and the client.
+ * 1 to SET_NAME_MAX of [A-Za-z0-9._+@:-], not starting with '.' (a hidden
+ * or relative name) nor '-' (it would read as an option of wpmig-ctl).
+ */
+#define SET_NAME_MAX 128
+bool set_name_valid(const char *s);
+/*
  * The one number syntax of the config file and of wpmig-ctl's arguments:
  * decimal digits only, no sign, no space, no 0x, and no leading zero
  * ("010" would be 8 to some readers, 10 to others).  0, -EINVAL, or

@@ -194,6 +194,8 @@ static void refuse_at_once(struct control *c, evutil_socket_t fd, const struct p
 static void conn_dispatch(struct conn *cn, const uint8_t *payload, uint32_t len)
 {
 	Wpmig__Request *msg = wpmig__request__unpack(NULL, len, payload);
+	const char *field = NULL;
+	bool clean = pb_strings_clean(&wpmig__request__descriptor, payload, len, &field) == 0;
 	struct request *req;
 
 	if (!msg) {
@@ -210,7 +212,12 @@ static void conn_dispatch(struct conn *cn, const uint8_t *payload, uint32_t len)
 	TAILQ_INSERT_TAIL(&cn->requests, req, link);
 	cn->n_requests++;
 	log_debug("conn %llu: request %u", (unsigned long long)cn->id, msg->id);
-	if (cn->n_requests > cn->c->lim.max_requests)
+	if (!clean && field)
+		request_fail(req, -EINVAL, "malformed request: the string %s holds a NUL byte",
+			     field);
+	else if (!clean)
+		request_fail(req, -EBADMSG, "malformed request: cannot decode the message");
+	else if (cn->n_requests > cn->c->lim.max_requests)
 		request_fail(req, -EBUSY, "too many requests in flight on this connection (max %u)",
 			     cn->c->lim.max_requests);
 	else

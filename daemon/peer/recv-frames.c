@@ -284,6 +284,8 @@ static void commit_done(struct rconn *rc, struct rtask *t)
 		res.bytes_stored = t->sum.bytes_stored;
 		res.data_pages = t->sum.data_pages;
 		res.zero_pages = t->sum.zero_pages;
+		res.held_data_pages = t->sum.held_data_pages;
+		res.held_zero_pages = t->sum.held_zero_pages;
 		rc->committed++;
 		rc->rate = (double)(rc->rx.bytes - rc->gen_bytes) * 1e9 /
 			   (double)MAX(now_ns() - rc->gen_t0, 1ULL);

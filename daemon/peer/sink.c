@@ -302,6 +302,8 @@ static int p_commit(struct sink *sk, const struct pass_region *regions, size_t n
 			.generation = res->generation, .parent = res->parent,
 			.data_pages = atomic_load(&s->data_pages),
 			.zero_pages = atomic_load(&s->zero_pages),
+			.held_data_pages = res->held_data_pages,
+			.held_zero_pages = res->held_zero_pages,
 			.bytes_stored = peer_link_bytes_sent(s->l) - s->bytes0,
 			.raw_bytes = atomic_load(&s->data_pages) * PAGE_SIZE_4K,
 		};

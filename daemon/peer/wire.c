@@ -273,6 +273,8 @@ int peer_msg_unpack(uint16_t type, const uint8_t *data, size_t len, ProtobufCMes
 		return *why = "unknown frame type", -EPROTOTYPE;
 	if (len > t->max_len)
 		return *why = "message longer than its type allows", -EMSGSIZE;
+	if (pb_strings_clean(t->desc, data, len, NULL) < 0)
+		return *why = "cannot decode the message (or a string holds a NUL byte)", -EBADMSG;
 	b.a.allocator_data = &b;
 	b.limit = t->alloc_limit;
 	m = protobuf_c_message_unpack(t->desc, &b.a, len, data);

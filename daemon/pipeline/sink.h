@@ -20,7 +20,10 @@ struct codec;
 struct gen_summary {
 	uint64_t generation;
 	uint64_t parent;        /* 0 for a full generation */
-	uint64_t data_pages, zero_pages;
+	uint64_t data_pages, zero_pages; /* as put, a later pass's copy of a page too */
+	/* what the generation holds: each page once, its last pass winning (as
+	 * `images list` shows it) */
+	uint64_t held_data_pages, held_zero_pages;
 	uint64_t bytes_stored;  /* bytes written (or sent) for this generation */
 	uint64_t raw_bytes;     /* data pages * 4096 */
 };

@@ -42,18 +42,7 @@ uint64_t gen_name_parse(const char *name)
 
 bool store_set_name_valid(const char *set)
 {
-	size_t len = set ? strlen(set) : 0;
-
-	if (len == 0 || len > STORE_SET_NAME_MAX || set[0] == '.')
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		char c = set[i];
-
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      strchr("._+@:-", c)))
-			return false;
-	}
-	return true;
+	return set_name_valid(set);
 }
 
 int fsync_dir(int dir_fd)

@@ -17,11 +17,12 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "basic/util.h"
 #include "pipeline/sink.h"
 #include "track/tracker.h"
 
 #define STORE_DEFAULT_DIR "/var/lib/wpmig"
-#define STORE_SET_NAME_MAX 128
+#define STORE_SET_NAME_MAX SET_NAME_MAX
 
 struct store;
 struct store_image;
@@ -52,7 +53,7 @@ struct store_gen_info {
 int store_open(const char *state_dir, struct store **ret);
 void store_close(struct store *st);
 
-/* 1..STORE_SET_NAME_MAX of [A-Za-z0-9._+@:-], not starting with '.'. */
+/* set_name_valid() (basic/util.h): the client checks the same. */
 bool store_set_name_valid(const char *set);
 
 /* Sets, sorted by name; free with store_names_free(). */

@@ -318,6 +318,9 @@ static int w_commit(struct sink *s, const struct pass_region *regions, size_t n,
 		.data_pages = w->data_pages, .zero_pages = w->zero_pages,
 		.bytes_stored = size, .raw_bytes = w->data_pages * PAGE_SIZE_4K,
 	};
+	for (size_t i = 0; i < n_spans; i++)
+		*(spans[i].kind == EXT_DATA ? &out->held_data_pages : &out->held_zero_pages) +=
+			(spans[i].end - spans[i].start) / PAGE_SIZE_4K;
 	return 0;
 }
 
