@@ -375,34 +375,71 @@ static int close_uffd_blind(struct inject *in, int target_fd)
  * run: one that kills, traps or defers would hurt the target, one that
  * fails close() would leave our fd behind.
  */
-static int seccomp_check(struct inject *in, int uffd_flags, char *why, size_t why_len)
+static int seccomp_allows(struct inject *in, long nr, long arg0, char *why, size_t why_len)
 {
+	/* exactly as try_syscall() runs it: from the instruction it picks,
+	 * with the unused arguments 0 */
+	struct seccomp_call c = { .nr = (int)nr, .ip = pick_syscall_ip(in) + 2,
+				  .args = { (uint64_t)arg0 } };
+	uint32_t action;
 	char v[16];
-	const struct seccomp_call calls[] = {
-		{ .nr = SYS_userfaultfd, .ip = in->syscall_ip + 2, .args = { (uint64_t)uffd_flags } },
-		{ .nr = SYS_close, .ip = in->syscall_ip + 2, .args = { 3 } },
-	};
+	int r;
 
 	if (proc_status_field(in->tid, "Seccomp", v, sizeof(v)) < 0 || strcmp(v, "2"))
 		return 0;
-	for (size_t i = 0; i < ARRAY_SIZE(calls); i++) {
-		uint32_t action;
-		int r = seccomp_evaluate(in->tid, &calls[i], &action);
-
-		if (r < 0) {
-			snprintf(why, why_len, "process %d runs under a seccomp filter that cannot be "
-				 "evaluated (%s); refusing to inject syscalls", (int)in->pid,
-				 r == -EACCES ? "reading it needs CAP_SYS_ADMIN" : strerror(-r));
-			return -EPERM;
-		}
-		if (!seccomp_action_allows(action)) {
-			snprintf(why, why_len, "the seccomp filter of process %d would %s for %s()",
-				 (int)in->pid, seccomp_action_name(action),
-				 i == 0 ? "userfaultfd" : "close");
-			return -EPERM;
-		}
+	r = seccomp_evaluate(in->tid, &c, &action);
+	if (r < 0) {
+		snprintf(why, why_len, "process %d runs under a seccomp filter that cannot be "
+			 "evaluated (%s); refusing to inject syscalls", (int)in->pid,
+			 r == -EACCES ? "reading it needs CAP_SYS_ADMIN" : strerror(-r));
+		return -EPERM;
+	}
+	if (!seccomp_action_allows(action)) {
+		if (nr == SYS_close)
+			snprintf(why, why_len, "the seccomp filter of process %d would %s for close(%ld)",
+				 (int)in->pid, seccomp_action_name(action), arg0);
+		else
+			snprintf(why, why_len, "the seccomp filter of process %d would %s for "
+				 "userfaultfd()", (int)in->pid, seccomp_action_name(action));
+		return -EPERM;
 	}
 	return 0;
+}
+
+static int note_fd(void *ud, const char *fd, const char *target)
+{
+	uint64_t *used = ud;
+	int n = atoi(fd);
+
+	if (n >= 0 && n < 1024)
+		used[n / 64] |= 1ULL << (n % 64);
+	return 0;
+}
+
+/* The fd userfaultfd() will return in the target: its lowest free one
+ * (a thread opening one meanwhile makes it another: checked again). */
+static int lowest_free_fd(pid_t pid)
+{
+	uint64_t used[1024 / 64] = { 0 };
+
+	proc_fd_foreach(pid, note_fd, used);
+	for (int i = 0; i < 1024; i++)
+		if (!(used[i / 64] & (1ULL << (i % 64))))
+			return i;
+	return 1024;
+}
+
+/*
+ * A seccomp filter of the chosen thread must let both syscalls we inject
+ * run: one that kills, traps or defers would hurt the target, one that
+ * fails close() would leave our fd behind.  Evaluated as they will run:
+ * userfaultfd(flags), and close() of the fd it will return.
+ */
+static int seccomp_check(struct inject *in, int uffd_flags, int fd, char *why, size_t why_len)
+{
+	int r = seccomp_allows(in, SYS_userfaultfd, uffd_flags, why, why_len);
+
+	return r < 0 ? r : seccomp_allows(in, SYS_close, fd, why, why_len);
 }
 
 static void attach_why(const struct inject *in, int r, char *why, size_t why_len)
@@ -422,7 +459,7 @@ int inject_acquire_uffd(pid_t pid, int uffd_flags, struct uffd_grab *ret, char *
 {
 	struct inject in;
 	long args[6] = { uffd_flags }, tfd;
-	int r, fd = -1;
+	int r, fd = -1, expect_fd;
 
 	r = inject_attach(&in, pid);
 	ret->threads_exited = in.threads_exited;
@@ -430,7 +467,8 @@ int inject_acquire_uffd(pid_t pid, int uffd_flags, struct uffd_grab *ret, char *
 		attach_why(&in, r, why, why_len);
 		return r;
 	}
-	r = seccomp_check(&in, uffd_flags, why, why_len);
+	expect_fd = lowest_free_fd(pid);
+	r = seccomp_check(&in, uffd_flags, expect_fd, why, why_len);
 	if (r < 0) {
 		inject_detach(&in);
 		return r;
@@ -441,6 +479,12 @@ int inject_acquire_uffd(pid_t pid, int uffd_flags, struct uffd_grab *ret, char *
 	if (r < 0) {
 		snprintf(why, why_len, "userfaultfd() in process %d failed: %s", (int)pid,
 			 strerror(-r));
+		goto out;
+	}
+	/* Another thread took the fd we checked: check the one we got. */
+	if (tfd != expect_fd && (r = seccomp_allows(&in, SYS_close, tfd, why, why_len)) < 0) {
+		snprintf(why + strlen(why), why_len - strlen(why), "; process %d keeps the "
+			 "userfaultfd it made as fd %ld (no range registered)", (int)pid, tfd);
 		goto out;
 	}
 	fd = (int)syscall(SYS_pidfd_getfd, in.pidfd, (int)tfd, 0);

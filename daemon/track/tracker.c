@@ -11,6 +11,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 
 #include "internal.h"
 #include "basic/log.h"
@@ -152,6 +153,42 @@ static int open_pagemap(struct tracker *t)
 	return 0;
 }
 
+/*
+ * Has pid died (it was alive when the attach began)?  Then say how, from
+ * its zombie's /proc/PID/stat (field 52, exit_code, as waitpid() gives it),
+ * or that it was reaped already.
+ */
+static bool describe_death(pid_t pid, char *why, size_t why_len)
+{
+	_cleanup_free_ char *text = NULL;
+	char path[64], state = 0;
+	const char *p;
+	int status = -1;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if (read_full_file(path, &text, NULL) < 0) {
+		snprintf(why, why_len, "process %d died during the attach (and was reaped: how is "
+			 "not known)", (int)pid);
+		return true;
+	}
+	p = strrchr(text, ')');
+	if (!p || sscanf(p + 1, " %c", &state) != 1 || (state != 'Z' && state != 'X'))
+		return false;
+	for (int field = 2; p && field < 52; field++)
+		p = strchr(p + 1, ' ');
+	if (p)
+		status = atoi(p + 1);
+	if (status >= 0 && WIFSIGNALED(status))
+		snprintf(why, why_len, "process %d died during the attach: killed by signal %d (%s)",
+			 (int)pid, WTERMSIG(status), strsignal(WTERMSIG(status)));
+	else if (status >= 0)
+		snprintf(why, why_len, "process %d died during the attach: it exited with status %d",
+			 (int)pid, WEXITSTATUS(status));
+	else
+		snprintf(why, why_len, "process %d died during the attach", (int)pid);
+	return true;
+}
+
 int tracker_attach(pid_t pid, const struct tracker_opts *opts, struct tracker **ret,
 		   char *why, size_t why_len)
 {
@@ -220,8 +257,12 @@ int tracker_attach(pid_t pid, const struct tracker_opts *opts, struct tracker **
 	return 0;
 fail:
 	tracker_detach(t);
-	/* A target exiting (or traced by another) meanwhile makes a step fail
-	 * with a symptom (ptrace EPERM, reads EFAULT or ENOENT): give the cause. */
+	/* A target dying meanwhile (killed, or by an injected syscall) makes a
+	 * step fail with a symptom: say that it died, and how. */
+	if (describe_death(pid, why, why_len))
+		return -ESRCH;
+	/* One exiting (or traced by another) makes a step fail with a symptom
+	 * too (ptrace EPERM, reads EFAULT or ENOENT): give the cause. */
 	if (r != -ENOMEM) {
 		char cause[256];
 		int rc = target_check(pid, cause, sizeof(cause));
