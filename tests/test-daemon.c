@@ -5,7 +5,7 @@
  * that exit, bad targets, a control socket that answers while a job runs,
  * and SIGTERM with targets attached.
  *
- *   test-daemon check|track|exit|bad-targets|responsive|sigterm|stuck-stop
+ *   test-daemon check|track|exit|bad-targets|responsive|sigterm|stuck-stop|second-daemon
  */
 #include <errno.h>
 #include <json-c/json.h>
@@ -356,6 +356,47 @@ static void test_sigterm(void)
 	wpmigd_cleanup(&d);
 }
 
+/* ---- a second wpmigd refuses a process the first one tracks ---- */
+
+static void test_second_daemon(void)
+{
+	struct wpmigd a = { 0 }, b = { 0 };
+	struct wl w = { 0 };
+	char arg[16], *err = NULL, want[96];
+
+	require_tracking();
+	CHECK(wpmigd_start(&a, "", NULL) == 0, "daemon a");
+	CHECK(wpmigd_start(&b, "", NULL) == 0, "daemon b");
+	start_wl(&w);
+	char *fds = proc_fds(w.pid);
+	snprintf(arg, sizeof(arg), "%d", (int)w.pid);
+	CHECK(CTL(&a, NULL, NULL, "track", arg) == 0, "track with a");
+	int rc = CTL(&b, NULL, &err, "track", arg);
+	snprintf(want, sizeof(want), "already tracked by another userfaultfd (pid %d (wpmigd)",
+		 (int)a.pid);
+	CHECK(rc == 1 && strstr(err, want), "track with b: %d %s", rc, err);
+	fprintf(stderr, "  %s", err);
+	free(err);
+	json_object *root, *s = session_of(&b, w.pid, &root);
+	CHECK(!s && root, "b keeps a session");
+	json_object_put(root);
+	char *now = proc_fds(w.pid);
+	CHECK(!strcmp(fds, now), "fds of the target changed");
+	free(now);
+	/* a's tracking is whole: its checkpoint is incremental and small */
+	CHECK(CTL(&a, NULL, NULL, "checkpoint", arg) == 0, "checkpoint with a");
+	CHECK(wl_cmd(&w, NULL, 0, "write anon 10 3") == 0, "write");
+	CHECK(CTL(&a, NULL, NULL, "untrack", arg) == 0, "untrack with a");
+	CHECK(proc_has_uffd_wp(w.pid) == 0, "uw left");
+	/* and once a let go, b may */
+	CHECK(CTL(&b, NULL, NULL, "track", arg) == 0, "track with b after a");
+	free(fds);
+	wl_stop(&w);
+	CHECK(wpmigd_stop(&a, 5000) == 0 && wpmigd_stop(&b, 5000) == 0, "daemon exit status");
+	wpmigd_cleanup(&a);
+	wpmigd_cleanup(&b);
+}
+
 /* ---- a job deaf to cancellation cannot hold a stop past stop_timeout ---- */
 
 static void test_stuck_stop(void)
@@ -410,6 +451,7 @@ int main(int argc, char **argv)
 		{ "check", test_check }, { "track", test_track }, { "exit", test_exit },
 		{ "bad-targets", test_bad_targets }, { "responsive", test_responsive },
 		{ "sigterm", test_sigterm }, { "stuck-stop", test_stuck_stop },
+		{ "second-daemon", test_second_daemon },
 	};
 
 	return run_subtests(argc, argv, tests, ARRAY_SIZE(tests));

@@ -44,6 +44,9 @@ struct tracker {
 	uint64_t forks_seen, sharing_checked_ns;
 	uint32_t attach_threads_exited;
 	bool always_dirty; /* pinned memory: allow_pinned tracks it this way */
+	bool attaching;    /* layout_sync of the attach: a range another uffd
+			    * write-protects already fails it (wp_taken says which) */
+	struct range wp_taken;
 };
 
 /* events.c */

@@ -99,7 +99,7 @@ void layout_recheck_sharing(struct tracker *t, uint64_t now)
 
 		if (now_shared && !b->shared_elsewhere)
 			log_warning("pid %d: a shared mapping (inode %llu) is now mapped by "
-				    "another process too; it is read whole every pass",
+				    "another process too; it is read whole every final pass",
 				    (int)t->pid, (unsigned long long)b->ino);
 		b->shared_elsewhere = now_shared;
 	}
@@ -126,6 +126,31 @@ void layout_unregister(struct tracker *t, uint64_t start, uint64_t end)
 				(unsigned long long)start, (unsigned long long)end);
 }
 
+/* Is the mapping at addr registered for write-protect (VmFlags "uw") by
+ * some userfaultfd already?  Read from smaps: only when a register failed. */
+static bool wp_registered(pid_t pid, uint64_t addr)
+{
+	_cleanup_free_ char *text = NULL;
+	char path[64];
+	bool in = false;
+
+	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
+	if (read_full_file(path, &text, NULL) < 0)
+		return false;
+	for (char *l = text, *nl; l && *l; l = nl ? nl + 1 : NULL) {
+		unsigned long long s, e;
+
+		nl = strchr(l, '\n');
+		if (nl)
+			*nl = 0;
+		if (sscanf(l, "%llx-%llx ", &s, &e) == 2 && strchr(l, '-') < strchr(l, ' '))
+			in = s <= addr && addr < e;
+		else if (in && !strncmp(l, "VmFlags:", 8))
+			return strstr(l, " uw") != NULL;
+	}
+	return false;
+}
+
 /* Register the parts of v not yet registered (or known untrackable). */
 static int adopt_vma(struct tracker *t, const struct vma *v)
 {
@@ -144,9 +169,14 @@ static int adopt_vma(struct tracker *t, const struct vma *v)
 			r = range_set_add(&t->registered, s, e);
 			if (r == 0)
 				r = range_set_add(&t->pending_new, s, e);
+		} else if (rr == -EBUSY && t->attaching && wp_registered(t->pid, s)) {
+			/* Another userfaultfd (another wpmigd?) tracks writes here:
+			 * ours would see none, every pass would copy it all. */
+			t->wp_taken = (struct range){ s, e };
+			r = -EBUSY;
 		} else {
 			log_warning_errno(rr, "pid %d: %llx-%llx (%s) cannot be write-protected "
-					  "(%m); it is read whole every pass", (int)t->pid,
+					  "(%m); it is read whole every final pass", (int)t->pid,
 					  (unsigned long long)s, (unsigned long long)e,
 					  v->path[0] ? v->path : vma_kind_name(v->kind));
 			r = range_set_add(&t->untracked, s, e);

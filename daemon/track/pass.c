@@ -148,15 +148,19 @@ int tracker_pass(struct tracker *t, unsigned flags, struct pass *out)
 	if (r == 0)
 		r = for_each_in_regions(t, (flags & PASS_FINAL) ? &t->gen_removed : &removed, out,
 					capture_removed);
-	if (r == 0)
+	/* What cannot be write-protected is read whole in the final pass only:
+	 * in a live pass it would be copied again each time, every copy
+	 * stored, and the last one (frozen) is the one that counts. */
+	if (r == 0 && (flags & PASS_FINAL))
 		r = for_each_in_regions(t, &t->untracked, out, capture_removed);
 	if (r == 0 && t->resync.n) {
 		r = for_each_in_regions(t, &t->resync, out, capture_removed);
 		if (r == 0)
 			range_set_clear(&t->resync);
 	}
-	/* Another process writes these without faulting here: read whole. */
-	for (size_t i = 0; r == 0 && i < out->n_regions; i++)
+	/* Another process writes these without faulting here: read whole,
+	 * when frozen (the other writer is not, but this is as late as it gets). */
+	for (size_t i = 0; r == 0 && (flags & PASS_FINAL) && i < out->n_regions; i++)
 		if (out->regions[i].flags & REGION_SHARED_ELSEWHERE)
 			r = capture_whole(t, &out->regions[i], out->regions[i].start,
 					  out->regions[i].end, out);
@@ -203,7 +207,7 @@ int tracker_invalidate(struct tracker *t)
 	for (size_t i = 0; r == 0 && i < t->registered.n; i++)
 		r = range_set_add(&all, t->registered.r[i].start, t->registered.r[i].end);
 	pthread_mutex_unlock(&t->pass_lock);
-	/* Untracked ranges are read whole at every pass anyway. */
+	/* Untracked ranges are read whole at every final pass anyway. */
 	if (r == 0)
 		r = tracker_resync(t, &all);
 	range_set_free(&all);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 #include "track/tracker.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -153,6 +154,99 @@ static int open_pagemap(struct tracker *t)
 	return 0;
 }
 
+struct uffd_holders {
+	pid_t self, target;
+	pid_t found[4];
+	size_t n;
+	bool target_holds, exact; /* found: they hold a pidfd of the target too */
+};
+
+struct holder_scan {
+	pid_t pid, target;
+	bool uffd, pidfd;
+};
+
+/* A userfaultfd, and a pidfd of the target (fdinfo "Pid:"): a tracker of it. */
+static int note_fd(void *ud, const char *fd, const char *target)
+{
+	struct holder_scan *s = ud;
+	_cleanup_free_ char *text = NULL;
+	char path[96], want[32];
+
+	if (!strcmp(target, "anon_inode:[userfaultfd]"))
+		s->uffd = true;
+	if (strcmp(target, "anon_inode:[pidfd]") || s->pidfd)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/fdinfo/%s", (int)s->pid, fd);
+	snprintf(want, sizeof(want), "\nPid:\t%d\n", (int)s->target);
+	s->pidfd = read_full_file(path, &text, NULL) == 0 && strstr(text, want);
+	return 0;
+}
+
+/*
+ * Who holds a userfaultfd, besides us (the target counted apart).  A uffd
+ * does not say which mm it serves; a process that also holds a pidfd of
+ * the target (as wpmigd does for each target) is named first, and alone
+ * if there is one.
+ */
+static void find_uffd_holders(struct uffd_holders *h)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *de;
+
+	while (d && (de = readdir(d))) {
+		struct holder_scan s = { .pid = (pid_t)atoi(de->d_name), .target = h->target };
+
+		if (s.pid <= 0 || s.pid == h->self)
+			continue;
+		proc_fd_foreach(s.pid, note_fd, &s);
+		if (!s.uffd)
+			continue;
+		if (s.pid == h->target) {
+			h->target_holds = true;
+		} else if (s.pidfd && !h->exact) {
+			h->exact = true;
+			h->found[0] = s.pid;
+			h->n = 1;
+		} else if (!h->exact && h->n < ARRAY_SIZE(h->found)) {
+			h->found[h->n++] = s.pid;
+		}
+	}
+	if (d)
+		closedir(d);
+}
+
+/*
+ * A range is write-protect registered by another userfaultfd already:
+ * another wpmigd tracks the process, or it tracks its own writes (a
+ * background snapshot).  Ours would register nothing there and copy it
+ * all at every pass: refused, naming who may hold it.
+ */
+static void wp_taken_why(const struct tracker *t, char *why, size_t why_len)
+{
+	struct uffd_holders h = { .self = getpid(), .target = t->pid };
+	char who[160] = "", comm[32];
+	size_t at = 0;
+
+	find_uffd_holders(&h);
+	for (size_t i = 0; i < h.n && at < sizeof(who); i++) {
+		if (proc_status_field(h.found[i], "Name", comm, sizeof(comm)) < 0)
+			snprintf(comm, sizeof(comm), "?");
+		at += (size_t)snprintf(who + at, sizeof(who) - at, "%spid %d (%s)", i ? ", " : "",
+				       (int)h.found[i], comm);
+	}
+	if (h.n)
+		snprintf(why, why_len, "process %d is already tracked by another userfaultfd (%s "
+			 "%s): %llx-%llx is registered for write-protect; untrack it there first",
+			 (int)t->pid, who, h.exact ? "tracks it" : "may: it holds one",
+			 (unsigned long long)t->wp_taken.start, (unsigned long long)t->wp_taken.end);
+	else
+		snprintf(why, why_len, "process %d is already tracked by another userfaultfd%s: "
+			 "%llx-%llx is registered for write-protect", (int)t->pid,
+			 h.target_holds ? " (its own: it write-protects its memory itself)" : "",
+			 (unsigned long long)t->wp_taken.start, (unsigned long long)t->wp_taken.end);
+}
+
 /*
  * Has pid died (it was alive when the attach began)?  Then say how, from
  * its zombie's /proc/PID/stat (field 52, exit_code, as waitpid() gives it),
@@ -241,12 +335,18 @@ int tracker_attach(pid_t pid, const struct tracker_opts *opts, struct tracker **
 	}
 	t->ev_running = true;
 	/* Register now: tracking starts at attach, the first pass collects. */
+	t->attaching = true;
 	r = maps_read(pid, &maps);
 	if (r == 0) {
 		r = layout_sync(t, &maps, &scratch);
 		vma_list_free(&maps);
 	}
+	t->attaching = false;
 	pass_free(&scratch);
+	if (r == -EBUSY && t->wp_taken.end) {
+		wp_taken_why(t, why, why_len);
+		goto fail;
+	}
 	if (r < 0) {
 		snprintf(why, why_len, "cannot register the mappings of %d: %s", (int)pid,
 			 strerror(-r));

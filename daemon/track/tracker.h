@@ -21,7 +21,7 @@
 
 enum {
 	REGION_NEW = 1 << 0,       /* first captured whole in this pass */
-	REGION_UNTRACKED = 1 << 1, /* cannot be write-protected: always read whole */
+	REGION_UNTRACKED = 1 << 1, /* cannot be write-protected: read whole (final passes) */
 	REGION_SHARED_ELSEWHERE = 1 << 2, /* backing file mapped by another process */
 };
 
