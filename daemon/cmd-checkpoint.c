@@ -241,6 +241,10 @@ static void ckpt_done(struct job *j, int r, void *userdata)
 				  c->res.freeze_threads_exited);
 		reply(c);
 	} else {
+		if (s->tracker && !s->exited && tracker_mm_gone(s->tracker))
+			snprintf(c->why, sizeof(c->why), "the process ran exec() during the checkpoint: "
+				 "the memory it was taking is gone (the session ends; checkpoint "
+				 "again for the new program)");
 		if (!c->why[0])
 			snprintf(c->why, sizeof(c->why), "%s", r == -ECANCELED ?
 				 "cancelled: wpmigd is shutting down" : strerror(-r));
@@ -293,6 +297,10 @@ void cmd_checkpoint(struct daemon *d, struct request *req, const Wpmig__Request 
 	struct session *s = session_find(&d->sessions, m->pid);
 	struct ckpt_job *c;
 
+	/* A target that ran exec() since: its session ends, the new program
+	 * is attached afresh below, as an untracked process would be. */
+	if (s && daemon_session_execd(d, s))
+		s = NULL;
 	if (m->peer && m->peer[0] && !d->peer_key.bytes) {
 		request_fail(req, -ENOKEY, "checkpoint --peer needs peer_key_file in the daemon's "
 			     "configuration (the peer port authenticates with it)");

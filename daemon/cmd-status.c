@@ -19,9 +19,15 @@ struct status_buf {
 
 static int status_fill(struct daemon *d, pid_t only, struct status_buf *b)
 {
-	unsigned n = d->sessions.n ? d->sessions.n : 1, i = 0;
-	struct session *s;
+	unsigned n, i = 0;
+	struct session *s, *next;
 
+	/* An exec() in a target is seen when we look (a uffd does not tell). */
+	for (s = TAILQ_FIRST(&d->sessions.head); s; s = next) {
+		next = TAILQ_NEXT(s, link);
+		daemon_session_execd(d, s);
+	}
+	n = d->sessions.n ? d->sessions.n : 1;
 	wpmig__status_result__init(&b->res);
 	b->info = calloc(n, sizeof(*b->info));
 	b->link = calloc(n, sizeof(*b->link));
@@ -67,13 +73,14 @@ static void reply_status(struct daemon *d, struct request *req, pid_t only, bool
 	Wpmig__Response resp = WPMIG__RESPONSE__INIT;
 	struct status_buf b = { 0 };
 
-	if (only && !session_find(&d->sessions, only)) {
-		request_fail(req, -ENOENT, "pid %d is not tracked", (int)only);
-		return;
-	}
 	if (status_fill(d, only, &b) < 0) {
 		status_buf_free(&b);
 		request_fail(req, -ENOMEM, "out of memory");
+		return;
+	}
+	if (only && !b.res.n_sessions) {
+		status_buf_free(&b);
+		request_fail(req, -ENOENT, "pid %d is not tracked", (int)only);
 		return;
 	}
 	if (sessions) {

@@ -204,6 +204,8 @@ static int track_precheck(struct daemon *d, struct request *req, pid_t pid)
 	if (pid <= 0)
 		return request_fail(req, -EINVAL, "invalid pid %d", (int)pid);
 	s = session_find(&d->sessions, pid);
+	if (s && daemon_session_execd(d, s))
+		s = NULL; /* ran exec(): that session ended, this one tracks the new program */
 	if (s)
 		return request_fail(req, -EEXIST, "pid %d is already tracked (session %s)",
 				    (int)pid, session_state_name(s->state));
@@ -283,7 +285,7 @@ static void detach_done(struct job *j, int r, void *userdata)
 
 static const struct job_ops detach_ops = { "detach", detach_run, detach_done, NULL };
 
-void daemon_session_detach(struct daemon *d, struct session *s, struct request *req)
+static void session_detach(struct daemon *d, struct session *s, struct request *req, bool now)
 {
 	struct detach_job *dj = calloc(1, sizeof(*dj));
 	int r;
@@ -297,7 +299,7 @@ void daemon_session_detach(struct daemon *d, struct session *s, struct request *
 	}
 	*dj = (struct detach_job){ .d = d, .s = s, .req = req, .t = s->tracker };
 	s->tracker = NULL;
-	if (d->stopping) {
+	if (now) {
 		/* Not behind jobs that may never end: a detach is short. */
 		detach_done(NULL, -ECANCELED, dj);
 		return;
@@ -310,9 +312,31 @@ void daemon_session_detach(struct daemon *d, struct session *s, struct request *
 	daemon_notify_status(d);
 }
 
+void daemon_session_detach(struct daemon *d, struct session *s, struct request *req)
+{
+	session_detach(d, s, req, d->stopping);
+}
+
+bool daemon_session_execd(struct daemon *d, struct session *s)
+{
+	char comm[32] = "?";
+
+	if (s->job || !s->tracker || s->exited || s->state != SESSION_TRACKING ||
+	    !tracker_mm_gone(s->tracker))
+		return false;
+	proc_status_field(s->pid, "Name", comm, sizeof(comm));
+	log_notice("pid %d: ran exec() (now %s): the memory that was tracked is gone; the "
+		   "session ends (a checkpoint tracks the new program afresh)", (int)s->pid, comm);
+	/* Nothing of the old mm is left to unregister: at once, on the loop. */
+	session_detach(d, s, NULL, true);
+	return true;
+}
+
 void daemon_session_settle(struct daemon *d, struct session *s)
 {
 	if (s->job)
+		return;
+	if (daemon_session_execd(d, s))
 		return;
 	if (!s->tracker) {
 		if (s->exited || d->stopping || s->state == SESSION_FAILED)

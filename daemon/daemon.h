@@ -94,6 +94,13 @@ int daemon_pipeline(struct daemon *d, struct pipeline **ret);
 /* Start DETACHING s (its tracker is detached on a worker) and answer req
  * (may be NULL) with the final SessionInfo once DETACHED. */
 void daemon_session_detach(struct daemon *d, struct session *s, struct request *req);
+/*
+ * Loop, s idle: if its target ran exec() (its tracked mm is gone, the PID
+ * lives on), log it and end s at once: true, and s is freed.  The session
+ * ends rather than follows the new program: nothing of the old image
+ * applies to it; a checkpoint after it attaches afresh (a full generation).
+ */
+bool daemon_session_execd(struct daemon *d, struct session *s);
 /* Free s (no tracker, no job) and see whether a shutdown is complete. */
 void daemon_session_end(struct daemon *d, struct session *s);
 /* A job's progress() callback hands its report to the client this way. */

@@ -5,7 +5,7 @@
  * that exit, bad targets, a control socket that answers while a job runs,
  * and SIGTERM with targets attached.
  *
- *   test-daemon check|track|exit|bad-targets|responsive|sigterm|stuck-stop|second-daemon
+ *   test-daemon check|track|exit|bad-targets|responsive|sigterm|stuck-stop|second-daemon|exec
  */
 #include <errno.h>
 #include <json-c/json.h>
@@ -356,6 +356,56 @@ static void test_sigterm(void)
 	wpmigd_cleanup(&d);
 }
 
+/* ---- exec() ends the session; a checkpoint then tracks the new program ---- */
+
+static void test_exec(void)
+{
+	struct wpmigd d = { 0 };
+	struct wl w = { 0 };
+	json_object *root, *s;
+	char arg[16], line[64], want[96], *out = NULL, *err = NULL;
+	bool gone = false;
+
+	require_tracking();
+	CHECK(wpmigd_start(&d, "", NULL) == 0, "daemon start");
+	start_wl(&w);
+	snprintf(arg, sizeof(arg), "%d", (int)w.pid);
+	CHECK(CTL(&d, NULL, NULL, "track", arg) == 0, "track");
+	CHECK(wl_cmd(&w, NULL, 0, "exec") == 0, "exec");
+	CHECK(fgets(line, sizeof(line), w.out) && !strncmp(line, "READY", 5), "new image: %s", line);
+	/* status looks: the session has ended */
+	for (int i = 0; i < 300 && !gone; i++) {
+		s = session_of(&d, w.pid, &root);
+		gone = root && !s;
+		json_object_put(root);
+		if (!gone)
+			usleep(10000);
+	}
+	CHECK(gone, "the session outlived the exec");
+	snprintf(want, sizeof(want), "pid %d: ran exec() (now ", (int)w.pid);
+	CHECK(wpmigd_log_has(&d, want), "exec not logged");
+	CHECK(proc_has_uffd_wp(w.pid) == 0, "uw in the new program");
+	/* a checkpoint tracks the new program afresh: a full generation */
+	int rc = CTL(&d, &out, &err, "--json", "checkpoint", arg);
+	CHECK(rc == 0 && strstr(out, "\"parent\":0"), "checkpoint after exec: %d %s%s", rc, out,
+	      err);
+	free(out);
+	free(err);
+	/* and an exec while a checkpoint is asked for: the next one works too */
+	CHECK(wl_cmd(&w, NULL, 0, "exec") == 0, "exec");
+	CHECK(fgets(line, sizeof(line), w.out) && !strncmp(line, "READY", 5), "new image: %s", line);
+	rc = CTL(&d, &out, &err, "--json", "checkpoint", arg);
+	CHECK(rc == 0 && strstr(out, "\"parent\":0"), "checkpoint right after exec: %d %s%s", rc,
+	      out, err);
+	free(out);
+	free(err);
+	CHECK(wl_cmd(&w, NULL, 0, "write anon 10 3") == 0, "the new program works");
+	CHECK(CTL(&d, NULL, NULL, "untrack", arg) == 0, "untrack");
+	wl_stop(&w);
+	CHECK(wpmigd_stop(&d, 5000) == 0, "daemon exit status");
+	wpmigd_cleanup(&d);
+}
+
 /* ---- a second wpmigd refuses a process the first one tracks ---- */
 
 static void test_second_daemon(void)
@@ -451,7 +501,7 @@ int main(int argc, char **argv)
 		{ "check", test_check }, { "track", test_track }, { "exit", test_exit },
 		{ "bad-targets", test_bad_targets }, { "responsive", test_responsive },
 		{ "sigterm", test_sigterm }, { "stuck-stop", test_stuck_stop },
-		{ "second-daemon", test_second_daemon },
+		{ "second-daemon", test_second_daemon }, { "exec", test_exec },
 	};
 
 	return run_subtests(argc, argv, tests, ARRAY_SIZE(tests));

@@ -26,6 +26,8 @@
  *   check                        self-check results
  *   busy                         total loop count of the --busy threads
  *   churn start|stop             a thread creating and joining threads
+ *   exec                         answer OK, exec() itself again with the same options:
+ *                                a new program image (it prints READY again)
  *   quit
  */
 #include <errno.h>
@@ -553,6 +555,8 @@ static void start_stop(const char *how, atomic_bool *on, pthread_t *th, void *(*
 	}
 }
 
+static char **exec_argv; /* main's, for "exec" */
+
 static void handle(struct workload *w, char *line, bool selfcheck)
 {
 	char cmd[32] = "", a[64] = "", b[64] = "", c[64] = "";
@@ -572,6 +576,11 @@ static void handle(struct workload *w, char *line, bool selfcheck)
 	} else if (!strcmp(cmd, "churn")) {
 		start_stop(a, &w->churn_on, &w->churner, churn_thread, w);
 		printf("OK %lu\n", atomic_load(&w->churned));
+	} else if (!strcmp(cmd, "exec")) {
+		printf("OK\n");
+		fflush(stdout);
+		execv("/proc/self/exe", exec_argv);
+		printf("ERR exec: %s\n", strerror(errno));
 	} else if (!strcmp(cmd, "busy")) {
 		printf("OK %lu\n", atomic_load(&w->busy_loops));
 	} else if (!strcmp(cmd, "fork")) {
@@ -631,6 +640,7 @@ int main(int argc, char **argv)
 	int n_busy = 0;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	exec_argv = argv;
 	const char *kinds[MAX_REGIONS];
 	size_t sizes[MAX_REGIONS], n = 0;
 

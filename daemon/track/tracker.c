@@ -417,6 +417,16 @@ int tracker_pidfd(const struct tracker *t)
 	return t->pidfd;
 }
 
+/* The pagemap fd holds the mm it was opened on: once that mm is gone
+ * (exec, or exit) a read of it returns nothing; one that lives always
+ * has an entry for address 0. */
+bool tracker_mm_gone(struct tracker *t)
+{
+	uint64_t entry;
+
+	return pread(t->pagemap_fd, &entry, sizeof(entry), 0) == 0;
+}
+
 int tracker_backing_fd(const struct tracker *t, int backing)
 {
 	return backing >= 0 && (size_t)backing < t->n_backing ? t->backing[backing].fd : -1;

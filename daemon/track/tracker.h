@@ -93,6 +93,12 @@ void tracker_detach(struct tracker *t);
 void tracker_get_info(struct tracker *t, struct tracker_info *info);
 pid_t tracker_pid(const struct tracker *t);
 int tracker_pidfd(const struct tracker *t);
+/*
+ * Has the target run exec() since the attach?  Its old mm is gone then
+ * (our pagemap fd reads nothing), though the PID lives on; a uffd says
+ * nothing of it.  Call with the tracker held (no pass running).
+ */
+bool tracker_mm_gone(struct tracker *t);
 /* fd of the backing file of a shared region (from pass_region.backing). */
 int tracker_backing_fd(const struct tracker *t, int backing);
 
