@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -208,7 +209,103 @@ struct target {
 	int port;
 	struct peer_key key;
 	char key_path[192];
+	char qmp_dir[64];    /* the receiver's incoming_qmp_dir */
+	char qmp_path[96];   /* a socket there, ours: does the daemon connect? */
+	int qmp_fd;
 };
+
+/* incoming_qmp_dir with a listening socket in it, standing in for QEMU. */
+static int qmp_trap_make(struct target *t)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+	snprintf(t->qmp_dir, sizeof(t->qmp_dir), "/tmp/wpmig-hostile-qmp.XXXXXX");
+	if (!mkdtemp(t->qmp_dir))
+		return -errno;
+	snprintf(t->qmp_path, sizeof(t->qmp_path), "%s/qmp.sock", t->qmp_dir);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", t->qmp_path);
+	t->qmp_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (t->qmp_fd < 0 || bind(t->qmp_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    listen(t->qmp_fd, 8) < 0)
+		return -errno;
+	return 0;
+}
+
+static void qmp_trap_remove(struct target *t)
+{
+	close(t->qmp_fd);
+	unlink(t->qmp_path);
+	rmdir(t->qmp_dir);
+}
+
+/* A connection to the trap within ms (accepted and closed at once). */
+static bool qmp_trap_hit(struct target *t, int ms)
+{
+	struct pollfd p = { .fd = t->qmp_fd, .events = POLLIN };
+	int fd;
+
+	if (poll(&p, 1, ms) <= 0)
+		return false;
+	fd = accept4(t->qmp_fd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0)
+		return false;
+	close(fd);
+	return true;
+}
+
+static void send_migrate_open(struct raw *c, struct target *t)
+{
+	Wpmig__Peer__Open o = WPMIG__PEER__OPEN__INIT;
+	Wpmig__Peer__MigrateTarget mt = WPMIG__PEER__MIGRATE_TARGET__INIT;
+	Wpmig__Peer__MigrateBackend b = WPMIG__PEER__MIGRATE_BACKEND__INIT, *bp = &b;
+
+	b.id = (char *)"ram0";
+	b.start = 0x7f0000000000;
+	b.size = 1 << 20;
+	mt.qmp = t->qmp_path;
+	mt.uri = (char *)"tcp:127.0.0.1:1";
+	mt.n_backends = 1;
+	mt.backends = &bp;
+	o.set = (char *)"mig";
+	o.full = true;
+	o.session = 42;
+	o.migrate = &mt;
+	send_msg(c, PEER_OPEN, &o.base, NULL, 0);
+}
+
+/* A migration's Open names a QMP socket the receiver connects to: only
+ * after the handshake.  Before it: refused, the socket never reached;
+ * after it (the control): the receiver connects, and says why it failed. */
+static void migrate_open(struct target *t)
+{
+	struct peer_frame f;
+	struct raw c;
+
+	raw_open(t->port, &c);
+	send_migrate_open(&c, t);
+	expect_error(&c, -EACCES, "before authentication", "migration open before the handshake");
+	CHECK(!qmp_trap_hit(t, 500), "the receiver connected to the QMP socket of an "
+	      "unauthenticated open");
+
+	raw_open(t->port, &c);
+	CHECK(handshake(&c, &t->key) == 0, "handshake with the key");
+	send_migrate_open(&c, t);
+	CHECK(qmp_trap_hit(t, 10000), "authenticated: the receiver did not connect to the QMP "
+	      "socket (the control of the case above)");
+	while (read_frame(&c, &f, 15000) > 0 && f.h.type == PEER_ACK)
+		peer_frame_clear(&f);
+	CHECK(f.m && f.h.type == PEER_OPEN_RESULT, "authenticated migration open: no result");
+	if (f.m && f.h.type == PEER_OPEN_RESULT) {
+		const Wpmig__Peer__OpenResult *res = (const Wpmig__Peer__OpenResult *)f.m;
+
+		fprintf(stderr, "authenticated migration open, QMP closed at once: %d %s\n",
+			res->error, res->message);
+		CHECK(res->error < 0 && strstr(res->message, t->qmp_path), "open result %d %s",
+		      res->error, res->message);
+		peer_frame_clear(&f);
+	}
+	raw_close(&c);
+}
 
 /* Before the handshake: framing and type errors. */
 static void unauthenticated(struct target *t)
@@ -508,8 +605,11 @@ static void test_hostile(void)
 	snprintf(via, sizeof(via), "127.0.0.1:%d", free_port());
 	CHECK(pk_make(t.key_path, sizeof(t.key_path)) == 0, "key");
 	CHECK(peer_key_load(t.key_path, &t.key, why, sizeof(why)) == 0, "key: %s", why);
-	CHECK(pd_start(&t.rx, t.key_path, listen, "peer_max_connections = 4\npeer_timeout = 3\n",
-		       NULL) == 0, "receiver start");
+	CHECK(qmp_trap_make(&t) == 0, "QMP socket: %m");
+	char *rx_conf = xstrdup_printf("peer_max_connections = 4\npeer_timeout = 3\n"
+				       "incoming_qmp_dir = %s\n", t.qmp_dir);
+	CHECK(pd_start(&t.rx, t.key_path, listen, rx_conf, NULL) == 0, "receiver start");
+	free(rx_conf);
 	CHECK(pd_start(&tx, t.key_path, NULL, "", NULL) == 0, "source start");
 	snprintf(rec, sizeof(rec), "%s/recording", tx.d.dir);
 	char *mode = xstrdup_printf("pass,record=%s", rec);
@@ -523,6 +623,7 @@ static void test_hostile(void)
 	unauthenticated(&t);
 	replay(&t, rec);
 	authenticated(&t);
+	migrate_open(&t);
 	amplification(&t);
 	idle_flood(&t, &tx, w.pid, listen);
 	full(&t, &tx, listen);
@@ -538,6 +639,7 @@ static void test_hostile(void)
 	      pd_generations(&t.rx, "amplify", (uint64_t[4]){ 0 }, 4) == 0,
 	      "a hostile generation was committed");
 	wl_stop(&w);
+	qmp_trap_remove(&t);
 	peer_key_free(&t.key);
 	pd_cleanup(&tx);
 	pd_cleanup(&t.rx);

@@ -212,7 +212,7 @@ static int match_fd(void *ud, const char *name, const char *target)
 	fd = (int)syscall(SYS_pidfd_getfd, m->pidfd, atoi(name), 0);
 	if (fd < 0)
 		return 0;
-	if (fstat(fd, &st) == 0 && (uint64_t)st.st_ino == m->b->ino &&
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_ino == m->b->ino &&
 	    major(st.st_dev) == m->b->dev_major && minor(st.st_dev) == m->b->dev_minor) {
 		m->fd = fd;
 		return 1;
@@ -224,6 +224,7 @@ static int match_fd(void *ud, const char *name, const char *target)
 int qemu_backend_open(pid_t pid, const struct qemu_backend *b, int *ret_fd)
 {
 	struct fd_match m = { .b = b, .fd = -1 };
+	struct stat st;
 	char path[96];
 	int fd;
 
@@ -238,12 +239,19 @@ int qemu_backend_open(pid_t pid, const struct qemu_backend *b, int *ret_fd)
 		*ret_fd = m.fd;
 		return 0;
 	}
-	/* QEMU closed its fd (or never kept one): the mapped file itself. */
+	/* QEMU closed its fd (or never kept one): the mapped file itself.  A
+	 * magic link (no O_NOFOLLOW); non-blocking, and it must still be the
+	 * regular file found in maps (QEMU may have remapped since). */
 	snprintf(path, sizeof(path), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)pid,
 		 b->start, b->end);
-	fd = open(path, O_RDWR | O_CLOEXEC);
+	fd = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return -errno;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_ino != b->ino ||
+	    major(st.st_dev) != b->dev_major || minor(st.st_dev) != b->dev_minor) {
+		close(fd);
+		return -ESTALE;
+	}
 	*ret_fd = fd;
 	return 0;
 }

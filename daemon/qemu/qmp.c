@@ -442,6 +442,12 @@ int qmp_open(const char *path, int timeout_ms, struct qmp **ret)
 		r = -errno;
 		goto fail;
 	}
+	/* 0: QEMU runs in a PID namespace we cannot see into, and its memory
+	 * is reached through its pid (pidfd, /proc/PID/map_files). */
+	if (cred.pid <= 0) {
+		r = -ESRCH;
+		goto fail;
+	}
 	q->pid = cred.pid;
 	r = read_reply(q, deadline, &greeting);
 	if (r < 0)

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -80,10 +81,13 @@ int qemu_targets_set_dir(struct qemu_targets *ts, const char *dir)
 
 /* ---- a migration's destination QEMU ---- */
 
-/* Is path a socket under dir (symlinks resolved)? */
-static int check_qmp_path(const char *dir, const char *path, char *why, size_t why_len)
+/* Is path a socket under dir (symlinks resolved)?  rpath: the resolved
+ * path, the one to connect to (path itself could be changed meanwhile). */
+static int check_qmp_path(const char *dir, const char *path, char rpath[PATH_MAX], char *why,
+			  size_t why_len)
 {
-	char rdir[PATH_MAX], rpath[PATH_MAX];
+	char rdir[PATH_MAX];
+	struct stat st;
 	size_t n;
 
 	if (!dir) {
@@ -100,6 +104,10 @@ static int check_qmp_path(const char *dir, const char *path, char *why, size_t w
 		snprintf(why, why_len, "destination QMP socket %s is not under incoming_qmp_dir %s",
 			 path, dir);
 		return -EPERM;
+	}
+	if (stat(rpath, &st) < 0 || !S_ISSOCK(st.st_mode)) {
+		snprintf(why, why_len, "destination QMP socket %s is not a socket", path);
+		return -ENOTSOCK;
 	}
 	return 0;
 }
@@ -141,6 +149,11 @@ static int match_backends(struct target *t, const struct qemu_ram *ram,
 		struct tbackend *tb = &t->b[t->n];
 		int r;
 
+		for (size_t j = 0; j < i; j++)
+			if (!strcmp(m->backends[j]->id, sb->id)) {
+				snprintf(why, why_len, "memory backend '%s' named twice", sb->id);
+				return -EINVAL;
+			}
 		if (!db) {
 			snprintf(why, why_len, "the destination QEMU has no memory backend '%s': start "
 				 "it with the same backend ids as the source", sb->id);
@@ -176,7 +189,7 @@ static int target_new(const char *dir, uint64_t session, const Wpmig__Peer__Migr
 	struct target *t = calloc(1, sizeof(*t));
 	struct qmp_error err = { "", "" };
 	struct qemu_ram ram;
-	char st[32] = "";
+	char st[32] = "", rpath[PATH_MAX];
 	int r;
 
 	if (!t)
@@ -184,8 +197,8 @@ static int target_new(const char *dir, uint64_t session, const Wpmig__Peer__Migr
 	t->session = session;
 	t->t0_ns = now_ns();
 	snprintf(t->qmp_path, sizeof(t->qmp_path), "%s", m->qmp);
-	r = check_qmp_path(dir, m->qmp, why, why_len);
-	if (r == 0 && (r = qmp_open(m->qmp, QMP_TIMEOUT_MS, &t->qmp)) < 0)
+	r = check_qmp_path(dir, m->qmp, rpath, why, why_len);
+	if (r == 0 && (r = qmp_open(rpath, QMP_TIMEOUT_MS, &t->qmp)) < 0)
 		snprintf(why, why_len, "cannot connect to the destination QMP socket %s: %s", m->qmp,
 			 strerror(-r));
 	if (r == 0 && (r = qemu_status(t->qmp, st, sizeof(st))) == 0 && strcmp(st, "inmigrate")) {
