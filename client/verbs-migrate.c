@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "basic/util.h"
 #include "ctl.h"
 
 enum { MG_QMP, MG_PEER, MG_DEST_QMP, MG_DEST_URI, MG_DOWNTIME, MG_BANDWIDTH, MG_MAX_ITER,
@@ -77,15 +78,14 @@ static int parse_migrate(const struct verb_opts *o, Wpmig__MigrateRequest *m)
 	m->peer = (char *)o->val[MG_PEER];
 	m->dest_uri = (char *)o->val[MG_DEST_URI];
 	if (o->set[MG_DOWNTIME]) {
-		if (parse_rate(o->val[MG_DOWNTIME], &n) < 0 || n == 0 || n > 3600000 ||
-		    strspn(o->val[MG_DOWNTIME], "0123456789") != strlen(o->val[MG_DOWNTIME]))
+		if (parse_number(o->val[MG_DOWNTIME], 3600000, &n) < 0 || n == 0)
 			return usage_error(v, "invalid --downtime-ms '%s'", o->val[MG_DOWNTIME]);
 		m->downtime_ms = (uint32_t)n;
 	}
 	if (o->set[MG_MAX_ITER]) {
-		if (parse_rate(o->val[MG_MAX_ITER], &n) < 0 || n == 0 || n > 128 ||
-		    strspn(o->val[MG_MAX_ITER], "0123456789") != strlen(o->val[MG_MAX_ITER]))
-			return usage_error(v, "invalid --max-iterations '%s' (1-128)",
+		/* the daemon keeps a row per pass, the final one included */
+		if (parse_number(o->val[MG_MAX_ITER], 127, &n) < 0 || n == 0)
+			return usage_error(v, "invalid --max-iterations '%s' (1-127)",
 					   o->val[MG_MAX_ITER]);
 		m->max_iterations = (uint32_t)n;
 	}

@@ -176,6 +176,17 @@ void cmd_migrate(struct daemon *d, struct request *req, const Wpmig__Request *ms
 		request_fail(req, -EINVAL, "migrate needs --qmp, --peer, --dest-qmp and --dest-uri");
 		return;
 	}
+	if (check_addr_syntax(r->peer) < 0) {
+		request_fail(req, -EINVAL, "invalid peer address '%s' (HOST:PORT or unix:PATH)",
+			     r->peer);
+		return;
+	}
+	/* the final pass needs a row of the result too */
+	if (r->max_iterations >= MIGRATE_MAX_PASSES) {
+		request_fail(req, -EINVAL, "max_iterations %u: at most %d pre-copy passes",
+			     r->max_iterations, MIGRATE_MAX_PASSES - 1);
+		return;
+	}
 	if (!d->peer_key.bytes) {
 		request_fail(req, -ENOKEY, "migrate needs peer_key_file in the daemon's configuration "
 			     "(the peer port authenticates with it)");

@@ -29,7 +29,9 @@
 
 static void test_usage(void)
 {
-	static const char *const bad[][10] = {
+#define MIGRATE_ARGS "migrate", "--qmp", "/q", "--peer", "h:1", "--dest-qmp", "/d", "--dest-uri", \
+		     "tcp:h:2"
+	static const char *const bad[][12] = {
 		{ "frobnicate" }, { "--bogus", "status" }, { "track" }, { "track", "12x" },
 		{ "track", "-3" }, { "track", "0" }, { "track", "1", "2" }, { "untrack", "" },
 		{ "status", "abc" }, { "checkpoint" }, { "checkpoint", "1", "--set", "../x" },
@@ -42,6 +44,8 @@ static void test_usage(void)
 		{ "sessions", "x" }, { "" }, { "track", "010" }, { "track", "0x10" },
 		{ "checkpoint", "1", "--peer", "h:0x50" }, { "checkpoint", "1", "--peer", "a b:1" },
 		{ "--socket", "", "status" }, { "images", "show", "s/01" },
+		{ MIGRATE_ARGS, "--max-iterations", "128" }, { MIGRATE_ARGS, "--max-iterations", "010" },
+		{ MIGRATE_ARGS, "--downtime-ms", "0x10" },
 	};
 	const char *nosock = "/nonexistent/wpmig-test.sock";
 	char *out, *err;
@@ -60,6 +64,12 @@ static void test_usage(void)
 	CHECK(strstr(err, nosock) && strstr(err, "No such file"), "message: %s", err);
 	free(out);
 	free(err);
+	rc = ctl_run(nosock, &out, &err, (const char *const[]){ MIGRATE_ARGS, "--max-iterations",
+								 "127", "--downtime-ms", "10", NULL });
+	CHECK(rc == 1, "migrate with good options: exit %d, want 1 (daemon down): %s", rc, err);
+	free(out);
+	free(err);
+#undef MIGRATE_ARGS
 	setenv("WPMIG_SOCKET", "/nonexistent/from-env.sock", 1);
 	rc = ctl_run(NULL, &out, &err, (const char *const[]){ "sessions", NULL });
 	CHECK(rc == 1 && strstr(err, "/nonexistent/from-env.sock"), "WPMIG_SOCKET: %d %s", rc, err);
@@ -808,6 +818,32 @@ static void test_later_verbs(void)
 		      "%s: %d %s", cmds[i][0], rc, err);
 		free(out);
 		free(err);
+	}
+	/* What the client refuses, the daemon refuses too, before anything else. */
+	const struct { uint32_t iters; const char *peer, *want; } raw[] = {
+		{ 128, "h:1", "max_iterations 128: at most 127" },
+		{ 0, "h:0x50", "invalid peer address 'h:0x50'" },
+		{ 127, "h:1", "peer_key_file" }, /* the control: accepted so far */
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(raw); i++) {
+		Wpmig__Request req = WPMIG__REQUEST__INIT;
+		Wpmig__MigrateRequest mr = WPMIG__MIGRATE_REQUEST__INIT;
+		int fd = raw_connect(d.sock), error = 0;
+		char msg[256] = "";
+
+		mr.qmp = (char *)"/q";
+		mr.dest_qmp = (char *)"/d";
+		mr.dest_uri = (char *)"tcp:h:2";
+		mr.peer = (char *)raw[i].peer;
+		mr.max_iterations = raw[i].iters;
+		req.id = 1;
+		req.verb_case = WPMIG__REQUEST__VERB_MIGRATE;
+		req.migrate = &mr;
+		CHECK(frame_write_fd(fd, FRAME_CTL_REQUEST, &req.base) == 0, "write");
+		CHECK(raw_read_response(fd, 5000, &error, msg, sizeof(msg)) == 0 && error < 0 &&
+		      strstr(msg, raw[i].want), "migrate %u %s: %d %s", raw[i].iters, raw[i].peer,
+		      error, msg);
+		close(fd);
 	}
 	CHECK(wpmigd_stop(&d, 5000) == 0, "daemon exit status");
 	wpmigd_cleanup(&d);
