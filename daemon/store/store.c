@@ -104,6 +104,23 @@ int set_lock(int set_fd, int *ret_lock_fd)
 	return 0;
 }
 
+/* A walk of the directory dir_fd from its start, on a file description of
+ * its own: a dup() would share the offset with every other thread walking
+ * the same directory (rewinddir() in one moves the others).  NULL: errno. */
+static DIR *dir_walk(int dir_fd)
+{
+	int fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+
+	if (!d && fd >= 0) {
+		int e = errno;
+
+		close(fd);
+		errno = e;
+	}
+	return d;
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -113,18 +130,13 @@ static int cmp_u64(const void *a, const void *b)
 
 int set_generations(int set_fd, uint64_t **ret, size_t *ret_n)
 {
-	int fd = dup(set_fd);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	DIR *d = dir_walk(set_fd);
 	_cleanup_free_ uint64_t *v = NULL;
 	size_t n = 0, cap = 0;
 	struct dirent *de;
 
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
+	if (!d)
 		return -errno;
-	}
-	rewinddir(d);
 	while ((de = readdir(d))) {
 		uint64_t g = gen_name_parse(de->d_name);
 
@@ -150,16 +162,11 @@ int set_generations(int set_fd, uint64_t **ret, size_t *ret_n)
 
 void set_clean_temp(int set_fd)
 {
-	int fd = dup(set_fd);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	DIR *d = dir_walk(set_fd);
 	struct dirent *de;
 
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
+	if (!d)
 		return;
-	}
-	rewinddir(d);
 	while ((de = readdir(d)))
 		if (!strncmp(de->d_name, TMP_PREFIX, strlen(TMP_PREFIX)))
 			unlinkat(set_fd, de->d_name, 0);
@@ -226,19 +233,14 @@ static int cmp_str(const void *a, const void *b)
 
 int store_list_sets(struct store *st, char ***ret, size_t *ret_n)
 {
-	int fd = dup(st->images_fd);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	DIR *d = dir_walk(st->images_fd);
 	char **v = NULL;
 	size_t n = 0, cap = 0;
 	struct dirent *de;
 	int r = 0;
 
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
+	if (!d)
 		return -errno;
-	}
-	rewinddir(d);
 	while (r == 0 && (de = readdir(d))) {
 		if (!store_set_name_valid(de->d_name))
 			continue;
@@ -312,18 +314,13 @@ static bool dir_empty(int set_fd, const char *name)
  */
 static int scan_set(int set_fd, struct store_rm_info *info)
 {
-	int fd = dup(set_fd);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	DIR *d = dir_walk(set_fd);
 	struct dirent *de;
 	struct stat sb;
 	int r = 0;
 
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
+	if (!d)
 		return -errno;
-	}
-	rewinddir(d);
 	while (r == 0 && (de = readdir(d))) {
 		const char *n = de->d_name;
 		bool ours = gen_name_parse(n) || !strcmp(n, LOCK_NAME) ||
