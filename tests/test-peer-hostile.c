@@ -253,7 +253,7 @@ static bool qmp_trap_hit(struct target *t, int ms)
 	return true;
 }
 
-static void send_migrate_open(struct raw *c, struct target *t)
+static void send_migrate_open(struct raw *c, struct target *t, const char *set)
 {
 	Wpmig__Peer__Open o = WPMIG__PEER__OPEN__INIT;
 	Wpmig__Peer__MigrateTarget mt = WPMIG__PEER__MIGRATE_TARGET__INIT;
@@ -266,7 +266,7 @@ static void send_migrate_open(struct raw *c, struct target *t)
 	mt.uri = (char *)"tcp:127.0.0.1:1";
 	mt.n_backends = 1;
 	mt.backends = &bp;
-	o.set = (char *)"mig";
+	o.set = (char *)set;
 	o.full = true;
 	o.session = 42;
 	o.migrate = &mt;
@@ -282,14 +282,23 @@ static void migrate_open(struct target *t)
 	struct raw c;
 
 	raw_open(t->port, &c);
-	send_migrate_open(&c, t);
+	send_migrate_open(&c, t, "mig");
 	expect_error(&c, -EACCES, "before authentication", "migration open before the handshake");
 	CHECK(!qmp_trap_hit(t, 500), "the receiver connected to the QMP socket of an "
 	      "unauthenticated open");
 
 	raw_open(t->port, &c);
 	CHECK(handshake(&c, &t->key) == 0, "handshake with the key");
-	send_migrate_open(&c, t);
+	send_migrate_open(&c, t, "-bad\nname");
+	while (read_frame(&c, &f, 5000) > 0 && f.h.type == PEER_ACK)
+		peer_frame_clear(&f);
+	CHECK(f.m && f.h.type == PEER_OPEN_RESULT &&
+	      ((const Wpmig__Peer__OpenResult *)f.m)->error == -EINVAL,
+	      "a migration open with a bad set name was not refused");
+	if (f.m)
+		peer_frame_clear(&f);
+	CHECK(!qmp_trap_hit(t, 500), "the receiver connected for a bad set name");
+	send_migrate_open(&c, t, "mig");
 	CHECK(qmp_trap_hit(t, 10000), "authenticated: the receiver did not connect to the QMP "
 	      "socket (the control of the case above)");
 	while (read_frame(&c, &f, 15000) > 0 && f.h.type == PEER_ACK)

@@ -249,14 +249,15 @@ static void run_open(struct rtask *t)
 	const Wpmig__Peer__Open *m = (const Wpmig__Peer__Open *)t->f.m;
 	struct peer_server *s = t->rc->srv;
 
-	if (m->migrate) {
-		run_open_target(t, m);
-		return;
-	}
-
+	/* A migration's set names no directory, but goes into logs and
+	 * status all the same: one rule for every set name. */
 	if (!store_set_name_valid(m->set)) {
 		t->r = -EINVAL;
 		snprintf(t->why, sizeof(t->why), "invalid set name");
+		return;
+	}
+	if (m->migrate) {
+		run_open_target(t, m);
 		return;
 	}
 	pthread_mutex_lock(s->o.store_lock);
