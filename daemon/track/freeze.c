@@ -137,6 +137,24 @@ static int walk_once(struct freeze *f, bool *settled)
 	return r;
 }
 
+/*
+ * Does the kernel count more threads than we hold?  A walk of the task
+ * list can miss a thread (procfs lists threads by position, and one that
+ * vanished mid-walk without our seeing it shifts the rest); the count
+ * cannot.  An exited thread not yet released counts too, briefly; a group
+ * leader that called pthread_exit() counts until the process ends.
+ */
+static bool threads_unheld(const struct freeze *f)
+{
+	uint64_t n;
+	char v[32];
+
+	if (proc_status_field(f->pid, "Threads", v, sizeof(v)) < 0 ||
+	    parse_number(v, UINT32_MAX, &n) < 0)
+		return false; /* gone: the next step says so */
+	return n > f->n + zombie_leader(f->pid, f->pid);
+}
+
 int freeze_process(pid_t pid, struct freeze *f)
 {
 	bool settled = false;
@@ -157,6 +175,8 @@ int freeze_process(pid_t pid, struct freeze *f)
 			break;
 		}
 		r = walk_once(f, &settled);
+		if (settled && r == 0 && threads_unheld(f))
+			settled = false;
 	}
 	if (r == 0 && f->n == 0)
 		r = -ESRCH;
