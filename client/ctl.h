@@ -17,6 +17,7 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 struct ctl {
 	const char *socket;
 	bool json;
+	bool passes;       /* checkpoint: print the per-pass table */
 	bool tty;          /* stderr is a terminal: redraw a progress line */
 	int fd;
 	char last_phase[32];
@@ -61,6 +62,7 @@ void progress_clear(struct ctl *c);
 struct json_object *pb_to_json(const ProtobufCMessage *m);
 void json_print(struct json_object *o); /* and put it */
 const char *fmt_bytes(uint64_t n, char *buf, size_t len);
+void print_passes(Wpmig__PassInfo *const *rows, size_t n);
 
 /* args.c: value checks; -EINVAL when malformed. */
 /* 1..INT_MAX, into a request's pid field */

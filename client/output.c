@@ -20,6 +20,33 @@ const char *fmt_bytes(uint64_t n, char *buf, size_t len)
 	return buf;
 }
 
+/* The per-pass table of a generation (checkpoint --passes). */
+void print_passes(Wpmig__PassInfo *const *rows, size_t n)
+{
+	char b[32];
+
+	printf("  pass kind           found       data       zero      bytes   scan ms   copy ms"
+	       "  store ms  pause ms\n");
+	for (size_t i = 0; i < n; i++) {
+		const Wpmig__PassInfo *r = rows[i];
+
+		printf("  %4u %-6s %12" PRIu64 " %10" PRIu64 " %10" PRIu64 " %10s %9.2f %9.2f",
+		       r->seq, r->final ? "frozen" : r->held ? "live*" : "live", r->found,
+		       r->data_pages, r->zero_pages, fmt_bytes(r->bytes, b, sizeof(b)), r->scan_ms,
+		       r->copy_ms);
+		if (r->final || r->held)
+			printf(" %9.2f", r->store_ms);
+		else
+			printf(" %9s", "-");
+		if (r->final)
+			printf(" %9.2f\n", r->pause_ms);
+		else
+			printf(" %9s\n", "-");
+	}
+	printf("  (live*: copied out live, stored after the thaw; frozen: the pass taken with "
+	       "the process stopped)\n");
+}
+
 /* Terminal: one line redrawn with \r.  Otherwise: a line per phase. */
 void progress_show(struct ctl *c, const Wpmig__Progress *p)
 {

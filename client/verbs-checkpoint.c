@@ -6,13 +6,14 @@
 
 #include "ctl.h"
 
-enum { CK_SET, CK_PEER, CK_LEAVE_STOPPED, CK_MAX_BANDWIDTH };
+enum { CK_SET, CK_PEER, CK_LEAVE_STOPPED, CK_MAX_BANDWIDTH, CK_PASSES };
 
 static const struct option checkpoint_opts[] = {
 	{ "set", required_argument, NULL, CK_SET },
 	{ "peer", required_argument, NULL, CK_PEER },
 	{ "leave-stopped", no_argument, NULL, CK_LEAVE_STOPPED },
 	{ "max-bandwidth", required_argument, NULL, CK_MAX_BANDWIDTH },
+	{ "passes", no_argument, NULL, CK_PASSES },
 	{ 0 },
 };
 
@@ -31,6 +32,8 @@ static int show_checkpoint(struct ctl *c, const Wpmig__Response *resp)
 	       fmt_bytes(r->raw_bytes, raw, sizeof(raw)), r->peer[0] ? " to " : "", r->peer);
 	printf("paused %.2f ms, took %.1f ms, %" PRIu64 " passes%s\n", r->pause_ms,
 	       r->duration_ms, r->passes, r->parent ? "" : " (full generation)");
+	if (c->passes)
+		print_passes(r->pass_rows, r->n_pass_rows);
 	return EXIT_OK;
 }
 
@@ -50,6 +53,7 @@ static int run_checkpoint(struct ctl *c, char **args, int n, const struct verb_o
 	cr.set = (char *)(o->set[CK_SET] ? o->val[CK_SET] : "");
 	cr.peer = (char *)(o->set[CK_PEER] ? o->val[CK_PEER] : "");
 	cr.leave_stopped = o->set[CK_LEAVE_STOPPED];
+	c->passes = o->set[CK_PASSES];
 	if (o->set[CK_MAX_BANDWIDTH] && (!o->set[CK_PEER] ||
 					 parse_rate(o->val[CK_MAX_BANDWIDTH], &cr.max_bandwidth) < 0))
 		return usage_error(&verb_checkpoint, "--max-bandwidth RATE (bytes/s, K/M/G "
@@ -61,7 +65,8 @@ static int run_checkpoint(struct ctl *c, char **args, int n, const struct verb_o
 
 const struct verb_def verb_checkpoint = {
 	"checkpoint", 1, 1, checkpoint_opts,
-	"checkpoint PID [--set NAME] [--peer ADDR [--max-bandwidth RATE]] [--leave-stopped]",
+	"checkpoint PID [--set NAME] [--peer ADDR [--max-bandwidth RATE]] [--leave-stopped] "
+	"[--passes]",
 	run_checkpoint,
 };
 

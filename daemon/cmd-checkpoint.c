@@ -187,11 +187,29 @@ static void ckpt_progress(struct job *j, const struct job_progress *p, void *use
 	daemon_forward_progress(((struct ckpt_job *)userdata)->req, p);
 }
 
+/* A row of the per-pass table as the protocol carries it. */
+static void pass_info_fill(Wpmig__PassInfo *o, const struct pass_row *r)
+{
+	wpmig__pass_info__init(o);
+	o->seq = r->seq;
+	o->final = r->flags & PASS_ROW_FINAL;
+	o->held = r->flags & PASS_ROW_HELD;
+	o->found = r->found;
+	o->data_pages = r->data_pages;
+	o->zero_pages = r->zero_pages;
+	o->bytes = r->bytes;
+	o->scan_ms = ns_to_ms(r->scan_ns);
+	o->copy_ms = ns_to_ms(r->copy_ns);
+	o->store_ms = ns_to_ms(r->store_ns);
+	o->pause_ms = ns_to_ms(r->pause_ns);
+}
+
 static void reply(struct ckpt_job *c)
 {
 	Wpmig__Response resp = WPMIG__RESPONSE__INIT;
 	Wpmig__CheckpointResult cr = WPMIG__CHECKPOINT_RESULT__INIT;
 	const struct checkpoint_result *res = &c->res;
+	Wpmig__PassInfo rows[PASSES_MAX], *rowp[PASSES_MAX];
 
 	cr.set = c->set;
 	cr.generation = res->gen.generation;
@@ -212,6 +230,12 @@ static void reply(struct ckpt_job *c)
 	cr.final_scan_ms = ns_to_ms(res->final_scan_ns);
 	cr.final_copy_ms = ns_to_ms(res->final_copy_ns);
 	cr.peer = c->peer ? c->peer : (char *)"";
+	for (uint32_t i = 0; i < res->n_pass_rows; i++) {
+		pass_info_fill(&rows[i], &res->pass_rows[i]);
+		rowp[i] = &rows[i];
+	}
+	cr.pass_rows = rowp;
+	cr.n_pass_rows = res->n_pass_rows;
 	resp.result_case = WPMIG__RESPONSE__RESULT_CHECKPOINT;
 	resp.checkpoint = &cr;
 	request_reply(c->req, &resp);

@@ -15,6 +15,7 @@ struct run {
 	const struct checkpoint_opts *o;
 	struct checkpoint_result *res;
 	struct range_set taken; /* everything this generation collected */
+	struct pass_row spare_row; /* rows past PASSES_MAX land here */
 	char phase[32];
 	char *why;
 	size_t why_len;
@@ -39,13 +40,30 @@ static int note_taken(struct run *run, const struct pass *p)
 	return r;
 }
 
+/* The pass's row of the table; past PASSES_MAX rows, a row nobody keeps. */
+static struct pass_row *new_row(struct run *run, uint64_t seq, uint32_t flags, uint64_t found,
+				uint64_t scan_ns)
+{
+	struct checkpoint_result *res = run->res;
+	struct pass_row *row = res->n_pass_rows < PASSES_MAX ? &res->pass_rows[res->n_pass_rows++]
+							     : &run->spare_row;
+
+	*row = (struct pass_row){ .seq = (uint32_t)seq, .flags = flags, .found = found,
+				  .scan_ns = scan_ns };
+	return row;
+}
+
 /* Pass counts: pages the tracker found, and the codec's zero pages. */
-static void account(struct run *run, uint64_t data, uint64_t zero, const struct pipeline_stats *st)
+static void account(struct run *run, struct pass_row *row, uint64_t data, uint64_t zero,
+		    const struct pipeline_stats *st)
 {
 	run->res->passes++;
 	run->res->data_pages += data - st->zero_pages;
 	run->res->zero_pages += zero + st->zero_pages;
 	run->res->unreadable += st->unreadable;
+	row->data_pages = data - st->zero_pages;
+	row->zero_pages = zero + st->zero_pages;
+	row->bytes = st->bytes_out;
 }
 
 static uint64_t pages_of(const struct range_set *s)
@@ -60,6 +78,7 @@ static uint64_t pages_of(const struct range_set *s)
 struct held {
 	struct capture *cap;
 	uint64_t seq, data, zero;
+	struct pass_row *row;
 };
 
 /*
@@ -81,18 +100,23 @@ static int live_passes(struct run *run, uint64_t *seq, struct held *held)
 		snprintf(run->phase, sizeof(run->phase), "live-pass %u", i + 1);
 		uint64_t data = pages_of(&p.data), zero = pages_of(&p.zero);
 		bool last = data + zero < converge || i + 1 == max;
+		bool hold = last && data * PAGE_SIZE_4K <= LAST_PASS_CAPTURE_MAX;
+		struct pass_row *row = new_row(run, *seq, hold ? PASS_ROW_HELD : 0, data + zero,
+					       p.st.total_ns);
 		r = note_taken(run, &p);
-		if (r == 0 && last && data * PAGE_SIZE_4K <= LAST_PASS_CAPTURE_MAX) {
+		if (r == 0 && hold) {
 			r = pipeline_capture(run->pl, run->t, &p, NULL, &held->cap, &st);
-			*held = (struct held){ held->cap, (*seq)++, data, zero };
+			*held = (struct held){ held->cap, (*seq)++, data, zero, row };
+			row->copy_ns = st.ns;
 			run->res->unreadable += st.unreadable;
 			pass_free(&p);
 			return r;
 		}
 		if (r == 0)
 			r = pipeline_run(run->pl, run->t, &p, (*seq)++, run->s, on_progress, run, &st);
+		row->copy_ns = st.ns;
 		if (r == 0)
-			account(run, data, zero, &st);
+			account(run, row, data, zero, &st);
 		pass_free(&p);
 		if (r < 0 || last)
 			return r;
@@ -101,13 +125,15 @@ static int live_passes(struct run *run, uint64_t *seq, struct held *held)
 }
 
 /* Encode and store a capture after the thaw. */
-static int flush(struct run *run, struct capture *cap, uint64_t seq, uint64_t data, uint64_t zero)
+static int flush(struct run *run, struct capture *cap, uint64_t seq, uint64_t data, uint64_t zero,
+		 struct pass_row *row)
 {
 	struct pipeline_stats st = { 0 };
 	int r = pipeline_flush(run->pl, cap, seq, run->s, on_progress, run, &st);
 
+	row->store_ns = st.ns;
 	if (r == 0)
-		account(run, data, zero, &st);
+		account(run, row, data, zero, &st);
 	return r;
 }
 
@@ -174,16 +200,20 @@ int checkpoint_run(struct tracker *t, struct pipeline *pl, struct sink *s,
 	snprintf(run.phase, sizeof(run.phase), "store");
 	if (held.cap) {
 		if (r == 0)
-			r = flush(&run, held.cap, held.seq, held.data, held.zero);
+			r = flush(&run, held.cap, held.seq, held.data, held.zero, held.row);
 		else
 			capture_free(held.cap);
 	}
 	if (cap) {
 		uint64_t data = pages_of(&final.data), zero = pages_of(&final.zero);
+		struct pass_row *row = new_row(&run, seq, PASS_ROW_FINAL, data + zero,
+					       res->final_scan_ns);
+		row->copy_ns = res->final_copy_ns;
+		row->pause_ns = res->pause_ns;
 		if (r == 0)
 			r = note_taken(&run, &final);
 		if (r == 0)
-			r = flush(&run, cap, seq, data, zero);
+			r = flush(&run, cap, seq, data, zero, row);
 		else
 			capture_free(cap);
 	}

@@ -23,6 +23,28 @@ struct checkpoint_opts {
 	void *ud;
 };
 
+/* At most this many rows in a result's pass table: live passes are bounded far below it. */
+#define PASSES_MAX 32
+
+enum {
+	PASS_ROW_FINAL = 1 << 0, /* taken with the target frozen */
+	PASS_ROW_HELD = 1 << 1,  /* copied out live, encoded and stored after the thaw */
+};
+
+/* What one pass of a generation found, stored and cost. */
+struct pass_row {
+	uint32_t seq;         /* pass number in the generation, from 1 */
+	uint32_t flags;       /* PASS_ROW_* */
+	uint64_t found;       /* pages the tracker reported: written, new, or zero now */
+	uint64_t data_pages;  /* stored as data (not all-zero) */
+	uint64_t zero_pages;  /* stored as zero: reported zero, or found all-zero */
+	uint64_t bytes;       /* encoded bytes handed to the sink */
+	uint64_t scan_ns;     /* the tracker's pass: maps, layout, PAGEMAP_SCAN */
+	uint64_t copy_ns;     /* live: read, encode, sink; held and final: the copy-out */
+	uint64_t store_ns;    /* held and final: encode and sink after the thaw */
+	uint64_t pause_ns;    /* final: the target frozen (freeze to thaw) */
+};
+
 struct checkpoint_result {
 	struct gen_summary gen;
 	uint32_t passes;
@@ -34,6 +56,9 @@ struct checkpoint_result {
 	uint32_t regions;
 	/* The freeze: walks of the thread list, threads that exited under it. */
 	uint32_t freeze_walks, freeze_threads_exited;
+	/* Each pass in order: found, stored, its time. */
+	struct pass_row pass_rows[PASSES_MAX];
+	uint32_t n_pass_rows;
 };
 
 /*
