@@ -28,6 +28,8 @@
  *   churn start|stop             a thread creating and joining threads
  *   exec                         answer OK, exec() itself again with the same options:
  *                                a new program image (it prints READY again)
+ *   ticker start|stop            a thread waking every millisecond; stop answers
+ *                                the longest time it was kept from running (us)
  *   quit
  */
 #include <errno.h>
@@ -64,6 +66,7 @@ struct workload {
 	int n;
 	uint64_t seed;
 	unsigned populate_pct;
+	bool all_random; /* --random: populated pages all random, not mixed */
 	pid_t child;
 	pthread_t writer;
 	atomic_bool writer_on;
@@ -75,6 +78,9 @@ struct workload {
 	pthread_t churner;
 	atomic_bool churn_on;
 	atomic_ulong churned;
+	pthread_t ticker;
+	atomic_bool ticker_on;
+	atomic_ulong ticker_max_us;
 	int read_pipe[2];
 	atomic_int read_got;
 };
@@ -89,11 +95,12 @@ static uint64_t xs(uint64_t *s)
 }
 
 /* Mixed content: a third zero, a third text-like, a third random. */
-static void fill_page(uint8_t *p, uint64_t seed)
+static void fill_page(uint8_t *p, uint64_t seed, bool all_random)
 {
 	uint64_t s = seed * 0x9E3779B97F4A7C15ULL + 1;
+	int kind = (int)(xs(&s) % 3);
 
-	pg_fill(p, (int)(xs(&s) % 3), &s);
+	pg_fill(p, all_random ? PG_RANDOM : kind, &s);
 }
 
 static void random_page(uint8_t *p, uint64_t *s)
@@ -178,7 +185,7 @@ static void populate(struct workload *w, struct region *r)
 
 	for (size_t i = 0; i < pages; i++)
 		if (xs(&s) % 100 < w->populate_pct)
-			fill_page(r->addr + i * PG, s);
+			fill_page(r->addr + i * PG, s, w->all_random);
 }
 
 static int add_region(struct workload *w, const char *name, const char *kind, size_t len)
@@ -330,6 +337,28 @@ static void *churn_thread(void *arg)
 			atomic_fetch_add(&w->churned, 1);
 		}
 	}
+	return NULL;
+}
+
+/* How long was the process kept from running (a freeze, a dump)?  The
+ * longest gap between wake-ups beyond the 1 ms asked for. */
+static void *ticker_thread(void *arg)
+{
+	struct workload *w = arg;
+	struct timespec ts = { .tv_nsec = 1000000 }, t0, t1;
+	uint64_t max = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (atomic_load(&w->ticker_on)) {
+		clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, NULL);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		uint64_t us = (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000 +
+					 (t1.tv_nsec - t0.tv_nsec) / 1000);
+		if (us > 1000 && us - 1000 > max)
+			max = us - 1000;
+		t0 = t1;
+	}
+	atomic_store(&w->ticker_max_us, max);
 	return NULL;
 }
 
@@ -592,6 +621,9 @@ static void handle(struct workload *w, char *line, bool selfcheck)
 			w->child = 0;
 		}
 		printf("OK\n");
+	} else if (!strcmp(cmd, "ticker")) {
+		start_stop(a, &w->ticker_on, &w->ticker, ticker_thread, w);
+		printf("OK %lu\n", atomic_load(&w->ticker_max_us));
 	} else if (!strcmp(cmd, "writer")) {
 		start_stop(a, &w->writer_on, &w->writer, writer_thread, w);
 		printf("OK %lu\n", atomic_load(&w->writer_pages));
@@ -651,6 +683,8 @@ int main(int argc, char **argv)
 			selfcheck = true;
 		} else if (!strcmp(o, "--seed") && i + 1 < argc) {
 			w.seed = strtoull(argv[++i], NULL, 0);
+		} else if (!strcmp(o, "--random")) {
+			w.all_random = true;
 		} else if (!strcmp(o, "--busy") && i + 1 < argc) {
 			n_busy = atoi(argv[++i]);
 		} else if (!strcmp(o, "--populate") && i + 1 < argc) {
@@ -660,7 +694,7 @@ int main(int argc, char **argv)
 			sizes[n++] = parse_size(argv[++i]);
 		} else {
 			fprintf(stderr, "usage: workload [--KIND SIZE]... [--populate PCT] "
-					"[--seed N] [--selfcheck] [--busy N]\n");
+					"[--seed N] [--random] [--selfcheck] [--busy N]\n");
 			return 2;
 		}
 	}
