@@ -14,7 +14,7 @@
  *  - daemon RSS while tracking the 1 GiB process, after its checkpoints
  *    (goal: under 16 MiB per tracked GiB).
  *
- *   bench-checkpoint [--quick]      (--quick: 64 MiB, one run, smoke test)
+ *   bench-checkpoint [--quick] [--reps N]  (--quick: 64 MiB, one run, smoke test)
  *   BENCH_CONFIG="zstd_level = -3" bench-checkpoint   (daemon config text)
  *
  * Every run is printed, then the medians: this VM's figures vary from run
@@ -28,6 +28,7 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include "bench-report.h"
 #include "bench.h"
 #include "pagegen.h"
 #include "wpmigd-harness.h"
@@ -95,11 +96,47 @@ static long cpu_ticks(pid_t pid)
 	return (long)(ut + st);
 }
 
+static void report(size_t mib, const double *full, const double *ref, int runs,
+		   const double *pause, int inc_runs, long rss, long ticks, long rss_after,
+		   long ticks_after, long rss_tracking)
+{
+	const char *sec = "The daemon (bench-checkpoint)";
+	double idle[2] = { rss / 1024.0, rss_after / 1024.0 }, cpu[2] = { (double)ticks,
+									   (double)ticks_after };
+	double tracking = rss_tracking / 1024.0;
+	char what[128], target[32];
+
+	snprintf(what, sizeof(what), "full checkpoint of %zu MiB mixed memory", mib);
+	brep_row(&(struct brep_row){ .id = "daemon.full", .section = sec, .what = what,
+				     .unit = "GB/s", .v = full, .n = (unsigned)runs,
+				     .ref = "zstd level 1, one thread, in this process",
+				     .ref_unit = "GB/s", .ref_v = ref, .ref_n = (unsigned)runs,
+				     .target = ">= 1" });
+	snprintf(what, sizeof(what), "increment of %zu MiB, 1 %% written: pause", mib);
+	brep_row(&(struct brep_row){ .id = "daemon.inc", .section = sec, .what = what,
+				     .unit = "ms", .v = pause, .n = (unsigned)inc_runs,
+				     .target = "<= 2" });
+	brep_row(&(struct brep_row){ .id = "daemon.idle_rss", .section = sec,
+				     .what = "idle daemon RSS (at start, after untracking everything)",
+				     .unit = "MiB", .v = idle, .n = 2, .target = "< 10" });
+	brep_row(&(struct brep_row){ .id = "daemon.idle_cpu", .section = sec,
+				     .what = "idle daemon CPU ticks in 2 s (at start, after untracking)",
+				     .unit = "ticks", .v = cpu, .n = 2, .target = "<= 0" });
+	snprintf(what, sizeof(what), "daemon RSS tracking %zu MiB after its checkpoints", mib);
+	/* the goal: idle under 10 MiB, plus under 16 MiB per tracked GiB */
+	snprintf(target, sizeof(target), "< %.0f", 10 + 16.0 * (double)mib / 1024);
+	brep_row(&(struct brep_row){ .id = "daemon.tracking_rss", .section = sec, .what = what,
+				     .unit = "MiB", .v = &tracking, .n = 1, .target = target });
+}
+
 int main(int argc, char **argv)
 {
 	bool quick = argc > 1 && !strcmp(argv[1], "--quick");
 	size_t mib = quick ? 64 : 1024;
 	int runs = quick ? 1 : 5, inc_runs = quick ? 1 : 5;
+
+	if (argc > 2 && !strcmp(argv[1], "--reps"))
+		runs = inc_runs = MIN(MAX(atoi(argv[2]), 1), 5);
 	double full[5], ref[5], pause[5], total[5];
 	char size[16], set[32];
 	uint64_t bytes = 0;
@@ -146,6 +183,8 @@ int main(int argc, char **argv)
 	long rss_after = proc_rss_kib(d.pid), t1 = cpu_ticks(d.pid);
 	sleep(2);
 	long ticks_after = cpu_ticks(d.pid) - t1;
+	report(mib, full, ref, runs, pause, inc_runs, rss, ticks, rss_after, ticks_after,
+	       rss_tracking);
 	double f = median(full, runs), r = median(ref, runs);
 	printf("full checkpoint of %zu MiB mixed memory: %.2f GB/s (goal >= 1 GB/s); "
 	       "single-thread zstd -1 reference: %.2f GB/s (ratio %.2fx)\n", mib, f, r, f / r);

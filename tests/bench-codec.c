@@ -21,6 +21,7 @@
 #include <sys/mman.h>
 #include <zstd.h>
 
+#include "bench-report.h"
 #include "bench.h"
 #include "pagegen.h"
 #include "basic/util.h"
@@ -282,6 +283,22 @@ static int measure(const struct bench_data *d, struct store *st, struct config *
 	return r;
 }
 
+/* For the report: every rep's figure beside that rep's reference. */
+static void report_config(const struct config *c, const double *ref, int reps)
+{
+	char id[48], what[96];
+
+	snprintf(id, sizeof(id), "codec.%s.%d.%d", c->store ? "store" : "encode", c->level,
+		 c->threads);
+	snprintf(what, sizeof(what), "%s, zstd level %d, %d thread%s (in-process)",
+		 c->store ? "encode + store write + commit" : "codec encode", c->level, c->threads,
+		 c->threads > 1 ? "s" : "");
+	brep_row(&(struct brep_row){ .id = id, .section = "Codec and store", .what = what,
+				     .unit = "GB/s", .v = c->gbps, .n = (unsigned)reps,
+				     .ref = "zstd level 1, one thread, same chunks", .ref_unit = "GB/s",
+				     .ref_v = ref, .ref_n = (unsigned)reps });
+}
+
 static void print_config(struct config *c, int reps)
 {
 	printf("%-13s level %-3d %d thread%s  %6.2f GB/s  %.2fx reference", c->what, c->level,
@@ -323,6 +340,12 @@ static int run(const struct bench_data *d, const struct bench_opts *o, struct st
 	}
 	if (r < 0)
 		return r;
+	brep_row(&(struct brep_row){ .id = "codec.zero", .section = "Codec and store",
+				     .what = "zero-page detection, one thread", .unit = "GB/s",
+				     .v = zero, .n = (unsigned)o->reps, .ref = "memcpy",
+				     .ref_id = "ref.memcpy" });
+	for (int i = 0; i < n; i++)
+		report_config(&cfg[i], ref, o->reps);
 	printf("zero detection          1 thread   %6.2f GB/s\n", median(zero, o->reps));
 	printf("reference zstd level 1  1 thread   %6.2f GB/s  ratio %.2f\n", median(ref, o->reps),
 	       ratio);

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bench-report.h"
 #include "peer-harness.h"
 #include "basic/util.h"
 
@@ -161,9 +162,46 @@ static void pin(pid_t pid, const char *cpus)
 	free(cmd);
 }
 
+/* For the report: the streaming figures of one configuration. */
+static void report_stream(const char *id, const char *what, const struct speed *sp,
+			  const struct opts *o, bool judged)
+{
+	double peer_gbs[16], local_gbs[16], wire_pct[16];
+	char rid[64], w[192];
+
+	for (unsigned i = 0; i < o->reps; i++) {
+		peer_gbs[i] = sp->raw / sp->peer_s[i] / 1e9;
+		local_gbs[i] = sp->raw / sp->local_s[i] / 1e9;
+		wire_pct[i] = 100 * sp->wire[i];
+	}
+	snprintf(rid, sizeof(rid), "peer.stream.%s", id);
+	snprintf(w, sizeof(w), "full checkpoint of %u MiB mixed streamed to a peer, %s", o->mib,
+		 what);
+	brep_row(&(struct brep_row){
+		.id = rid, .section = "Peer streaming", .what = w, .unit = "GB/s", .v = peer_gbs,
+		.n = o->reps, .ref = "the same checkpoint into the local store", .ref_unit = "GB/s",
+		.ref_v = local_gbs, .ref_n = o->reps, .target = judged ? "ratio >= 0.8" : NULL,
+		.note = "a target to hold on every machine: streaming at least 80 % of local" });
+	snprintf(rid, sizeof(rid), "peer.wire.%s", id);
+	snprintf(w, sizeof(w), "streamed to a peer, %s: bytes on the wire", what);
+	brep_row(&(struct brep_row){ .id = rid, .section = "Peer streaming", .what = w,
+				     .unit = "% of raw", .v = wire_pct, .n = o->reps,
+				     .target = judged ? "<= 45" : NULL });
+	snprintf(rid, sizeof(rid), "peer.cpu.%s", id);
+	snprintf(w, sizeof(w), "streamed to a peer, %s: CPU seconds of source + receiver", what);
+	double both[16];
+	for (unsigned i = 0; i < o->reps; i++)
+		both[i] = sp->cpu_src[i] + sp->cpu_rx[i];
+	brep_row(&(struct brep_row){ .id = rid, .section = "Peer streaming", .what = w,
+				     .unit = "CPU s", .v = both, .n = o->reps,
+				     .ref = "the local checkpoint", .ref_unit = "CPU s",
+				     .ref_v = sp->cpu_local, .ref_n = o->reps });
+}
+
 /* The two receivers in turn: each rep opens a new link, so its delta
  * cache starts empty as for any first generation (no help from the last). */
-static int bench_stream(struct rig *g, const struct opts *o, double *ratio, double *wire)
+static int bench_stream(struct rig *g, const struct opts *o, double *ratio, double *wire,
+			const char *id, const char *what, bool judged)
 {
 	struct speed sp = { 0 };
 	struct wl w = { 0 };
@@ -183,6 +221,7 @@ static int bench_stream(struct rig *g, const struct opts *o, double *ratio, doub
 	printf("  median: local store %.2f GB/s (reference), loopback peer %.2f GB/s = %.0f %% "
 	       "of local (goal >= 80 %%)\n", sp.raw / ls / 1e9, sp.raw / ps / 1e9, 100 * *ratio);
 	printf("  bytes on the wire: %.1f %% of raw (goal <= 45 %%)\n", 100 * *wire);
+	report_stream(id, what, &sp, o, judged);
 	printf("  median CPU seconds: local checkpoint %.2f; streamed: source %.2f, receiver %.2f\n",
 	       median(sp.cpu_local, o->reps), median(sp.cpu_src, o->reps),
 	       median(sp.cpu_rx, o->reps));
@@ -230,6 +269,11 @@ static int bench_delta(struct pd *tx, const char *with, const char *without, con
 	wl_stop(&w);
 	if (r < 0)
 		return r;
+	brep_row(&(struct brep_row){
+		.id = "peer.delta", .section = "Peer streaming",
+		.what = "increment after one word changed in each of many pages, with delta encoding",
+		.unit = "bytes", .v = d, .n = o->reps, .ref = "the same without delta (no cache)",
+		.ref_unit = "bytes", .ref_v = p, .ref_n = o->reps, .target = "ratio <= 0.2" });
 	*ratio = median(p, o->reps) / median(d, o->reps);
 	printf("  median: without delta %.0f bytes (reference), with delta %.0f bytes: %.1fx "
 	       "fewer (goal >= 5x)\n", median(p, o->reps), median(d, o->reps), *ratio);
@@ -275,7 +319,8 @@ static int figures(const char *key, const struct opts *o, double *shared, double
 	snprintf(a2, sizeof(a2), "127.0.0.1:%d", free_port());
 	r = rig_up(&g, key, NULL, NULL, "") < 0 ||
 			    pd_start(&plain, key, a2, "peer_cache = 0", NULL) < 0
-		    ? -1 : bench_stream(&g, o, shared, wire);
+		    ? -1 : bench_stream(&g, o, shared, wire, "shared",
+					 "both daemons on all cores", true);
 	if (r == 0)
 		r = bench_delta(&g.tx, g.addr[0], a2, o, delta);
 	rig_down(&g);
@@ -285,7 +330,8 @@ static int figures(const char *key, const struct opts *o, double *shared, double
 	/* The same with receivers that decode every page on arrival. */
 	printf("The same with peer_verify = pages (every page decoded and checked on arrival):\n");
 	r = rig_up(&v, key, NULL, NULL, "peer_verify = pages") < 0 ? -1
-		: bench_stream(&v, o, &pages, &w2);
+		: bench_stream(&v, o, &pages, &w2, "verify-pages",
+			       "peer_verify = pages", false);
 	rig_down(&v);
 	if (r < 0)
 		return r;
@@ -293,7 +339,8 @@ static int figures(const char *key, const struct opts *o, double *shared, double
 	 * source (and the process) on CPU 0, the receivers on CPU 1; the
 	 * local checkpoint gets CPU 0 only, like the source. */
 	printf("The same as two one-core hosts (source and process on CPU 0, receiver on CPU 1):\n");
-	r = rig_up(&h, key, "0", "1", "") < 0 ? -1 : bench_stream(&h, o, hosts, &w2);
+	r = rig_up(&h, key, "0", "1", "") < 0 ? -1 : bench_stream(&h, o, hosts, &w2, "two-hosts",
+								   "as two one-core hosts", false);
 	rig_down(&h);
 	return r;
 }

@@ -3,9 +3,10 @@
  * The tracker's figures, each beside a reference measured in the same run,
  * as medians over several repetitions (the machines are noisy):
  *
- *   scan     PAGEMAP_SCAN get-and-re-protect of 1 GiB, clean and with 1 %
- *            of pages written, target idle and target spinning on the other
- *            core; reference: reading /proc/PID/pagemap for the same range
+ *   scan     PAGEMAP_SCAN get-and-re-protect of 1 GiB (--sizes: each of a
+ *            list), clean and with 1 % of pages written, target idle and
+ *            target spinning on the other core; reference: reading
+ *            /proc/PID/pagemap for the same range
  *   read     1 GiB of scattered written pages (every other page of 2 GiB)
  *            with reader.c; references: memcpy of 1 GiB in 4 MiB pieces,
  *            and process_vm_readv one page per call
@@ -18,7 +19,7 @@
  *            seize, interrupt, detach round trip
  *   thp      how many pages a pass reports after one write into a THP
  *
- * Usage: bench-tracker [--quick] [--reps N] [FIGURE...]
+ * Usage: bench-tracker [--quick] [--reps N] [--sizes MIB,MIB...] [FIGURE...]
  * --quick uses small sizes and few repetitions: it only checks the
  * benchmark runs (meson suite bench-smoke).  Goals are judged on full runs.
  */
@@ -38,6 +39,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bench-report.h"
 #include "basic/util.h"
 #include "harness.h"
 #include "track/reader.h"
@@ -48,8 +50,8 @@
 
 struct opts {
 	bool quick;
-	unsigned reps;
-	uint64_t scan_bytes, read_bytes, write_bytes;
+	unsigned reps, n_sizes;
+	uint64_t scan_bytes[4], read_bytes, write_bytes;
 };
 
 static int failures;
@@ -383,6 +385,27 @@ static double pagemap_read_ms(pid_t pid, uint64_t start, uint64_t len)
 	return ms;
 }
 
+/* The report's rows and plot points of one series of scans. */
+static void report_scan(const struct target *tg, const struct opts *o, bool running,
+			bool dirty, const double *v, const double *ref)
+{
+	unsigned long long mib = (unsigned long long)(tg->len / MiB);
+	char id[64], what[128], series[64];
+
+	snprintf(id, sizeof(id), "scan.%s.%s.%llu", dirty ? "dirty" : "clean",
+		 running ? "spinning" : "idle", mib);
+	snprintf(what, sizeof(what), "PAGEMAP_SCAN of %llu MiB tracked, %s, target %s", mib,
+		 dirty ? "1 % written" : "clean", running ? "spinning on the other core" : "idle");
+	brep_row(&(struct brep_row){
+		.id = id, .section = "Tracking", .what = what, .unit = "ms", .v = v, .n = o->reps,
+		.ref = "pread of its /proc/PID/pagemap", .ref_unit = "ms", .ref_v = ref,
+		.ref_n = o->reps,
+		.target = !dirty && !running && mib == 1024 ? "<= 1" : NULL });
+	snprintf(series, sizeof(series), "%s, target %s", dirty ? "1 % written" : "clean",
+		 running ? "spinning" : "idle");
+	brep_point("scan", series, (double)tg->len / GiB, v, o->reps);
+}
+
 static void scan_series(struct target *tg, struct tracker *t, const struct opts *o,
 			bool running, double *clean_med, double *dirty_med)
 {
@@ -410,6 +433,8 @@ static void scan_series(struct target *tg, struct tracker *t, const struct opts 
 			    (unsigned long long)seen, (unsigned long long)want);
 	}
 	tcall(tg, T_SPIN, 0, 0, NULL);
+	report_scan(tg, o, running, false, clean, ref);
+	report_scan(tg, o, running, true, dirty, ref);
 	printf(" %s:\n", how);
 	snprintf(what, sizeof(what), "scan %llu MiB clean", (unsigned long long)(tg->len / MiB));
 	struct stat3 c = stats(clean, o->reps);
@@ -424,14 +449,14 @@ static void scan_series(struct target *tg, struct tracker *t, const struct opts 
 	*dirty_med = d.med;
 }
 
-static void bench_scan(const struct opts *o)
+static void scan_size(const struct opts *o, uint64_t bytes)
 {
 	struct target tg;
 	struct pass_stats st;
 	double ci, di, cr, dr;
 
 	printf("\nscan: PAGEMAP_SCAN get-and-re-protect (median of %u)\n", o->reps);
-	if (target_start(&tg, o->scan_bytes, false) < 0) {
+	if (target_start(&tg, bytes, false) < 0) {
 		BENCH_CHECK(0, "scan target");
 		return;
 	}
@@ -445,10 +470,17 @@ static void bench_scan(const struct opts *o)
 		scan_series(&tg, t, o, true, &cr, &dr);
 		char goal[96];
 		snprintf(goal, sizeof(goal), "goal: clean scan of 1 GiB < 1 ms (idle %.3f)", ci);
-		print_goal(goal, ci < 1.0, o);
+		if (bytes == GiB)
+			print_goal(goal, ci < 1.0, o);
 		tracker_detach(t);
 	}
 	target_stop(&tg);
+}
+
+static void bench_scan(const struct opts *o)
+{
+	for (unsigned i = 0; i < o->n_sizes; i++)
+		scan_size(o, o->scan_bytes[i]);
 }
 
 /* ---- read ---- */
@@ -576,6 +608,15 @@ static void read_figures(struct target *tg, struct tracker *t, const struct pass
 		print_row("  ref: process_vm_readv 4 MiB contiguous/call", stats(cont, o->reps), "GB/s");
 		print_row("  ref: process_vm_readv one page per call", stats(one, n_one), "GB/s");
 		printf("  %-46s %9.2f\n", "reader / memcpy", s.med / m.med);
+		brep_row(&(struct brep_row){
+			.id = "read.reader", .section = "Tracking",
+			.what = "reading scattered written pages out of the target (reader.c)",
+			.unit = "GB/s", .v = rd, .n = o->reps, .ref = "memcpy of the same bytes",
+			.ref_unit = "GB/s", .ref_v = mc, .ref_n = o->reps, .target = ">= 5" });
+		brep_row(&(struct brep_row){
+			.id = "read.readv.page", .section = "Tracking",
+			.what = "the same pages, process_vm_readv one page per call", .unit = "GB/s",
+			.v = one, .n = n_one, .ref = "reader.c", .ref_id = "read.reader" });
 		char goal[96];
 		snprintf(goal, sizeof(goal), "goal: >= 5 GB/s (%.2f)", s.med);
 		print_goal(goal, s.med >= 5.0, o);
@@ -623,6 +664,14 @@ static void bench_read(const struct opts *o)
 }
 
 /* ---- write ---- */
+
+/* ns per page to us per page, in place (for the report). */
+static const double *us_of(double *v, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		v[i] /= 1e3;
+	return v;
+}
 
 static void bench_write(const struct opts *o)
 {
@@ -678,6 +727,19 @@ static void bench_write(const struct opts *o)
 		printf("  %-46s %9.0f ns/page\n", "overhead of the write-protect fault", over);
 		printf("  %-46s %9.2f\n", "  / first touch of an anonymous page", over / ft.med);
 		printf("  %-46s %9.2f\n", "  / copy-on-write fault", over / cw.med);
+		brep_row(&(struct brep_row){
+			.id = "write.wp_fault", .section = "Tracking",
+			.what = "target's first write to a write-protected page", .unit = "us",
+			.v = us_of(prot, o->reps), .n = o->reps,
+			.ref = "first touch of an anonymous page, same run", .ref_unit = "us",
+			.ref_v = us_of(touch, o->reps), .ref_n = o->reps,
+			.note = "timed inside the target; includes the write itself" });
+		brep_row(&(struct brep_row){
+			.id = "write.cow_fault", .section = "Tracking",
+			.what = "copy-on-write fault after fork", .unit = "us",
+			.v = us_of(cow, o->reps), .n = o->reps,
+			.ref = "first touch of an anonymous page, same run", .ref_unit = "us",
+			.ref_v = touch, .ref_n = o->reps }); /* touch: in us since the row above */
 	}
 	target_stop(&tg);
 }
@@ -721,6 +783,10 @@ static void bench_attach(const struct opts *o)
 		bare[i] = bare_ptrace_us(tg.pid);
 		usleep(2000);
 	}
+	brep_row(&(struct brep_row){
+		.id = "attach", .section = "Tracking", .what = "attach (tracker_attach), idle target",
+		.unit = "us", .v = at, .n = o->reps, .ref = "bare ptrace seize + interrupt + detach",
+		.ref_unit = "us", .ref_v = bare, .ref_n = o->reps });
 	print_row("tracker_attach", stats(at, o->reps), "us");
 	print_row("  ref: bare seize + interrupt + detach", stats(bare, o->reps), "us");
 	target_stop(&tg);
@@ -774,7 +840,7 @@ static const struct {
 
 int main(int argc, char **argv)
 {
-	struct opts o = { .reps = 9, .scan_bytes = GiB, .read_bytes = 2 * GiB,
+	struct opts o = { .reps = 9, .n_sizes = 1, .scan_bytes = { GiB }, .read_bytes = 2 * GiB,
 			  .write_bytes = 64 * MiB };
 	const char *only[8];
 	size_t n_only = 0;
@@ -783,16 +849,23 @@ int main(int argc, char **argv)
 		if (!strcmp(argv[i], "--quick")) {
 			o.quick = true;
 			o.reps = 3;
-			o.scan_bytes = 64 * MiB;
+			o.scan_bytes[0] = 64 * MiB;
+			o.n_sizes = 1;
 			o.read_bytes = 64 * MiB;
 			o.write_bytes = 8 * MiB;
 		} else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
-			o.reps = (unsigned)MIN(MAX(atoi(argv[++i]), 1), 64);
+			int n = atoi(argv[++i]); /* MIN, MAX: arguments evaluated twice */
+			o.reps = (unsigned)MIN(MAX(n, 1), 64);
+		} else if (!strcmp(argv[i], "--sizes") && i + 1 < argc) {
+			o.n_sizes = 0;
+			for (char *tok = strtok(argv[++i], ","); tok && o.n_sizes < 4;
+			     tok = strtok(NULL, ","))
+				o.scan_bytes[o.n_sizes++] = MAX(strtoull(tok, NULL, 10), 2ULL) * MiB;
 		} else if (argv[i][0] != '-' && n_only < ARRAY_SIZE(only)) {
 			only[n_only++] = argv[i];
 		} else {
-			fprintf(stderr, "usage: bench-tracker [--quick] [--reps N] [scan|read|write|"
-					"attach|thp]...\n");
+			fprintf(stderr, "usage: bench-tracker [--quick] [--reps N] [--sizes MIB,...] "
+					"[scan|read|write|attach|thp]...\n");
 			return 2;
 		}
 	}
