@@ -1,13 +1,15 @@
 #!/bin/sh
 # Install what wpmig needs to build and test on Debian 12, as root.
-# Used by both set-up commands in README.md and by .ci/run.
+# Used by both set-up commands in README.md, by .ci/run and by
+# tests/perf-report.sh (gnuplot draws the report's plots; gdb's gcore is
+# one of its references).
 set -eu
 pkgs="gcc libc6-dev pkg-config meson ninja-build
       libevent-dev libprotobuf-c-dev protobuf-c-compiler libzstd-dev libsystemd-dev
       libjson-c-dev libxxhash-dev libinih-dev libssl-dev
       systemd procps iproute2 util-linux
       clang libclang-rt-14-dev llvm
-      qemu-system-x86 busybox-static cpio gzip gnuplot-nox"
+      qemu-system-x86 busybox-static cpio gzip gnuplot-nox gdb"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
