@@ -27,6 +27,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../bench-report.h"
 #include "../bench.h"
 #include "basic/util.h"
 #include "countproxy.h"
@@ -328,6 +329,7 @@ struct row {
 	const char *cfg;
 	int ok;
 	double pause, total, bytes, rate;
+	double pv[MAX_RUNS], tv[MAX_RUNS], bv[MAX_RUNS]; /* the converged runs */
 };
 
 static struct row measure(const struct opts *o, const char *cfg)
@@ -355,6 +357,9 @@ static struct row measure(const struct opts *o, const char *cfg)
 			r.ok++;
 		}
 	}
+	memcpy(r.pv, pause, sizeof(r.pv));
+	memcpy(r.tv, total, sizeof(r.tv));
+	memcpy(r.bv, bytes, sizeof(r.bv));
 	r.rate = median(rate, o->runs);
 	r.pause = r.ok ? median(pause, r.ok) : -1;
 	r.total = r.ok ? median(total, r.ok) : -1;
@@ -414,6 +419,81 @@ static void print_goals(struct row *rows, int n)
 	}
 	if (m)
 		goal("wpmig bytes (MB) <= QEMU multifd+zstd", w->bytes / 1e6, m->bytes / 1e6);
+}
+
+/* A figure of wpmig beside a QEMU configuration's, for the report. */
+static void report_vs(const char *id, const char *what, const char *unit, const double *v,
+		      const struct row *w, const struct row *ref, const double *ref_v,
+		      const char *target)
+{
+	char name[64];
+
+	snprintf(name, sizeof(name), "QEMU %s, same guest", ref->cfg);
+	brep_row(&(struct brep_row){ .id = id, .section = "QEMU migration", .what = what,
+				     .unit = unit, .v = v, .n = (unsigned)w->ok, .ref = name,
+				     .ref_unit = unit, .ref_v = ref_v, .ref_n = (unsigned)ref->ok,
+				     .target = target,
+				     .note = "pause: source STOP to destination RESUME; bytes: counted "
+					     "by proxies on the peer link and QEMU's stream" });
+}
+
+/* The report's rows (tests/perf-report.py): wpmig against QEMU's own. */
+static void report(const struct opts *o, struct row *rows, int n)
+{
+	const struct row *w = find_row(rows, n, "wpmig"), *u = find_row(rows, n, "unlimited"),
+			 *m = find_row(rows, n, "multifd"), *best = NULL;
+	double wmb[MAX_RUNS], umb[MAX_RUNS], mmb[MAX_RUNS];
+	char why[128];
+
+	if (!w) {
+		snprintf(why, sizeof(why), "wpmig's migration did not converge in %d run(s)", o->runs);
+		brep_skip("qemu.pause", "QEMU migration", "wpmig migrate of a guest dirtying memory",
+			  why);
+		return;
+	}
+	for (int i = 0; i < n; i++)
+		if (rows[i].ok && strcmp(rows[i].cfg, "wpmig") && strcmp(rows[i].cfg, "postcopy") &&
+		    strcmp(rows[i].cfg, "handcopy") && (!best || rows[i].pause < best->pause))
+			best = &rows[i];
+	for (int i = 0; i < MAX_RUNS; i++) {
+		wmb[i] = w->bv[i] / 1e6;
+		umb[i] = u ? u->bv[i] / 1e6 : 0;
+		mmb[i] = m ? m->bv[i] / 1e6 : 0;
+	}
+	brep_row(&(struct brep_row){ .id = "qemu.pause", .section = "QEMU migration",
+				     .what = "wpmig migrate, guest dirtying memory: pause",
+				     .unit = "ms", .v = w->pv, .n = (unsigned)w->ok,
+				     .target = "<= 50" });
+	if (best)
+		report_vs("qemu.pause_best", "wpmig migrate: pause, against QEMU's best precopy",
+			  "ms", w->pv, w, best, best->pv, "ratio <= 1");
+	if (u) {
+		report_vs("qemu.total", "wpmig migrate: total time", "ms", w->tv, w, u, u->tv,
+			  "ratio <= 1");
+		report_vs("qemu.bytes", "wpmig migrate: bytes on the wire", "MB", wmb, w, u, umb,
+			  "ratio <= 0.1");
+	}
+	if (m)
+		report_vs("qemu.bytes_multifd", "wpmig migrate: bytes on the wire, against "
+			  "multifd+zstd", "MB", wmb, w, m, mmb, "ratio <= 1");
+	for (int i = 0; i < n; i++) {
+		char id[64], what[96];
+
+		if (!strcmp(rows[i].cfg, "wpmig"))
+			continue;
+		snprintf(id, sizeof(id), "qemu.cfg.%s", rows[i].cfg);
+		if (!rows[i].ok) {
+			snprintf(what, sizeof(what), "QEMU %s: pause", rows[i].cfg);
+			snprintf(why, sizeof(why), "did not converge in %d s, %d run(s)", o->timeout_s,
+				 o->runs);
+			brep_skip(id, "QEMU migration", what, why);
+			continue;
+		}
+		snprintf(what, sizeof(what), "QEMU %s: pause", rows[i].cfg);
+		brep_row(&(struct brep_row){ .id = id, .section = "QEMU migration", .what = what,
+					     .unit = "ms", .v = rows[i].pv, .n = (unsigned)rows[i].ok,
+					     .ref = "wpmig", .ref_id = "qemu.pause" });
+	}
 }
 
 /* wpmig, unlimited and postcopy over guest delays: sweep.dat, sweep.png. */
@@ -518,6 +598,7 @@ int main(int argc, char **argv)
 			rows[n++] = measure(&o, tok);
 		print_table(&o, rows, n);
 		print_goals(rows, n);
+		report(&o, rows, n);
 	}
 	{
 		char cmd[128];
