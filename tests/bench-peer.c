@@ -21,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bench-daemon.h"
 #include "bench-report.h"
 #include "peer-harness.h"
 #include "basic/util.h"
@@ -64,27 +65,14 @@ struct speed {
 	double raw;
 };
 
-/* utime + stime of a process, in seconds. */
-static double cpu_s(pid_t pid)
-{
-	char path[64], *text = NULL, *p;
-	unsigned long long ut = 0, st = 0;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	if (read_full_file(path, &text, NULL) == 0 && (p = strrchr(text, ')')))
-		sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st);
-	free(text);
-	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
 static int timed(struct pd *tx, struct pd *rx, pid_t pid, const char *peer, const char *set,
 		 struct ckres *res, double *cpu_tx, double *cpu_rx)
 {
-	double a = cpu_s(tx->d.pid), b = cpu_s(rx->d.pid);
+	double a = proc_cpu_s(tx->d.pid), b = proc_cpu_s(rx->d.pid);
 	int r = pd_checkpoint(tx, pid, peer, set, false, NULL, res);
 
-	*cpu_tx = cpu_s(tx->d.pid) - a;
-	*cpu_rx = cpu_s(rx->d.pid) - b;
+	*cpu_tx = proc_cpu_s(tx->d.pid) - a;
+	*cpu_rx = proc_cpu_s(rx->d.pid) - b;
 	if (r)
 		fprintf(stderr, "%s: %s", peer ? "peer" : "local", res->err);
 	return r;
