@@ -3,7 +3,8 @@
  * Many targets on one host: --targets processes of --mib each (32 of
  * 64 MiB) tracked by one daemon at once, each checkpointed every --period
  * seconds for --seconds (1 % of its pages written before each), first into
- * the local store, then streamed to a peer daemon on the same host:
+ * the local store, then streamed to a peer daemon on the same host (which
+ * accepts a link per target: peer_max_connections = targets + 2):
  *
  *   - every checkpoint's pause and duration, and the checkpoints that did
  *     not start on time (the daemon runs `workers` jobs at once);
@@ -351,7 +352,7 @@ int main(int argc, char **argv)
 	static struct target t[MAX_TARGETS];
 	static struct phase ph;
 	struct pd src = { 0 }, rx = { 0 };
-	char key[192], addr[64];
+	char key[192], addr[64], rx_conf[64];
 	struct opts o;
 	int r = -1;
 
@@ -365,7 +366,11 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	test_bin("WPMIG_CTL", "../client/wpmig-ctl"); /* resolved once, before the threads */
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", free_port());
-	if (pk_make(key, sizeof(key)) < 0 || pd_start(&rx, key, addr, "", NULL) < 0 ||
+	/* The source keeps a link per target between generations, and a receiver
+	 * accepts peer_max_connections (default 8) at once: with more targets
+	 * than that, the links past it are closed and their checkpoints fail. */
+	snprintf(rx_conf, sizeof(rx_conf), "peer_max_connections = %u", o.targets + 2);
+	if (pk_make(key, sizeof(key)) < 0 || pd_start(&rx, key, addr, rx_conf, NULL) < 0 ||
 	    pd_start(&src, key, NULL, "", NULL) < 0)
 		goto out;
 	printf("bench-many: idle daemon RSS %.1f MiB\n", (double)pd_rss(&src) / 1024);
