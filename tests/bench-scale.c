@@ -418,10 +418,14 @@ static int wpmig_stall(struct subject *s, double *stall, double *mib)
 
 static void part_snapshot(struct subject *s)
 {
-	char why[256], id[64];
+	char why[256], id[64], gwhat[64], cwhat[96], iwhat[96];
 	struct snap g = { 0 }, cr = { 0 };
 	double stall, mib;
 
+	snprintf(gwhat, sizeof(gwhat), "%u MiB mixed: gcore of the same process", s->mib);
+	snprintf(cwhat, sizeof(cwhat), "%u MiB mixed: CRIU dump --leave-running", s->mib);
+	snprintf(iwhat, sizeof(iwhat), "%u MiB mixed: CRIU incremental dump (pre-dump --track-mem)",
+		 s->mib);
 	if (wpmig_stall(s, &stall, &mib) < 0)
 		return;
 	snprintf(id, sizeof(id), "snap.gcore.%u", s->mib);
@@ -431,17 +435,17 @@ static void part_snapshot(struct subject *s)
 		snap_rows(s, "gcore", &g, stall, mib);
 	} else {
 		printf("  gcore: %s\n", g.why);
-		brep_skip(id, "Against gcore and CRIU", "gcore of the same process", g.why);
+		brep_skip(id, "Against gcore and CRIU", gwhat, g.why);
 	}
 	snprintf(id, sizeof(id), "snap.criu.%u", s->mib);
 	if (snap_criu_usable(why, sizeof(why)) < 0) {
 		printf("  CRIU: %s\n", why);
-		brep_skip(id, "Against gcore and CRIU", "CRIU dump --leave-running", why);
+		brep_skip(id, "Against gcore and CRIU", cwhat, why);
 		return;
 	}
 	if (snap_criu(&s->w, s->o->tmp, &cr) < 0) {
 		printf("  CRIU: %s\n", cr.why);
-		brep_skip(id, "Against gcore and CRIU", "CRIU dump --leave-running", cr.why);
+		brep_skip(id, "Against gcore and CRIU", cwhat, cr.why);
 		return;
 	}
 	printf("  %s dump --leave-running: process stopped %.1f ms (its stats-dump: frozen %.1f "
@@ -457,8 +461,7 @@ static void part_snapshot(struct subject *s)
 	printf("  CRIU incremental: %s\n", why);
 	snprintf(id, sizeof(id), "snap.criu_inc.%u", s->mib);
 	if (r < 0)
-		brep_skip(id, "Against gcore and CRIU", "CRIU incremental dump (pre-dump --track-mem)",
-			  why);
+		brep_skip(id, "Against gcore and CRIU", iwhat, why);
 }
 
 /* ---- driver ---- */
