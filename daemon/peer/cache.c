@@ -28,6 +28,7 @@ struct pcache {
 	uint32_t *bucket, bmask;
 	uint32_t free_head;
 	uint32_t lru_head, lru_tail; /* committed, not pinned; head = oldest */
+	bool no_store;               /* bases only (pcache_bases_only) */
 	uint32_t *staged, n_staged;
 	uint32_t *pinned, n_pinned;
 };
@@ -128,6 +129,13 @@ int pcache_reset(struct pcache *c, uint32_t n_slots)
 	r = n_slots ? pcache_alloc(c, n_slots) : 0;
 	pthread_mutex_unlock(&c->lock);
 	return r;
+}
+
+void pcache_bases_only(struct pcache *c, bool on)
+{
+	pthread_mutex_lock(&c->lock);
+	c->no_store = on;
+	pthread_mutex_unlock(&c->lock);
 }
 
 uint32_t pcache_slots(const struct pcache *c)
@@ -238,7 +246,7 @@ uint32_t pcache_plan(struct pcache *c, uint64_t seq, const uint64_t *addrs, uint
 			base[p] = i + 1;
 			hits++;
 		}
-		i = c->n ? take_slot(c, evict) : NIL;
+		i = c->n && !c->no_store ? take_slot(c, evict) : NIL;
 		if (i == NIL)
 			continue;
 		c->s[i] = (struct pslot){ .addr = addrs[p], .seq = seq, .prev = NIL, .next = NIL,

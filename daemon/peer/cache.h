@@ -41,6 +41,12 @@ uint32_t pcache_slots(const struct pcache *c);
 uint32_t pcache_plan(struct pcache *c, uint64_t seq, const uint64_t *addrs, uint32_t n,
 		     bool evict, uint32_t *base, uint32_t *store);
 uint8_t *pcache_page(const struct pcache *c, uint32_t slot);
+/*
+ * on: plans take bases but keep no new copies (store[] all 0), for a last
+ * generation after which nothing is sent: writing a copy into a slot never
+ * touched before costs a page fault on both ends (~10 us each here).
+ */
+void pcache_bases_only(struct pcache *c, bool on);
 /* The generation committed: its copies become bases (the latest pass of
  * each page wins); older copies of those pages are freed. */
 void pcache_commit(struct pcache *c);
