@@ -2,8 +2,15 @@
 /*
  * A migration's pages into the destination QEMU's backends: the sink a
  * target opens for each generation (target.h).  Data pages are pwritten;
- * zero pages are punched only where the backend holds data; a commit
- * fdatasyncs every backend before the source hears of it.
+ * zero pages are punched only where the backend holds data.
+ *
+ * A commit syncs nothing: the backend is a shared mapping of the running
+ * destination QEMU, which sees a pwrite at once through the page cache.
+ * Durability on disk would protect against nothing a migration can
+ * survive: a destination host that crashes takes its QEMU with it, and the
+ * source keeps the guest until the destination resumes.  On tmpfs and
+ * memfd fdatasync is a no-op; on a disk file system it would write the
+ * whole guest back during the pause.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -145,14 +152,8 @@ static int t_commit(struct sink *sk, const struct pass_region *regions, size_t n
 	struct tsink *s = (struct tsink *)sk;
 	struct target *t = s->t;
 	struct pass_region *copy = NULL;
-	int r = 0;
+	int r = regions_copy(regions, n, &copy);
 
-	/* Durable before the source may stop waiting for it. */
-	for (size_t i = 0; r == 0 && i < t->n; i++)
-		if (fdatasync(t->b[i].fd) < 0 && errno != EINVAL)
-			r = -errno;
-	if (r == 0)
-		r = regions_copy(regions, n, &copy);
 	if (r < 0)
 		return r;
 	regions_free(t->regions, t->n_regions);
