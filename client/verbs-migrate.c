@@ -36,6 +36,15 @@ static int show_migrate(struct ctl *c, const Wpmig__Response *resp)
 	       "%u iterations%s\n", r->pid, r->downtime_ms, r->total_ms,
 	       fmt_bytes(r->bytes_sent, b, sizeof(b)), r->pages_sent, r->iterations,
 	       r->converged ? "" : " (forced switchover)");
+	/* The steps inside the pause (those before the stop end at <= 0). */
+	for (size_t i = 0, n = 0; i < r->n_switchover; i++) {
+		const Wpmig__MigrateStep *st = r->switchover[i];
+
+		if (st->at_ms > 0)
+			printf("%s%s %.1f ms", n++ ? ", " : "  pause: ", st->step, st->ms);
+		if (n && i + 1 == r->n_switchover)
+			printf("\n");
+	}
 	return EXIT_OK;
 }
 

@@ -99,6 +99,7 @@ static void reply(struct migration *m)
 	Wpmig__Response resp = WPMIG__RESPONSE__INIT;
 	Wpmig__MigrateResult mr = WPMIG__MIGRATE_RESULT__INIT;
 	Wpmig__MigratePass rows[MIGRATE_MAX_PASSES], *ptrs[MIGRATE_MAX_PASSES];
+	Wpmig__MigrateStep steps[MIGRATE_MAX_STEPS], *sptrs[MIGRATE_MAX_STEPS];
 	const struct migrate_result *r = &m->res;
 
 	for (uint32_t i = 0; i < r->n_passes; i++) {
@@ -126,6 +127,15 @@ static void reply(struct migration *m)
 	mr.pid = r->pid;
 	mr.n_passes = r->n_passes;
 	mr.passes = ptrs;
+	for (uint32_t i = 0; i < r->n_steps; i++) {
+		wpmig__migrate_step__init(&steps[i]);
+		steps[i].step = (char *)r->steps[i].name;
+		steps[i].at_ms = r->steps[i].at_ms;
+		steps[i].ms = r->steps[i].ms;
+		sptrs[i] = &steps[i];
+	}
+	mr.n_switchover = r->n_steps;
+	mr.switchover = sptrs;
 	resp.result_case = WPMIG__RESPONSE__RESULT_MIGRATE;
 	resp.migrate = &mr;
 	request_reply(m->req, &resp);

@@ -244,6 +244,7 @@ static void open_done(struct rconn *rc, struct rtask *t)
 	res.newest_created_ns = t->newest_created_ns;
 	res.generation = t->generation;
 	res.resumed_us = t->resumed_us;
+	res.incoming_us = t->incoming_us;
 	if (m->migrate)
 		rc->target = true;
 	if (t->r == 0 && !t->sink) { /* a migration's finish: no generation */

@@ -242,6 +242,7 @@ static void run_open_target(struct rtask *t, const Wpmig__Peer__Open *m)
 	t->parent_regions = out.parent_regions;
 	t->n_parent_regions = out.n_parent_regions;
 	t->resumed_us = out.resumed_us;
+	t->incoming_us = out.incoming_us;
 }
 
 static void run_open(struct rtask *t)

@@ -79,6 +79,7 @@ struct rtask {
 	size_t n_parent_regions;
 	struct gen_summary sum;  /* RT_COMMIT */
 	int64_t resumed_us;      /* RT_OPEN of a migration's finish */
+	int64_t incoming_us;
 	TAILQ_ENTRY(rtask) link;
 };
 

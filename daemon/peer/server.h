@@ -34,6 +34,7 @@ struct peer_target_open {
 	struct pass_region *parent_regions; /* an increment's parent table (taken) */
 	size_t n_parent_regions;
 	int64_t resumed_us;           /* finish: the guest's RESUME event */
+	int64_t incoming_us;          /* finish: QEMU's MIGRATION completed event */
 };
 
 struct peer_target_ops {

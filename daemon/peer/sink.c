@@ -461,8 +461,8 @@ int peer_sink_begin_migrate(struct peer_link *l, const char *set, pid_t pid, boo
 }
 
 int peer_migrate_finish(struct peer_link *l, const char *set,
-			const Wpmig__Peer__MigrateTarget *mig, int64_t *resumed_us, char *why,
-			size_t why_len)
+			const Wpmig__Peer__MigrateTarget *mig, int64_t *resumed_us,
+			int64_t *incoming_us, char *why, size_t why_len)
 {
 	Wpmig__Peer__MigrateTarget fin = *mig;
 	Wpmig__Peer__OpenResult *res = NULL;
@@ -478,6 +478,7 @@ int peer_migrate_finish(struct peer_link *l, const char *set,
 	if (r < 0)
 		snprintf(why, why_len, "%s", res->message);
 	*resumed_us = res->resumed_us;
+	*incoming_us = res->incoming_us;
 	peer_msg_free(&res->base);
 	return r;
 }

@@ -35,9 +35,9 @@ int peer_sink_begin_migrate(struct peer_link *l, const char *set, pid_t pid, boo
 /*
  * After the source QEMU was told to migrate its device state: ask the
  * receiver to wait for the destination QEMU to complete it and resume the
- * guest.  *resumed_us is the destination's RESUME event (QEMU's realtime
- * timestamp).  Job thread.
+ * guest.  *resumed_us is the destination's RESUME event, *incoming_us its
+ * MIGRATION completed event (QEMU's realtime timestamps).  Job thread.
  */
 int peer_migrate_finish(struct peer_link *l, const char *set,
-			const Wpmig__Peer__MigrateTarget *mig, int64_t *resumed_us, char *why,
-			size_t why_len);
+			const Wpmig__Peer__MigrateTarget *mig, int64_t *resumed_us,
+			int64_t *incoming_us, char *why, size_t why_len);

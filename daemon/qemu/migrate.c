@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "basic/log.h"
 #include "basic/util.h"
+#include "peer/cache.h"
 #include "peer/sink.h"
 #include "qemu/backend.h"
 #include "qemu/migrate.h"
@@ -17,8 +19,14 @@
 
 #define QMP_TIMEOUT_MS 10000
 #define MIGRATE_TIMEOUT_MS 60000
-/* Stop, QEMU's device state (~10 ms here), cont: added to a final pass. */
+/* Stop, QEMU's device state (~10 ms here), resume: added to a final pass. */
 #define SWITCH_OVERHEAD_MS 15.0
+
+/* A step of the switchover, on the source's realtime clock (QEMU's too). */
+struct mstep {
+	const char *name;
+	int64_t start_us, end_us;
+};
 
 struct mig {
 	const struct migrate_opts *o;
@@ -32,14 +40,51 @@ struct mig {
 	Wpmig__Peer__MigrateBackend backends[QEMU_MAX_BACKENDS], *bptr[QEMU_MAX_BACKENDS];
 	char set[48];
 	bool caps_set, stopped, migrate_sent, handed_over;
-	bool old_caps[2];
+	bool old_caps[3];
 	uint64_t last_scan_ns, tracked_pages;
+	int64_t stop_us;           /* the source's STOP event (QEMU's clock) */
+	uint64_t migrate_ns;       /* migrate sent (monotonic) */
+	int64_t rt_off_us;         /* realtime minus monotonic */
+	struct mstep steps[MIGRATE_MAX_STEPS];
+	size_t n_steps;
 	double best_rate, min_pass_ms;
 	char *why;
 	size_t why_len;
 };
 
-static const char *const cap_names[2] = { "x-ignore-shared", "events" };
+/* pause-before-switchover: QEMU stops the guest and sets its stream up,
+ * then waits for migrate-continue while the final pass runs. */
+static const char *const cap_names[3] = { "x-ignore-shared", "events", "pause-before-switchover" };
+
+static int64_t rt_us(const struct mig *m, uint64_t mono_ns)
+{
+	return (int64_t)(mono_ns / 1000) + m->rt_off_us;
+}
+
+static void step(struct mig *m, const char *name, int64_t start_us, int64_t end_us)
+{
+	if (m->n_steps < MIGRATE_MAX_STEPS && start_us && end_us)
+		m->steps[m->n_steps++] = (struct mstep){ name, start_us, end_us };
+}
+
+/* Step from and to monotonic times of this daemon. */
+static void step_ns(struct mig *m, const char *name, uint64_t start_ns, uint64_t end_ns)
+{
+	step(m, name, rt_us(m, start_ns), rt_us(m, end_ns));
+}
+
+/* The steps into the result, relative to the STOP event. */
+static void put_steps(struct mig *m)
+{
+	for (size_t i = 0; i < m->n_steps; i++) {
+		struct migrate_step *o = &m->res->steps[i];
+
+		snprintf(o->name, sizeof(o->name), "%s", m->steps[i].name);
+		o->at_ms = (double)(m->steps[i].end_us - m->stop_us) / 1000.0;
+		o->ms = (double)(m->steps[i].end_us - m->steps[i].start_us) / 1000.0;
+	}
+	m->res->n_steps = (uint32_t)m->n_steps;
+}
 
 static int fail(struct mig *m, const char *step, int r, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -81,7 +126,7 @@ static int set_caps(struct mig *m, const bool *on, struct qmp_error *err)
 /* Remember the capabilities as they are, then switch ours on. */
 static int prepare_caps(struct mig *m)
 {
-	static const bool on[2] = { true, true };
+	static const bool on[3] = { true, true, true };
 	struct qmp_error err = { "", "" };
 	json_object *list = NULL;
 	int r = qmp_execute(m->q, "query-migrate-capabilities", NULL, QMP_TIMEOUT_MS, &list, &err);
@@ -160,23 +205,66 @@ static int attach(struct mig *m)
 	return 0;
 }
 
-/* Stop the source guest: QEMU keeps answering QMP, its vCPUs write no more. */
-static int stop_source(struct mig *m, int64_t *stop_us)
+/* The source's MIGRATION events until one of the given states (0), or a
+ * failure. */
+static int wait_source_state(struct mig *m, const char *want, const char *want2,
+			     int timeout_ms, struct qmp_event **ret)
 {
-	_cleanup_(qmp_event_freep) struct qmp_event *e = NULL;
+	uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000ull;
+
+	for (;;) {
+		_cleanup_(qmp_event_freep) struct qmp_event *e = NULL;
+		uint64_t now = now_ns();
+		int r = now < deadline ? qmp_wait_event(m->q, "MIGRATION",
+							(int)((deadline - now) / 1000000) + 1, &e)
+				       : -ETIMEDOUT;
+		const char *status = r == 0 ? qmp_str(e->data, "status") : NULL;
+
+		if (r < 0)
+			return fail(m, "device-state", r, "source QEMU's migration to %s: %s",
+				    m->o->dest_uri, r == -ETIMEDOUT ? "timed out" : strerror(-r));
+		if (status && (!strcmp(status, want) || (want2 && !strcmp(status, want2)))) {
+			*ret = e;
+			e = NULL;
+			return 0;
+		}
+		if (status && (!strcmp(status, "failed") || !strcmp(status, "cancelled")))
+			return fail(m, "device-state", -EIO, "source QEMU's migration to %s %s",
+				    m->o->dest_uri, status);
+	}
+}
+
+/*
+ * Hand over to QEMU's own migration: it connects to the destination, sends
+ * what is not in a shared backend (ROMs), stops the guest (STOP) and waits
+ * in pre-switchover for migrate-continue.  Everything but the wait happens
+ * before the guest stops, so the pause does not hold it.
+ */
+static int stop_source(struct mig *m)
+{
+	_cleanup_(qmp_event_freep) struct qmp_event *e = NULL, *stop = NULL;
 	struct qmp_error err = { "", "" };
+	uint64_t t0 = now_ns();
 	int r;
 
 	qmp_drop_events(m->q);
-	r = qmp_execute(m->q, "stop", NULL, QMP_TIMEOUT_MS, NULL, &err);
+	m->migrate_sent = true;
+	m->migrate_ns = t0;
+	r = qmp_executev(m->q, "migrate", QMP_TIMEOUT_MS, NULL, &err, "uri",
+			 json_object_new_string(m->o->dest_uri), NULL);
 	if (r < 0)
-		return fail(m, "stop", r, "source QEMU refused stop: %s",
-			    err.class[0] ? err.desc : strerror(-r));
-	m->stopped = true;
-	r = qmp_wait_event(m->q, "STOP", QMP_TIMEOUT_MS, &e);
+		return fail(m, "device-state", r, "source QEMU refused migrate to %s: %s",
+			    m->o->dest_uri, err.class[0] ? err.desc : strerror(-r));
+	step_ns(m, "migrate", t0, now_ns());
+	m->stopped = true; /* by QEMU, from here on (a failure restarts it) */
+	r = wait_source_state(m, "pre-switchover", NULL, MIGRATE_TIMEOUT_MS, &e);
 	if (r < 0)
-		return fail(m, "stop", r, "no STOP event from the source QEMU: %s", strerror(-r));
-	*stop_us = e->qemu_us;
+		return r;
+	/* Already read with the state change; absent when the guest was
+	 * paused before (then the pause starts here). */
+	m->stop_us = qmp_wait_event(m->q, "STOP", 0, &stop) == 0 ? stop->qemu_us : e->qemu_us;
+	step(m, "stop", rt_us(m, t0), m->stop_us);
+	step(m, "stopped", m->stop_us, rt_us(m, e->recv_ns));
 	return 0;
 }
 
@@ -208,7 +296,7 @@ static void account_pass(struct mig *m, struct migrate_pass *row, uint64_t found
 /* One generation: scan, read, send, and the destination's commit.  The
  * final one stops the guest first (after opening the generation, so the
  * pause does not hold that round trip). */
-static int one_pass(struct mig *m, bool final, int64_t *stop_us)
+static int one_pass(struct mig *m, bool final)
 {
 	struct migrate_pass row = { .final = final };
 	struct pipeline_stats st = { 0 };
@@ -224,7 +312,13 @@ static int one_pass(struct mig *m, bool final, int64_t *stop_us)
 				    m->o->zstd_level, &m->target, &sink, &gen, m->why, m->why_len);
 	if (r < 0)
 		return fail_step(m, final ? "final-pass" : "pre-copy", r);
-	if (final && (r = stop_source(m, stop_us)) < 0) {
+	if (final)
+		step_ns(m, "open", t0, now_ns());
+	/* Nothing follows the final pass: keeping copies of its pages for
+	 * later deltas would only fault fresh cache memory on both ends. */
+	if (final && peer_link_cache(m->l))
+		pcache_bases_only(peer_link_cache(m->l), true);
+	if (final && (r = stop_source(m)) < 0) {
 		sink->ops->abort(sink);
 		return r;
 	}
@@ -236,6 +330,13 @@ static int one_pass(struct mig *m, bool final, int64_t *stop_us)
 	uint64_t t_run = now_ns();
 	if (r == 0)
 		r = sink->ops->commit(sink, p.regions, p.n_regions, &sum);
+	if (final) {
+		step_ns(m, "scan", scan_ns, t_scan);
+		step_ns(m, "send", t_scan, t_run);
+		step_ns(m, "commit", t_run, now_ns());
+	}
+	if (final && peer_link_cache(m->l))
+		pcache_bases_only(peer_link_cache(m->l), false);
 	log_debug("migration pass %u: open+stop %.1f ms, scan %.1f ms, send %.1f ms, commit %.1f ms",
 		  m->res->n_passes + 1, ns_to_ms(scan_ns - t0), ns_to_ms(t_scan - scan_ns),
 		  ns_to_ms(t_run - t_scan), ns_to_ms(now_ns() - t_run));
@@ -264,7 +365,7 @@ static int precopy(struct mig *m)
 	double limit = m->o->downtime_ms ? m->o->downtime_ms : 300;
 
 	for (;;) {
-		int r = one_pass(m, false, NULL);
+		int r = one_pass(m, false);
 		const struct migrate_pass *last = &m->res->passes[m->res->n_passes - 1];
 
 		if (r < 0)
@@ -282,74 +383,68 @@ static int precopy(struct mig *m)
 	}
 }
 
-/* The source's MIGRATION events until completed (0) or failed. */
-static int wait_source_migration(struct mig *m)
+static int64_t realtime_us_now(void)
 {
-	uint64_t deadline = now_ns() + MIGRATE_TIMEOUT_MS * 1000000ull;
+	struct timespec ts;
 
-	for (;;) {
-		_cleanup_(qmp_event_freep) struct qmp_event *e = NULL;
-		uint64_t now = now_ns();
-		int r = now < deadline ? qmp_wait_event(m->q, "MIGRATION",
-							(int)((deadline - now) / 1000000) + 1, &e)
-				       : -ETIMEDOUT;
-		const char *status = r == 0 ? qmp_str(e->data, "status") : NULL;
-
-		if (r < 0)
-			return fail(m, "device-state", r, "source QEMU's migration to %s did not "
-				    "complete: %s", m->o->dest_uri, strerror(-r));
-		if (status && !strcmp(status, "completed"))
-			return 0;
-		if (status && (!strcmp(status, "failed") || !strcmp(status, "cancelled")))
-			return fail(m, "device-state", -EIO, "source QEMU's migration to %s %s",
-				    m->o->dest_uri, status);
-	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static int switchover(struct mig *m, uint64_t *stop_sent_ns)
+static int switchover(struct mig *m)
 {
+	_cleanup_(qmp_event_freep) struct qmp_event *done = NULL;
 	struct qmp_error err = { "", "" };
-	int64_t stop_us = 0, resumed_us = 0;
+	int64_t resumed_us = 0, incoming_us = 0;
+	uint64_t t0;
 	int r;
 
-	*stop_sent_ns = now_ns();
-	r = one_pass(m, true, &stop_us);
+	m->rt_off_us = realtime_us_now() - (int64_t)(now_ns() / 1000);
+	r = one_pass(m, true);
 	if (r < 0)
 		return r;
-	m->migrate_sent = true;
-	r = qmp_executev(m->q, "migrate", QMP_TIMEOUT_MS, NULL, &err, "uri",
-			 json_object_new_string(m->o->dest_uri), NULL);
-	if (r < 0)
-		return fail(m, "device-state", r, "source QEMU refused migrate to %s: %s",
-			    m->o->dest_uri, err.class[0] ? err.desc : strerror(-r));
+	/* Every page is in the destination's backends: the device state may
+	 * go, and the destination guest may run once it has arrived. */
+	m->handed_over = true;
+	t0 = now_ns();
+	r = qmp_executev(m->q, "migrate-continue", QMP_TIMEOUT_MS, NULL, &err, "state",
+			 json_object_new_string("pre-switchover"), NULL);
+	if (r < 0) {
+		if (r == -EREMOTEIO)
+			m->handed_over = false; /* refused: nothing moved */
+		return fail(m, "device-state", r, "source QEMU refused migrate-continue: %s",
+			    err.class[0] ? err.desc : strerror(-r));
+	}
+	step_ns(m, "continue", t0, now_ns());
 	/* The destination resumes only once its own incoming migration has
 	 * completed, which needs every byte the source sends: no need to wait
-	 * for the source's completion first (one step less in the pause). */
-	m->handed_over = true;
-	r = peer_migrate_finish(m->l, m->set, &m->target, &resumed_us, m->why, m->why_len);
+	 * for the source's completion first. */
+	r = peer_migrate_finish(m->l, m->set, &m->target, &resumed_us, &incoming_us, m->why,
+				m->why_len);
 	if (r < 0) {
 		char why[512];
 
 		snprintf(why, sizeof(why), "%s", m->why[0] ? m->why : strerror(-r));
-		/* Not resumed there: the source may run again if its own
-		 * migration did not complete either way. */
-		if (r != -ECONNRESET && r != -ETIMEDOUT && r != -EPIPE)
-			m->handed_over = false;
 		return fail(m, "destination-resume", r, "%s", why);
 	}
-	m->res->downtime_local_ms = ns_to_ms(now_ns() - *stop_sent_ns);
-	r = wait_source_migration(m);
+	uint64_t answered = now_ns();
+
+	m->res->downtime_local_ms = ns_to_ms(answered - m->migrate_ns);
+	step(m, "device-state", rt_us(m, t0), incoming_us);
+	step(m, "resume", incoming_us, resumed_us);
+	step(m, "answer", resumed_us, rt_us(m, answered));
+	r = wait_source_state(m, "completed", NULL, MIGRATE_TIMEOUT_MS, &done);
 	if (r < 0)
 		log_warning("migration: the destination runs, but the source says: %s", m->why);
 	m->why[0] = '\0';
 	m->res->step[0] = '\0';
-	r = 0;
 	m->res->downtime_ms = m->res->downtime_local_ms;
 	/* QEMU's own timestamps, source STOP to destination RESUME, when they
 	 * are consistent with what we saw (clocks of two hosts may not be). */
-	if (resumed_us > stop_us && stop_us > 0 &&
-	    (double)(resumed_us - stop_us) / 1000.0 <= m->res->downtime_local_ms)
-		m->res->downtime_ms = (double)(resumed_us - stop_us) / 1000.0;
+	if (resumed_us > m->stop_us && m->stop_us > 0 &&
+	    (double)(resumed_us - m->stop_us) / 1000.0 <= m->res->downtime_local_ms)
+		m->res->downtime_ms = (double)(resumed_us - m->stop_us) / 1000.0;
+	put_steps(m);
 	return 0;
 }
 
@@ -362,8 +457,18 @@ static void recover(struct mig *m, int r)
 	if (m->stopped && !m->handed_over) {
 		/* A migration still running would stop the guest again when it
 		 * completes: cancel it first (an error when none runs). */
-		if (m->migrate_sent)
-			qmp_execute(m->q, "migrate_cancel", NULL, QMP_TIMEOUT_MS, NULL, NULL);
+		if (m->migrate_sent &&
+		    qmp_execute(m->q, "migrate_cancel", NULL, QMP_TIMEOUT_MS, NULL, NULL) == 0) {
+			_cleanup_(qmp_event_freep) struct qmp_event *e = NULL;
+			char why[512], st[32];
+
+			/* Let it end (it may restart the guest itself) before cont. */
+			snprintf(why, sizeof(why), "%s", m->why);
+			snprintf(st, sizeof(st), "%s", m->res->step);
+			wait_source_state(m, "cancelled", "completed", QMP_TIMEOUT_MS, &e);
+			snprintf(m->why, m->why_len, "%s", why);
+			snprintf(m->res->step, sizeof(m->res->step), "%s", st);
+		}
 		if (qmp_execute(m->q, "cont", NULL, QMP_TIMEOUT_MS, NULL, &err) < 0)
 			log_error("migration: cannot resume the source guest: %s", err.desc);
 		else
@@ -383,7 +488,7 @@ int migrate_run(struct peer_link *l, struct pipeline *pl, const struct migrate_o
 		struct migrate_result *res, char *why, size_t why_len)
 {
 	struct mig m = { .o = o, .res = res, .l = l, .pl = pl, .why = why, .why_len = why_len };
-	uint64_t t0 = now_ns(), stop_sent = 0;
+	uint64_t t0 = now_ns();
 	int r;
 
 	*res = (struct migrate_result){ 0 };
@@ -404,7 +509,7 @@ int migrate_run(struct peer_link *l, struct pipeline *pl, const struct migrate_o
 			 res->passes[res->n_passes - 1].expect_ms, o->downtime_ms ? o->downtime_ms : 300);
 	res->converged = r == 1;
 	if (r >= 0)
-		r = switchover(&m, &stop_sent);
+		r = switchover(&m);
 	if (r < 0 && m.q)
 		recover(&m, r);
 	if (m.t)

@@ -11,9 +11,11 @@
  *      each (the first sends every non-zero page), until the pages dirtied
  *      during a pass can be sent within --downtime-ms at the measured link
  *      rate, or --max-iterations (then fail, or switch over when forced).
- *   3. Switchover: QMP stop, final pass, the destination confirms it wrote
- *      every page durably, source migrate to the destination URI, the
- *      destination completes and resumes the guest.
+ *   3. Switchover: source migrate to the destination URI with
+ *      pause-before-switchover (QEMU sets up its stream and stops the guest
+ *      itself, then waits), final pass, the destination confirms it wrote
+ *      every page, migrate-continue: the device state moves and the
+ *      destination resumes the guest.
  *
  * Any failure before the destination resumed: the source guest runs again
  * (cont, if we stopped it) and the capabilities we set are put back; the
@@ -29,6 +31,14 @@
 #include "pipeline/pipeline.h"
 
 #define MIGRATE_MAX_PASSES 128
+#define MIGRATE_MAX_STEPS 16
+
+/* One step of the switchover (docs/qemu.md lists them). */
+struct migrate_step {
+	char name[16];
+	double at_ms; /* when it ended, after the source's STOP event (< 0: before) */
+	double ms;    /* how long it took */
+};
 
 struct migrate_pass {
 	uint32_t pass;
@@ -64,6 +74,8 @@ struct migrate_result {
 	bool converged;           /* false: forced */
 	struct migrate_pass passes[MIGRATE_MAX_PASSES];
 	uint32_t n_passes;
+	struct migrate_step steps[MIGRATE_MAX_STEPS]; /* where the pause went, in order */
+	uint32_t n_steps;
 	char step[32];            /* where it failed */
 };
 

@@ -227,7 +227,7 @@ static int target_new(const char *dir, uint64_t session, const Wpmig__Peer__Migr
 }
 
 /* QEMU's MIGRATION events until one says completed (0) or failed. */
-static int wait_incoming(struct target *t, char *why, size_t why_len)
+static int wait_incoming(struct target *t, int64_t *done_us, char *why, size_t why_len)
 {
 	uint64_t deadline = now_ns() + FINISH_TIMEOUT_MS * 1000000ull;
 
@@ -245,8 +245,10 @@ static int wait_incoming(struct target *t, char *why, size_t why_len)
 			return r;
 		}
 		status = qmp_str(e->data, "status");
-		if (status && !strcmp(status, "completed"))
+		if (status && !strcmp(status, "completed")) {
+			*done_us = e->qemu_us;
 			return 0;
+		}
 		if (status && (!strcmp(status, "failed") || !strcmp(status, "cancelled"))) {
 			snprintf(why, why_len, "the destination QEMU's incoming migration %s", status);
 			return -EIO;
@@ -254,23 +256,27 @@ static int wait_incoming(struct target *t, char *why, size_t why_len)
 	}
 }
 
-/* Device state arrived: run the guest (it comes up paused, the source
- * having been stopped before its migrate). */
-static int target_finish(struct target *t, int64_t *resumed_us, char *why, size_t why_len)
+/* Device state arrived: the guest runs.  QEMU starts it itself before it
+ * reports the migration completed when the source guest was running when
+ * QEMU stopped it (its RESUME event is then read already); else (the
+ * source guest had been paused, or this QEMU runs with -S) cont. */
+static int target_finish(struct target *t, int64_t *resumed_us, int64_t *incoming_us,
+			 char *why, size_t why_len)
 {
 	_cleanup_(qmp_event_freep) struct qmp_event *e = NULL;
 	struct qmp_error err = { "", "" };
 	int r;
 
 	t->state = T_FINISHING;
-	r = wait_incoming(t, why, why_len);
-	/* It comes up paused (the source was stopped first); cont of a
-	 * running guest would be harmless, so no query-status round trip. */
+	r = wait_incoming(t, incoming_us, why, why_len);
+	if (r == 0 && qmp_wait_event(t->qmp, "RESUME", 0, &e) == 0)
+		goto resumed;
 	if (r == 0 && (r = qmp_execute(t->qmp, "cont", NULL, QMP_TIMEOUT_MS, NULL, &err)) < 0)
 		snprintf(why, why_len, "destination QEMU refused cont: %s",
 			 err.class[0] ? err.desc : strerror(-r));
 	if (r == 0 && (r = qmp_wait_event(t->qmp, "RESUME", QMP_TIMEOUT_MS, &e)) < 0)
 		snprintf(why, why_len, "the destination guest did not resume: %s", strerror(-r));
+resumed:
 	t->state = r == 0 ? T_RUNNING : T_FAILED;
 	if (r == 0) {
 		*resumed_us = e->qemu_us;
@@ -367,7 +373,7 @@ static int t_open(void *ud, uint64_t session, const Wpmig__Peer__Open *m,
 	/* One connection at a time uses a target (the receiver runs its
 	 * Opens one by one), so t needs no lock of its own. */
 	if (m->migrate->finish)
-		return target_finish(t, &out->resumed_us, why, why_len);
+		return target_finish(t, &out->resumed_us, &out->incoming_us, why, why_len);
 	return open_generation(t, m, out, why, why_len);
 }
 
