@@ -8,10 +8,15 @@
  *
  *   bench-qemu [--quick] [--runs N] [--mib N] [--pages N] [--delay N]
  *              [--linux] [--configs a,b,...] [--timeout S] [--sweep DIR]
+ *              [--all DIR]
  *
  * configs: wpmig default unlimited xbzrle multifd autoconverge postcopy
  * handcopy.  --sweep DIR: wpmig, unlimited and postcopy over guest delays
- * (dirty rates) into DIR/sweep.dat and DIR/sweep.png (gnuplot).
+ * (dirty rates) into DIR/sweep.dat and DIR/sweep.svg (gnuplot).  --all DIR:
+ * every figure of issue 11 in one invocation: every configuration on the
+ * boot-sector guest and on the Linux guest (256 MiB), the boot-sector
+ * guest at 1 GiB and 2 GiB (one run each, the configurations that can
+ * converge), then the sweep into DIR.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -36,12 +41,13 @@
 #include "vm.h"
 
 #define MAX_RUNS 9
+#define MAX_STEPS 16
 
 struct opts {
 	int runs, timeout_s;
 	uint32_t mib, pages, delay, mc_mib;
 	bool quick, linux_guest;
-	const char *configs, *sweep;
+	const char *configs, *sweep, *all;
 	char initrd[256];
 };
 
@@ -50,6 +56,10 @@ struct outcome {
 	double pause_ms, total_ms, bytes, dirty_rate;
 	double tracked_rate; /* wpmig: the guest's write rate while tracked */
 	char note[192];
+	/* wpmig: the switchover's steps (its --json "switchover" rows) */
+	char step[MAX_STEPS][16];
+	double step_at[MAX_STEPS], step_ms[MAX_STEPS];
+	int n_steps;
 };
 
 static char dir[] = "/tmp/wpmig-bench-qemu-XXXXXX";
@@ -249,6 +259,36 @@ static void run_qemu(const struct opts *o, const char *cfg, struct outcome *out)
 	cproxy_stop(&px);
 }
 
+/* The switchover rows of wpmig's result. */
+static void take_steps(json_object *j, struct outcome *out)
+{
+	json_object *list, *v;
+
+	if (!j || !json_object_object_get_ex(j, "switchover", &list))
+		return;
+	for (size_t i = 0; i < json_object_array_length(list) && out->n_steps < MAX_STEPS; i++) {
+		json_object *row = json_object_array_get_idx(list, i);
+		int k = out->n_steps++;
+
+		snprintf(out->step[k], sizeof(out->step[k]), "%s",
+			 json_object_object_get_ex(row, "step", &v) ? json_object_get_string(v) : "?");
+		out->step_at[k] = json_object_object_get_ex(row, "at_ms", &v) ?
+					  json_object_get_double(v) : 0;
+		out->step_ms[k] = json_object_object_get_ex(row, "ms", &v) ?
+					  json_object_get_double(v) : 0;
+	}
+}
+
+static void print_steps(const struct outcome *out)
+{
+	if (!out->n_steps)
+		return;
+	printf("      switchover (step: ms, ends at ms after STOP):");
+	for (int i = 0; i < out->n_steps; i++)
+		printf(" %s %.1f (%+.1f)", out->step[i], out->step_ms[i], out->step_at[i]);
+	printf("\n");
+}
+
 static void run_wpmig(const struct opts *o, struct outcome *out)
 {
 	static struct cproxy pl, pq;
@@ -310,6 +350,7 @@ static void run_wpmig(const struct opts *o, struct outcome *out)
 			}
 		snprintf(out->note, sizeof(out->note), "%d passes (%s pages), wpmig says %.1f ms",
 			 passes, rows, says);
+		take_steps(j, out);
 		json_object_put(j);
 		check_guest(&d, out);
 	} else {
@@ -347,6 +388,7 @@ static struct row measure(const struct opts *o, const char *cfg)
 		printf("  %-13s run %d: %s pause %7.1f ms, total %8.1f ms, %11.0f bytes, guest "
 		       "%.0f pages/s %s\n", cfg, i + 1, out.ok ? "ok  " : "FAIL", out.pause_ms,
 		       out.total_ms, out.bytes, out.dirty_rate, out.note);
+		print_steps(&out);
 		fflush(stdout);
 		allb[i] = out.bytes;
 		rate[i] = out.tracked_rate > 0 ? out.tracked_rate : out.dirty_rate;
@@ -530,7 +572,7 @@ static void sweep(struct opts *o)
 	}
 	fclose(f);
 	snprintf(path, sizeof(path),
-		 "cd %s && gnuplot -e \"set terminal png size 900,600; set output 'sweep.png'; "
+		 "cd %s && gnuplot -e \"set terminal svg size 900,600; set output 'sweep.svg'; "
 		 "set logscale y; set xlabel 'guest dirty rate (pages/s, as tracked)'; "
 		 "set ylabel 'ms'; set key top left; "
 		 "plot 'sweep.dat' u 1:2 smooth unique w lp t 'wpmig pause', '' u 1:3 smooth unique w lp t 'wpmig total', "
@@ -541,6 +583,78 @@ static void sweep(struct opts *o)
 		fprintf(stderr, "gnuplot failed (gnuplot-nox installed?)\n");
 }
 
+static void loadavg(const char *when)
+{
+	char buf[64] = "?";
+	FILE *f = fopen("/proc/loadavg", "r");
+
+	if (f) {
+		if (!fgets(buf, sizeof(buf), f))
+			snprintf(buf, sizeof(buf), "?\n");
+		fclose(f);
+	}
+	printf("load average %s: %s", when, buf);
+}
+
+/* One guest, the configurations of o->configs: rows, table, targets. */
+static void section(struct opts *o)
+{
+	struct row rows[16] = { 0 };
+	int n = 0;
+	char *list = strdup(o->configs), *tok;
+
+	if (o->linux_guest) {
+		o->mc_mib = o->mib * 3 / 4 - 48;
+		if (!o->initrd[0] && vm_build_initrd(dir, o->initrd, sizeof(o->initrd)) < 0)
+			exit(1);
+	}
+	printf("\nQEMU migration: %s guest, %u MiB%s, %d run(s) per configuration\n",
+	       o->linux_guest ? "Linux (mixed pages: a third zero, text, random; part rewritten)"
+			      : "boot-sector", o->mib,
+	       o->linux_guest ? "" : ", counter rewritten in every page of the range", o->runs);
+	loadavg("before");
+	for (tok = strtok(list, ","); tok && n < 16; tok = strtok(NULL, ","))
+		rows[n++] = measure(o, tok);
+	loadavg("after");
+	print_table(o, rows, n);
+	print_goals(rows, n);
+	if (!o->all) /* the report's rows: one configuration set, one guest */
+		report(o, rows, n);
+	free(list);
+	fflush(stdout);
+}
+
+/* Every figure issue 11 asks for, in one invocation. */
+static void run_all(struct opts *o)
+{
+	static const char *const every = "wpmig,default,unlimited,xbzrle,multifd,autoconverge,"
+					 "postcopy,handcopy";
+	static const char *const big = "wpmig,unlimited,multifd,autoconverge,postcopy";
+	int runs = o->runs;
+
+	*o = (struct opts){ .runs = runs, .timeout_s = 30, .mib = 256, .pages = 30000,
+			    .configs = every, .all = o->all };
+	section(o);
+	o->linux_guest = true;
+	section(o);
+	o->linux_guest = false;
+	o->runs = 1;
+	o->configs = big;
+	o->mib = 1024;
+	o->pages = 120000;
+	o->timeout_s = 60;
+	section(o);
+	o->mib = 2048;
+	o->pages = 240000;
+	o->timeout_s = 90;
+	section(o);
+	*o = (struct opts){ .runs = 1, .timeout_s = 30, .mib = 256, .pages = 30000,
+			    .sweep = o->all };
+	printf("\nSweep: wpmig, QEMU unlimited and postcopy against the dirty rate, "
+	       "256 MiB boot-sector guest, into %s/sweep.svg\n", o->sweep);
+	sweep(o);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -548,14 +662,13 @@ int main(int argc, char **argv)
 		{ "mib", required_argument, NULL, 'm' }, { "pages", required_argument, NULL, 'p' },
 		{ "delay", required_argument, NULL, 'd' }, { "linux", no_argument, NULL, 'l' },
 		{ "configs", required_argument, NULL, 'c' }, { "timeout", required_argument, NULL, 't' },
-		{ "sweep", required_argument, NULL, 's' }, { 0 },
+		{ "sweep", required_argument, NULL, 's' }, { "all", required_argument, NULL, 'a' },
+		{ 0 },
 	};
 	struct opts o = { .runs = 3, .timeout_s = 60, .mib = 256, .pages = 30000,
 			  .configs = "wpmig,default,unlimited,xbzrle,multifd,autoconverge,postcopy,"
 				     "handcopy" };
-	struct row rows[16];
-	int n = 0, c;
-	char *list, *tok;
+	int c;
 
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (c) {
@@ -568,6 +681,7 @@ int main(int argc, char **argv)
 		case 'c': o.configs = optarg; break;
 		case 't': o.timeout_s = atoi(optarg); break;
 		case 's': o.sweep = optarg; break;
+		case 'a': o.all = optarg; break;
 		default: return 2;
 		}
 	}
@@ -578,28 +692,21 @@ int main(int argc, char **argv)
 		o.timeout_s = 20;
 		o.configs = "wpmig,unlimited";
 	}
-	vm_require(o.linux_guest ? VM_LINUX : VM_BOOT, false);
+	/* Run straight from the build tree too (meson sets these). */
+	test_bin("WPMIG_GUEST_BOOT", "guest-boot.img");
+	test_bin("WPMIG_GUEST_MEMCHECK", "guest-memcheck");
+	if (!getenv("WPMIG_MKINITRAMFS"))
+		setenv("WPMIG_MKINITRAMFS", WPMIG_QEMU_SRCDIR "/mkinitramfs.sh", 0);
+	vm_require(o.linux_guest || o.all ? VM_LINUX : VM_BOOT, false);
 	require_tracking();
 	if (!mkdtemp(dir))
 		return 1;
-	if (o.linux_guest) {
-		o.mc_mib = o.mib * 3 / 4 - 48;
-		if (vm_build_initrd(dir, o.initrd, sizeof(o.initrd)) < 0)
-			return 1;
-	}
-	printf("QEMU migration: %s guest, %u MiB%s, %d run(s) per configuration\n",
-	       o.linux_guest ? "Linux (mixed pages)" : "boot-sector", o.mib,
-	       o.linux_guest ? "" : ", counter rewritten in every page of the range", o.runs);
-	if (o.sweep) {
+	if (o.all)
+		run_all(&o);
+	else if (o.sweep)
 		sweep(&o);
-	} else {
-		list = strdup(o.configs);
-		for (tok = strtok(list, ","); tok && n < 16; tok = strtok(NULL, ","))
-			rows[n++] = measure(&o, tok);
-		print_table(&o, rows, n);
-		print_goals(rows, n);
-		report(&o, rows, n);
-	}
+	else
+		section(&o);
 	{
 		char cmd[128];
 
