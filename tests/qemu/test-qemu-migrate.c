@@ -165,7 +165,7 @@ static void check_arrived(struct rig *g, const struct migres *res)
 	long before = vm_serial_progress(&g->s);
 	size_t len;
 	_cleanup_free_ char *log = vm_serial(&g->d, &len);
-	char *fds = proc_fds(g->s.qemu_pid);
+	char *fds = NULL;
 
 	CHECK(res->rc == 0, "migrate failed: %s", res->err);
 	if (res->rc != 0)
@@ -193,6 +193,9 @@ static void check_arrived(struct rig *g, const struct migres *res)
 	}
 	CHECK(!vm_serial_bad(&g->d, bad, sizeof(bad)), "destination guest: %s", bad);
 	CHECK(proc_has_uffd_wp(g->s.qemu_pid) == 0, "source QEMU keeps uffd-wp VmFlags");
+	/* Taken after the destination went on: QEMU closes its migration
+	 * stream and our QMP connection in its main loop, after completion. */
+	fds = proc_fds(g->s.qemu_pid);
 	CHECK(fds_clean(g->src_fds, fds), "source QEMU fds changed:\n%s\nvs\n%s", g->src_fds,
 	      fds ? fds : "");
 	free(fds);
