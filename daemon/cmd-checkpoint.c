@@ -229,6 +229,10 @@ static void reply(struct ckpt_job *c)
 	cr.final_pages = res->final_pages;
 	cr.final_scan_ms = ns_to_ms(res->final_scan_ns);
 	cr.final_copy_ms = ns_to_ms(res->final_copy_ns);
+	cr.freeze_ms = ns_to_ms(res->freeze_ns);
+	cr.scan_ms = cr.final_scan_ms;
+	cr.copy_ms = cr.final_copy_ms;
+	cr.thaw_ms = ns_to_ms(res->thaw_ns);
 	cr.peer = c->peer ? c->peer : (char *)"";
 	for (uint32_t i = 0; i < res->n_pass_rows; i++) {
 		pass_info_fill(&rows[i], &res->pass_rows[i]);
@@ -239,6 +243,19 @@ static void reply(struct ckpt_job *c)
 	resp.result_case = WPMIG__RESPONSE__RESULT_CHECKPOINT;
 	resp.checkpoint = &cr;
 	request_reply(c->req, &resp);
+}
+
+/* For status: where the last pause went, and the longest one. */
+static void note_pause(struct session *s, const struct checkpoint_result *res)
+{
+	Wpmig__PauseSteps *p = &s->last_pause;
+
+	p->pause_ms = ns_to_ms(res->pause_ns);
+	p->freeze_ms = ns_to_ms(res->freeze_ns);
+	p->scan_ms = ns_to_ms(res->final_scan_ns);
+	p->copy_ms = ns_to_ms(res->final_copy_ns);
+	p->thaw_ms = ns_to_ms(res->thaw_ns);
+	s->max_pause_ms = MAX(s->max_pause_ms, p->pause_ms);
 }
 
 static void ckpt_done(struct job *j, int r, void *userdata)
@@ -255,10 +272,13 @@ static void ckpt_done(struct job *j, int r, void *userdata)
 		free(s->dest);
 		s->dest = c->peer ? strdup(c->peer) : NULL;
 		session_account_pass(s, c->res.data_pages + c->res.zero_pages, now_ns());
-		log_info("pid %d: generation %llu of %s: %llu pages, %llu bytes, pause %.2f ms",
+		note_pause(s, &c->res);
+		log_info("pid %d: generation %llu of %s: %llu pages, %llu bytes, pause %.2f ms "
+			 "(freeze %.2f, scan %.2f, copy %.2f, thaw %.2f)",
 			 (int)s->pid, (unsigned long long)s->generation, c->set,
 			 (unsigned long long)c->res.pages, (unsigned long long)c->res.bytes,
-			 ns_to_ms(c->res.pause_ns));
+			 s->last_pause.pause_ms, s->last_pause.freeze_ms, s->last_pause.scan_ms,
+			 s->last_pause.copy_ms, s->last_pause.thaw_ms);
 		if (c->res.freeze_threads_exited)
 			log_debug("pid %d: frozen in %u walks of its threads; %u threads exited "
 				  "meanwhile", (int)s->pid, c->res.freeze_walks,

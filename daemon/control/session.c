@@ -99,6 +99,7 @@ int session_new(struct session_list *l, pid_t pid, struct session **ret)
 	*s = (struct session){ .list = l, .pid = pid, .pidfd = pidfd,
 			       .state = SESSION_ATTACHING, .created_ns = now_ns() };
 	s->state_ns = s->created_ns;
+	wpmig__pause_steps__init(&s->last_pause);
 	read_comm(pid, s->comm, sizeof(s->comm));
 	/* A pidfd polls readable once the process has exited. */
 	s->exit_ev = event_new(l->base, pidfd, EV_READ | EV_PERSIST, on_target_exit, s);
@@ -179,6 +180,8 @@ void session_to_info(const struct session *s, Wpmig__SessionInfo *info, Wpmig__L
 	info->events_fork = ti->events_fork;
 	info->attach_ms = ns_to_ms(ti->attach_ns);
 	info->generation = s->generation;
+	info->last_pause = (Wpmig__PauseSteps *)&s->last_pause;
+	info->max_pause_ms = s->max_pause_ms;
 	link->peer = (char *)"";
 	if (s->peer_link) {
 		peer_link_info(s->peer_link, link);

@@ -54,6 +54,8 @@ struct session {
 	struct peer_link *peer_link; /* to a peer, kept between checkpoints */
 	double dirty_rate;        /* written pages per second between passes */
 	uint64_t last_pass_ns;
+	Wpmig__PauseSteps last_pause; /* of the last checkpoint, as status shows it */
+	double max_pause_ms;      /* the longest of this session's checkpoints */
 	TAILQ_ENTRY(session) link;
 };
 

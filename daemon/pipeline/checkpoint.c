@@ -160,19 +160,24 @@ static int frozen_pass(struct run *run, struct pass *p, struct capture **cap,
 			 (int)tracker_pid(run->t), f.why[0] ? f.why : strerror(-r));
 		return r;
 	}
-	uint64_t t0 = now_ns();
+	uint64_t t0 = now_ns(), t1, t2;
+	run->res->freeze_ns = t0 - f.t_start_ns;
 	r = tracker_pass(run->t, PASS_FINAL, p);
-	run->res->final_scan_ns = now_ns() - t0;
+	t1 = now_ns();
+	run->res->final_scan_ns = t1 - t0;
 	if (r == 0)
 		run->res->final_pages = pages_of(&p->data) + pages_of(&p->zero);
 	if (r == 0) {
 		r = pipeline_capture(run->pl, run->t, p, arena, cap, &st);
-		run->res->final_copy_ns = st.ns;
 		run->res->unreadable += st.unreadable;
 	}
+	t2 = now_ns();
+	run->res->final_copy_ns = t2 - t1;
 	/* On failure never leave it stopped, whatever was asked. */
 	int rt = thaw_process(&f, r == 0 && run->o->leave_stopped);
-	run->res->pause_ns = now_ns() - f.t_start_ns;
+	uint64_t t3 = now_ns();
+	run->res->thaw_ns = t3 - t2;
+	run->res->pause_ns = t3 - f.t_start_ns;
 	if (r == 0 && rt < 0)
 		r = rt;
 	if (r < 0 && p->regions)

@@ -52,7 +52,10 @@ struct checkpoint_result {
 	uint64_t data_pages, zero_pages, unreadable;
 	uint64_t bytes;          /* bytes stored or sent */
 	uint64_t pause_ns, duration_ns;
-	uint64_t final_scan_ns, final_copy_ns, final_pages;
+	/* The pause step by step: stop request until every thread is stopped,
+	 * the final pass, its copy-out, release of every thread. */
+	uint64_t freeze_ns, final_scan_ns, final_copy_ns, thaw_ns;
+	uint64_t final_pages;
 	uint32_t regions;
 	/* The freeze: walks of the thread list, threads that exited under it. */
 	uint32_t freeze_walks, freeze_threads_exited;
