@@ -269,7 +269,8 @@ static int parse_args(int argc, char **argv, struct opts *o, const char **only, 
 		} else if (!strcmp(argv[i], "--verbose")) {
 			o->verbose = true;
 		} else if (!strcmp(argv[i], "--runs") && i + 1 < argc) {
-			o->runs = MIN(MAX(atoi(argv[++i]), 1), MAX_RUNS);
+			int n = atoi(argv[++i]); /* not inside MIN(): evaluated once */
+			o->runs = MIN(MAX(n, 1), MAX_RUNS);
 		} else if (!strcmp(argv[i], "--gap-ms") && i + 1 < argc &&
 			   sscanf(argv[++i], "%u-%u", &o->gap_min_ms, &o->gap_max_ms) == 2 &&
 			   o->gap_min_ms <= o->gap_max_ms) {
