@@ -39,6 +39,7 @@ struct ckpt {
 	int rc;
 	uint64_t generation, parent, pages, data_pages, zero_pages, copied_pages, bytes;
 	double pause_ms, duration_ms;
+	double steps_ms[4]; /* freeze, scan, copy, thaw */
 	char err[512];
 };
 
@@ -73,6 +74,10 @@ static struct ckpt checkpoint(struct wpmigd *d, pid_t pid, const char *set, bool
 	c.bytes = ju64(o, "bytes");
 	c.pause_ms = jdbl(o, "pause_ms");
 	c.duration_ms = jdbl(o, "duration_ms");
+	c.steps_ms[0] = jdbl(o, "freeze_ms");
+	c.steps_ms[1] = jdbl(o, "scan_ms");
+	c.steps_ms[2] = jdbl(o, "copy_ms");
+	c.steps_ms[3] = jdbl(o, "thaw_ms");
 	snprintf(c.err, sizeof(c.err), "%s", err ? err : "");
 	json_object_put(o);
 	free(out);
@@ -251,6 +256,34 @@ static void listed_pages(struct wpmigd *d, const char *set, uint64_t gen, uint64
 	free(out);
 }
 
+/* The pause's steps add up to it, and status shows the last one so. */
+static void check_pause_steps(struct wpmigd *d, pid_t pid, const struct ckpt *c)
+{
+	double sum = 0;
+	char p[16], *out = NULL;
+	json_object *o = NULL, *s = NULL, *lp = NULL, *v;
+
+	for (int i = 0; i < 4; i++) {
+		CHECK(c->steps_ms[i] > 0, "pause step %d is %.3f ms", i, c->steps_ms[i]);
+		sum += c->steps_ms[i];
+	}
+	CHECK(sum > c->pause_ms - 0.01 && sum < c->pause_ms + 0.01,
+	      "steps %.3f + %.3f + %.3f + %.3f != pause %.3f ms", c->steps_ms[0], c->steps_ms[1],
+	      c->steps_ms[2], c->steps_ms[3], c->pause_ms);
+	snprintf(p, sizeof(p), "%d", (int)pid);
+	CHECK(CTL(d, &out, NULL, "--json", "status", p) == 0, "status %s", p);
+	o = out ? json_tokener_parse(out) : NULL;
+	if (json_object_object_get_ex(o, "sessions", &v))
+		s = json_object_array_get_idx(v, 0);
+	json_object_object_get_ex(s, "last_pause", &lp);
+	CHECK(jdbl(lp, "pause_ms") == c->pause_ms && jdbl(lp, "freeze_ms") == c->steps_ms[0] &&
+	      jdbl(lp, "thaw_ms") == c->steps_ms[3], "status last_pause: %s", out ? out : "");
+	CHECK(jdbl(s, "max_pause_ms") >= c->pause_ms, "status max_pause_ms %.3f < %.3f",
+	      jdbl(s, "max_pause_ms"), c->pause_ms);
+	json_object_put(o);
+	free(out);
+}
+
 static void test_writer(void)
 {
 	static const char *const args[] = { "--anon", "64M", "--memfd", "16M", "--populate", "50",
@@ -279,6 +312,7 @@ static void test_writer(void)
 	struct ckpt c2 = stopped_checkpoint(&d, &w, "writer");
 	fprintf(stderr, "  while writing: gen 2 %llu pages, pause %.2f ms\n",
 		(unsigned long long)c2.pages, c2.pause_ms);
+	check_pause_steps(&d, w.pid, &c2);
 	char reply[64];
 	CHECK(wl_cmd(&w, reply, sizeof(reply), "writer stop") == 0, "writer stop");
 	CHECK(strtoull(reply + 3, NULL, 10) > 1000, "writer wrote only %s", reply + 3);
