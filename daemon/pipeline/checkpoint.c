@@ -175,8 +175,9 @@ static int frozen_pass(struct run *run, struct pass *p, struct capture **cap,
 	run->res->final_copy_ns = t2 - t1;
 	/* On failure never leave it stopped, whatever was asked. */
 	int rt = thaw_process(&f, r == 0 && run->o->leave_stopped);
-	uint64_t t3 = now_ns();
+	uint64_t t4 = now_ns(), t3 = f.t_released_ns ? f.t_released_ns : t4;
 	run->res->thaw_ns = t3 - t2;
+	run->res->release_wait_ns = t4 - t3;
 	run->res->pause_ns = t3 - f.t_start_ns;
 	if (r == 0 && rt < 0)
 		r = rt;

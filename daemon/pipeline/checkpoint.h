@@ -55,6 +55,9 @@ struct checkpoint_result {
 	/* The pause step by step: stop request until every thread is stopped,
 	 * the final pass, its copy-out, release of every thread. */
 	uint64_t freeze_ns, final_scan_ns, final_copy_ns, thaw_ns;
+	/* Not in the pause: from the last thread's release until the thread
+	 * that thawed ran again (a released thread may take its CPU). */
+	uint64_t release_wait_ns;
 	uint64_t final_pages;
 	uint32_t regions;
 	/* The freeze: walks of the thread list, threads that exited under it. */

@@ -198,8 +198,11 @@ int thaw_process(struct freeze *f, bool leave_stopped)
 		r = -errno;
 	/* A thread seized but not waited for yet (a freeze that failed half
 	 * way) is waited for first, else it would stop later and stay stopped. */
-	for (size_t i = 0; i < f->n; i++)
+	for (size_t i = 0; i < f->n; i++) {
+		if (i + 1 == f->n)
+			f->t_released_ns = now_ns();
 		ptrace_let_go(f->t[i].tid, f->t[i].sig);
+	}
 	free(f->t);
 	f->t = NULL;
 	f->n = f->cap = 0;

@@ -26,6 +26,12 @@ struct freeze {
 	struct frozen_thread *t;
 	size_t n, cap;
 	uint64_t t_start_ns, t_frozen_ns;
+	/*
+	 * When the last thread's release was asked for (thaw_process).  The
+	 * pause ends there: a released thread may preempt the thread that
+	 * thaws, which then waits for a CPU while the target already runs.
+	 */
+	uint64_t t_released_ns;
 	unsigned walks;          /* of /proc/PID/task, until one found all held */
 	unsigned threads_exited; /* as they were seized or waited for (skipped) */
 	char why[160];           /* on failure, for the user */
