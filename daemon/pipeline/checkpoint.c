@@ -75,10 +75,28 @@ static uint64_t pages_of(const struct range_set *s)
  * the target dirties less before the freeze; up to this much memory. */
 #define LAST_PASS_CAPTURE_MAX (512ULL << 20)
 
+/*
+ * Live passes stop below this many pages, and the last is only copied out
+ * before the freeze.  Why not lower: a pass that re-protects pages starts
+ * a window in which the target, if it wakes up, is slow to stop.  On hosts
+ * with shadow paging a process's first run after its page tables changed
+ * stalls 8-27 ms (measured here, issue 16), and a stop request waits that
+ * out.  Encoding the pass before the freeze kept the window open 15-25 ms
+ * for 1 % of 1 GiB rewritten with random bytes (2,621 pages, just above the
+ * old 2,048); copying it out closes it in a few.  32 MiB held at most.
+ */
+#define CONVERGE_PAGES_DEFAULT 8192
+
+/* The final pass's copy-out goes into memory mapped before the live
+ * passes (mapping it between the last of them and the freeze would keep
+ * that window open longer); at least this much. */
+#define FINAL_ARENA_MIN_PAGES 1024ULL
+
 struct held {
 	struct capture *cap;
 	uint64_t seq, data, zero;
 	struct pass_row *row;
+	unsigned pass; /* 0: the first live pass */
 };
 
 /*
@@ -88,7 +106,8 @@ struct held {
 static int live_passes(struct run *run, uint64_t *seq, struct held *held)
 {
 	unsigned max = run->o->max_live_passes ? run->o->max_live_passes : 4;
-	uint64_t converge = run->o->converge_pages ? run->o->converge_pages : 2048;
+	uint64_t converge = run->o->converge_pages ? run->o->converge_pages
+						  : CONVERGE_PAGES_DEFAULT;
 
 	for (unsigned i = 0; i < max; i++) {
 		struct pipeline_stats st = { 0 };
@@ -106,7 +125,7 @@ static int live_passes(struct run *run, uint64_t *seq, struct held *held)
 		r = note_taken(run, &p);
 		if (r == 0 && hold) {
 			r = pipeline_capture(run->pl, run->t, &p, NULL, &held->cap, &st);
-			*held = (struct held){ held->cap, (*seq)++, data, zero, row };
+			*held = (struct held){ held->cap, (*seq)++, data, zero, row, i };
 			row->copy_ns = st.ns;
 			run->res->unreadable += st.unreadable;
 			pass_free(&p);
@@ -139,19 +158,23 @@ static int flush(struct run *run, struct capture *cap, uint64_t seq, uint64_t da
 
 /*
  * Freeze, final pass, copy out, thaw: the only time the target waits.  The
- * copy goes into memory populated before the freeze, sized after the last
- * live pass (a target writes about as much again meanwhile).
+ * copy goes into memory populated before the freeze (*arena, mapped before
+ * the live passes), grown when a later live pass still found pages: a
+ * target writes about as much again meanwhile.
  */
 static int frozen_pass(struct run *run, struct pass *p, struct capture **cap,
 		       uint64_t expect_pages, struct capture_arena *arena)
 {
 	struct pipeline_stats st = { 0 };
 	struct freeze f;
-	uint64_t want = MIN(MAX(expect_pages * 2, 1024ULL) * PAGE_SIZE_4K, LAST_PASS_CAPTURE_MAX);
-	int r = capture_arena_new(want, arena);
+	uint64_t want = MIN(expect_pages * 2 * PAGE_SIZE_4K, LAST_PASS_CAPTURE_MAX);
+	int r = 0;
 
-	if (r < 0)
-		*arena = (struct capture_arena){ 0 }; /* the capture maps its own */
+	if (want > arena->len) {
+		capture_arena_free(arena);
+		if (capture_arena_new(want, arena) < 0)
+			*arena = (struct capture_arena){ 0 }; /* the capture maps its own */
+	}
 	r = freeze_process(tracker_pid(run->t), &f);
 	run->res->freeze_walks = f.walks;
 	run->res->freeze_threads_exited = f.threads_exited;
@@ -200,9 +223,13 @@ int checkpoint_run(struct tracker *t, struct pipeline *pl, struct sink *s,
 	int r;
 
 	*res = (struct checkpoint_result){ 0 };
+	if (capture_arena_new(FINAL_ARENA_MIN_PAGES * PAGE_SIZE_4K, &arena) < 0)
+		arena = (struct capture_arena){ 0 }; /* mapped later, or by the capture */
 	r = live_passes(&run, &seq, &held);
+	/* What the first live pass found had piled up since the last
+	 * checkpoint; only a later one tells how fast the target writes. */
 	if (r == 0)
-		r = frozen_pass(&run, &final, &cap, held.data, &arena);
+		r = frozen_pass(&run, &final, &cap, held.pass ? held.data : 0, &arena);
 	snprintf(run.phase, sizeof(run.phase), "store");
 	if (held.cap) {
 		if (r == 0)

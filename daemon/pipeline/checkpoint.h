@@ -16,7 +16,7 @@
 struct checkpoint_opts {
 	bool leave_stopped;
 	unsigned max_live_passes;  /* 0 = 4 */
-	uint64_t converge_pages;   /* stop live passes below this; 0 = 2048 */
+	uint64_t converge_pages;   /* stop live passes below this; 0 = 8192 */
 	/* Progress: phase ("live-pass N", "frozen", "store"), pages. */
 	void (*progress)(void *ud, const char *phase, uint64_t done, uint64_t total,
 			 uint64_t bytes_out);
