@@ -375,7 +375,8 @@ struct row {
 
 static struct row measure(const struct opts *o, const char *cfg)
 {
-	double pause[MAX_RUNS], total[MAX_RUNS], bytes[MAX_RUNS], rate[MAX_RUNS], allb[MAX_RUNS];
+	double pause[MAX_RUNS] = { 0 }, total[MAX_RUNS] = { 0 }, bytes[MAX_RUNS] = { 0 };
+	double rate[MAX_RUNS], allb[MAX_RUNS];
 	struct row r = { .cfg = cfg };
 
 	for (int i = 0; i < o->runs; i++) {
