@@ -370,8 +370,10 @@ long vm_serial_progress(const struct vm *vm)
 	const char *tag = vm->cfg.guest == VM_BOOT ? "\nP " : "\nOK ";
 	char *last = NULL;
 
+	/* Complete lines only: the guest may be stopped halfway through one. */
 	for (char *p = strstr(s, tag); p; p = strstr(p + 1, tag))
-		last = p;
+		if (strchr(p + 1, '\n'))
+			last = p;
 	if (!last)
 		return -1;
 	return strtol(last + strlen(tag), NULL, vm->cfg.guest == VM_BOOT ? 16 : 10);

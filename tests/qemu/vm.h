@@ -79,7 +79,8 @@ char *vm_serial(const struct vm *vm, size_t *len);
 int vm_wait_serial(const struct vm *vm, const char *needle, size_t from, int timeout_ms);
 /* The first "BAD" line of the serial log into buf; false when none. */
 bool vm_serial_bad(const struct vm *vm, char *buf, size_t len);
-/* The number after the last "P " (boot guest) or "OK " (Linux guest). */
+/* The number after the last complete "P " (boot guest) or "OK " (Linux
+ * guest) line. */
 long vm_serial_progress(const struct vm *vm);
 
 /* A QMP command that must succeed (no arguments); 0 or the error. */
