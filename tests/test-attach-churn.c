@@ -64,7 +64,8 @@ static unsigned report(const char *what, const struct tally *t, bool freezes)
 	CHECK(t->freeze_failed == 0, "%s: %u freezes failed", what, t->freeze_failed);
 	CHECK(t->short_of == 0, "%s: %u freezes held fewer threads than the target had", what,
 	      t->short_of);
-	if (!test_failures && (t->attach_races < RACES_MIN || (freezes && t->freeze_races < RACES_MIN))) {
+	if (!test_failures &&
+	    (t->attach_races < RACES_MIN || (freezes && t->freeze_races < RACES_MIN))) {
 		fprintf(stderr, "SKIP %s: only %u + %u thread-exit races in %u attaches and %u "
 			"freezes (%u needed to prove anything; the machine is too busy)\n", what,
 			t->attach_races, t->freeze_races, t->attaches, t->freezes, RACES_MIN);
@@ -95,10 +96,6 @@ static struct tracker *attach_counted(pid_t pid, struct tally *tl, const char *w
 
 #define PF_EXITING_FLAG 0x4ul /* include/linux/sched.h PF_EXITING */
 
-/*
- * Frozen means every thread that can run is in a ptrace stop ('t') and
- * held: one that exited under the freeze may still be listed, dying.
- */
 /* A thread running under a freeze: what the next person needs to know. */
 static void report_unheld(pid_t pid, pid_t tid, char state, unsigned long flags,
 			  const struct freeze *f)
@@ -121,6 +118,10 @@ static void report_unheld(pid_t pid, pid_t tid, char state, unsigned long flags,
 		held ? "in" : "not in", f->walks, f->threads_exited, sc);
 }
 
+/*
+ * Frozen means every thread that can run is in a ptrace stop ('t') and
+ * held: one that exited under the freeze may still be listed, dying.
+ */
 static void check_frozen(pid_t pid, const struct freeze *f, struct tally *tl, const char *what)
 {
 	char path[64], states[512];
