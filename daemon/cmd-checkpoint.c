@@ -47,6 +47,12 @@ static void ckpt_free(struct ckpt_job *c)
 	free(c);
 }
 
+/* An attach that failed before start() could run. */
+static void ckpt_drop(void *ud)
+{
+	ckpt_free(ud);
+}
+
 static void on_progress(void *ud, const char *phase, uint64_t done, uint64_t total,
 			uint64_t bytes_out)
 {
@@ -375,7 +381,7 @@ void cmd_checkpoint(struct daemon *d, struct request *req, const Wpmig__Request 
 	}
 	if (!s) {
 		/* Not tracked yet: attach, then this is its first (full) generation. */
-		if (daemon_session_attach(d, req, m->pid, start, c) < 0)
+		if (daemon_session_attach(d, req, m->pid, start, ckpt_drop, c) < 0)
 			ckpt_free(c);
 		return;
 	}

@@ -79,7 +79,7 @@ void cmd_check(struct daemon *d, struct request *req, const Wpmig__Request *msg)
 
 void cmd_track(struct daemon *d, struct request *req, const Wpmig__Request *msg)
 {
-	daemon_session_attach(d, req, msg->track->pid, NULL, NULL);
+	daemon_session_attach(d, req, msg->track->pid, NULL, NULL, NULL);
 }
 
 void cmd_untrack(struct daemon *d, struct request *req, const Wpmig__Request *msg)

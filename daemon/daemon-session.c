@@ -126,6 +126,7 @@ struct track_job {
 	struct session *s;
 	struct request *req;
 	session_attached_fn then; /* NULL: answer the track request */
+	void (*drop)(void *then_ud); /* then_ud when then() does not run */
 	void *then_ud;
 	pid_t pid;
 	struct tracker_opts opts;
@@ -160,6 +161,8 @@ static void track_done(struct job *j, int r, void *userdata)
 	struct daemon *d = tj->d;
 
 	s->job = NULL;
+	if (tj->then && (r < 0 || s->exited || d->stopping) && tj->drop)
+		tj->drop(tj->then_ud);
 	if (r < 0) {
 		if (!tj->why[0])
 			snprintf(tj->why, sizeof(tj->why), "%s", r == -ECANCELED ?
@@ -220,7 +223,7 @@ static int track_precheck(struct daemon *d, struct request *req, pid_t pid)
 }
 
 int daemon_session_attach(struct daemon *d, struct request *req, pid_t pid,
-			  session_attached_fn then, void *then_ud)
+			  session_attached_fn then, void (*drop)(void *then_ud), void *then_ud)
 {
 	struct track_job *tj;
 	struct session *s;
@@ -236,7 +239,7 @@ int daemon_session_attach(struct daemon *d, struct request *req, pid_t pid,
 		return request_fail(req, r, "cannot track pid %d: %s", (int)pid, strerror(-r));
 	}
 	*tj = (struct track_job){ .d = d, .s = s, .req = req, .pid = pid, .then = then,
-				  .then_ud = then_ud,
+				  .drop = drop, .then_ud = then_ud,
 				  .opts = { .allow_pinned = d->cfg.allow_pinned } };
 	r = job_submit(d->jobs, &track_ops, tj, &s->job);
 	if (r < 0) {

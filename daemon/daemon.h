@@ -82,12 +82,15 @@ void daemon_done(struct daemon *d);
 void daemon_session_settle(struct daemon *d, struct session *s);
 /*
  * Attach pid in a new session (answering req on failure); once TRACKING,
- * then() runs on the loop and owns req.
+ * then() runs on the loop and owns req and userdata.  When then() will not
+ * run (the attach failed, the target exited, the daemon stops) userdata is
+ * given to drop() instead, exactly once; on a negative return neither runs
+ * and userdata stays the caller's.
  */
 typedef void (*session_attached_fn)(struct daemon *d, struct session *s, struct request *req,
 				    void *userdata);
 int daemon_session_attach(struct daemon *d, struct request *req, pid_t pid,
-			  session_attached_fn then, void *userdata);
+			  session_attached_fn then, void (*drop)(void *userdata), void *userdata);
 /* Worker side: the shared pipeline, made on first use. */
 int daemon_pipeline(struct daemon *d, struct pipeline **ret);
 
