@@ -280,7 +280,8 @@ uint32_t codec_salvage(struct codec *c, const struct enc_chunk *in, uint8_t *dst
 	ZSTD_inBuffer ib = { in->payload, in->payload_len, 0 };
 
 	if (in->encoding == ENC_RAW) {
-		memcpy(dst, in->payload, bytes);
+		if (bytes) /* a chunk of zero pages only has no payload: NULL */
+			memcpy(dst, in->payload, bytes);
 		return in->n_data_pages;
 	}
 	ZSTD_DCtx_reset(c->dctx, ZSTD_reset_session_only);
@@ -312,7 +313,8 @@ static int decompress(struct codec *c, const struct enc_chunk *in, uint8_t *dst)
 	size_t bytes = (size_t)in->n_data_pages * PAGE_SIZE_4K, z;
 
 	if (in->encoding == ENC_RAW) {
-		memcpy(dst, in->payload, bytes);
+		if (bytes)
+			memcpy(dst, in->payload, bytes);
 		return 0;
 	}
 	z = ZSTD_decompressDCtx(c->dctx, dst, bytes, in->payload, in->payload_len);

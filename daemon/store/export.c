@@ -64,7 +64,8 @@ static int flush_run(struct export_ctx *c)
 /* Queue one page for writing; all-zero pages are skipped and stay holes. */
 static int add_page(struct export_ctx *c, uint64_t addr, const uint8_t *p)
 {
-	bool joins = c->run + c->run_len == p && c->run_addr + c->run_len == addr;
+	/* (no arithmetic on run before it points somewhere: NULL + 0 is UB) */
+	bool joins = c->run_len && c->run + c->run_len == p && c->run_addr + c->run_len == addr;
 
 	if (c->run_len && !joins) {
 		int r = flush_run(c);
