@@ -108,7 +108,7 @@ static int spawn(struct pd *p)
 		argv[n++] = "-c";
 		argv[n++] = p->cpus;
 	}
-	const char *exe = argv[n++] = test_bin("WPMIGD", "../daemon/wpmigd");
+	const char *exe = argv[n++] = wpmigd_exe();
 	argv[n++] = "--config";
 	argv[n++] = p->d.conf;
 	argv[n++] = "--control";

@@ -420,7 +420,7 @@ static void test_kill(void)
 	/* A new daemon on the same state dir: k/1 verifies, k2 has nothing. */
 	char state[192];
 	snprintf(state, sizeof(state), "%s", d.state);
-	const char *const argv[] = { getenv("WPMIGD"), "--control", d.sock, "--state-dir", state, NULL };
+	const char *const argv[] = { wpmigd_exe(), "--control", d.sock, "--state-dir", state, NULL };
 	unlink(d.sock);
 	d.pid = spawn_logged(d.log, NULL, argv);
 	for (int i = 0; i < 100 && access(d.sock, F_OK); i++)
@@ -455,7 +455,7 @@ static void test_enospc(void)
 		wpmigd_cleanup(&d);
 		SKIP("cannot mount a tmpfs: %s", strerror(errno));
 	}
-	const char *const argv[] = { getenv("WPMIGD"), "--control", d.sock, "--state-dir", d.state, NULL };
+	const char *const argv[] = { wpmigd_exe(), "--control", d.sock, "--state-dir", d.state, NULL };
 	d.pid = spawn_logged(d.log, NULL, argv);
 	for (int i = 0; i < 100 && access(d.sock, F_OK); i++)
 		usleep(20000);

@@ -43,7 +43,7 @@ static void test_activate(void)
 		SKIP("no systemd-socket-activate");
 	mkdir_tmp(&d);
 	snprintf(own, sizeof(own), "%s/own/control.sock", d.dir);
-	const char *argv[] = { "systemd-socket-activate", "-l", d.sock, getenv("WPMIGD"),
+	const char *argv[] = { "systemd-socket-activate", "-l", d.sock, wpmigd_exe(),
 			       "--control", own, "--state-dir", d.state, NULL };
 	pid_t p = spawn_logged(d.log, NULL, argv);
 	for (int i = 0; i < 300 && fd < 0; i++) {
@@ -124,7 +124,7 @@ static void test_notify(void)
 	int fd = notify_setup(&d, &env_notify);
 
 	const char *env[] = { env_notify, "WATCHDOG_USEC=200000", NULL };
-	const char *argv[] = { getenv("WPMIGD"), "--control", d.sock, "--state-dir", d.state,
+	const char *argv[] = { wpmigd_exe(), "--control", d.sock, "--state-dir", d.state,
 			       "--config", "/nonexistent/default-is-fine.conf", NULL };
 	/* an explicit config that does not exist is an error... */
 	pid_t p = spawn_logged(d.log, env, argv);
@@ -174,7 +174,7 @@ static void test_idle(void)
 	int fd = notify_setup(&d, &env_notify);
 
 	const char *env[] = { env_notify, NULL };
-	const char *argv[] = { getenv("WPMIGD"), "--control", d.sock, "--state-dir", d.state,
+	const char *argv[] = { wpmigd_exe(), "--control", d.sock, "--state-dir", d.state,
 			       NULL };
 	pid_t p = spawn_logged(d.log, env, argv);
 	read_notes(fd, 300, &n);
@@ -187,7 +187,7 @@ static void test_idle(void)
 	       t0, t1, rss, n.watchdog);
 	CHECK(t1 == t0, "idle daemon used CPU: %llu ticks", t1 - t0);
 	CHECK(n.watchdog == 0, "watchdog pings without WATCHDOG_USEC");
-	CHECK(rss > 0 && rss < 10 * 1024, "RSS %ld KiB", rss);
+	CHECK(rss > 0 && (!daemon_memory_judged() || rss < 10 * 1024), "RSS %ld KiB", rss);
 	kill(p, SIGTERM);
 	CHECK(wait_exit(p, 5000) == 0, "daemon exit status");
 	close(fd);

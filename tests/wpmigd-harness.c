@@ -95,6 +95,34 @@ int run_subtests(int argc, char **argv, const struct subtest *t, size_t n)
 	return test_failures ? 1 : 0;
 }
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define WPMIG_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define WPMIG_ASAN 1
+#endif
+
+bool daemon_memory_judged(void)
+{
+#ifdef WPMIG_ASAN
+	return false;
+#else
+	const char *v = getenv("WPMIG_DAEMON_FIGURES");
+
+	return !v || strcmp(v, "unjudged");
+#endif
+}
+
+const char *wpmigd_exe(void)
+{
+	const char *daemon = test_bin("WPMIGD", "../daemon/wpmigd"); /* sets $WPMIGD */
+	const char *wrapper = getenv("WPMIG_DAEMON_WRAPPER");
+
+	return wrapper && *wrapper ? wrapper : daemon;
+}
+
 int wpmigd_start(struct wpmigd *d, const char *config_text, const char *const *env)
 {
 	snprintf(d->dir, sizeof(d->dir), "/tmp/wpmigd-test.XXXXXX");
@@ -106,7 +134,7 @@ int wpmigd_start(struct wpmigd *d, const char *config_text, const char *const *e
 	snprintf(d->log, sizeof(d->log), "%s/wpmigd.log", d->dir);
 	if (wpmigd_write_config(d, config_text) < 0)
 		return -EIO;
-	const char *argv[] = { test_bin("WPMIGD", "../daemon/wpmigd"), "--config",
+	const char *argv[] = { wpmigd_exe(), "--config",
 			       d->conf_arg ? d->conf_arg : d->conf, "--control", d->sock,
 			       "--state-dir", d->state, NULL };
 	d->pid = spawn_logged(d->log, env, argv);

@@ -14,6 +14,13 @@ struct wpmigd {
 	const char *conf_arg; /* set before start: --config this instead of conf */
 };
 
+/*
+ * The daemon to run: $WPMIGD (built by meson), or $WPMIG_DAEMON_WRAPPER
+ * when set: a program given the daemon's arguments that runs the daemon
+ * itself, in the same process (tests/ci: under valgrind, under the unit's
+ * syscall filter).  Start every wpmigd of a test with it.
+ */
+const char *wpmigd_exe(void);
 /* Temp dir, config file with config_text, daemon started and answering.
  * env: NULL-terminated "NAME=VALUE" list added to the daemon's env. */
 int wpmigd_start(struct wpmigd *d, const char *config_text, const char *const *env);
@@ -29,6 +36,14 @@ bool wpmigd_log_has(const struct wpmigd *d, const char *needle);
 bool wpmigd_wait_log(const struct wpmigd *d, const char *needle, int timeout_ms);
 /* VmRSS of a process in KiB. */
 long proc_rss_kib(pid_t pid);
+/*
+ * Whether the daemon's memory figures (RSS and its growth) are its own and
+ * to be judged: not when it is built with AddressSanitizer (shadow memory,
+ * quarantine; tests/ci/sanitize.sh) nor when $WPMIG_DAEMON_FIGURES is
+ * "unjudged" (tests/ci/valgrind.sh: memcheck's own memory).  Print the
+ * figure always; check it only when this is true.
+ */
+bool daemon_memory_judged(void);
 
 /* Runs wpmig-ctl --socket SOCK ARGS... (sock may be NULL: no --socket);
  * returns its exit code; out/err get its output (free them). */
