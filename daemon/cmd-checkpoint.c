@@ -20,7 +20,7 @@
 #include "pipeline/pipeline.h"
 #include "store/store.h"
 
-#define PEER_ATTEMPTS 4
+#define PEER_ATTEMPTS 4u
 #define PEER_RETRY_FIRST_MS 200 /* then 800, 3200 */
 
 struct ckpt_job {

@@ -129,8 +129,12 @@ static size_t parse_pages(const char *reply, uint64_t **out)
 		unsigned long long x = strtoull(p, &e, 10);
 		if (e == p)
 			break;
-		if (n == cap)
-			v = realloc(v, (cap *= 2) * sizeof(*v));
+		if (n == cap) {
+			uint64_t *more = reallocarray(v, cap *= 2, sizeof(*v));
+			if (!more)
+				abort(); /* a test: out of memory ends it */
+			v = more;
+		}
 		v[n++] = x;
 		p = e;
 	}

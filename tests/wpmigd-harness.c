@@ -229,8 +229,12 @@ static char *slurp_fd(int fd)
 
 	while (buf && (n = read(fd, buf + len, cap - len - 1)) > 0) {
 		len += (size_t)n;
-		if (len + 1 == cap)
-			buf = realloc(buf, cap *= 2);
+		if (len + 1 == cap) {
+			char *more = realloc(buf, cap *= 2);
+			if (!more)
+				free(buf);
+			buf = more;
+		}
 	}
 	if (buf)
 		buf[len] = 0;

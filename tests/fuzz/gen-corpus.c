@@ -31,7 +31,8 @@ static void put(const char *dir, const char *name, uint16_t type, const Protobuf
 	frame_header_encode(&h, hdr);
 	fwrite(hdr, 1, sizeof(hdr), f);
 	fwrite(buf, 1, len, f);
-	fwrite(tail, 1, tail_len, f);
+	if (tail_len)
+		fwrite(tail, 1, tail_len, f);
 	if (mac)
 		fwrite("0123456789abcdef", 1, FRAME_MAC_SIZE, f);
 	fclose(f);
