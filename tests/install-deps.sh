@@ -9,7 +9,8 @@ pkgs="gcc libc6-dev pkg-config meson ninja-build
       libjson-c-dev libxxhash-dev libinih-dev libssl-dev
       systemd procps iproute2 util-linux
       clang libclang-rt-14-dev llvm
-      qemu-system-x86 busybox-static cpio gzip gnuplot-nox gdb"
+      qemu-system-x86 busybox-static cpio gzip gnuplot-nox gdb
+      valgrind cppcheck libseccomp-dev python3"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

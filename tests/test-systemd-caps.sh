@@ -8,6 +8,8 @@
 # usage: test-systemd-caps.sh SERVICE_UNIT WPMIGD WPMIG_CTL WORKLOAD
 set -u
 unit=$1 wpmigd=$2 ctl=$3 workload=$4
+# the daemon proper, or what runs it (tests/wpmigd-harness.h, wpmigd_exe)
+daemon=${WPMIG_DAEMON_WRAPPER:-$wpmigd}
 [ "$(id -u)" = 0 ] || { echo "SKIP: needs root"; exit 77; }
 command -v setpriv >/dev/null || { echo "SKIP: no setpriv"; exit 77; }
 "$wpmigd" --check >/dev/null || { echo "SKIP: kernel lacks a feature ($wpmigd --check)"; exit 77; }
@@ -42,7 +44,7 @@ run_case() {
 	local log="$tmp/$name.log" sock="$tmp/$name/control.sock"
 	mkdir -p "$tmp/$name"
 	printf 'control_group = nogroup\n' > "$tmp/$name.conf"
-	setpriv --bounding-set "$(bset "$@")" "$wpmigd" --config "$tmp/$name.conf" \
+	setpriv --bounding-set "$(bset "$@")" "$daemon" --config "$tmp/$name.conf" \
 		--control "$sock" --state-dir "$tmp/$name/state" > "$log" 2>&1 &
 	local d=$!
 	for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.02; done
