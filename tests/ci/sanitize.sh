@@ -26,10 +26,11 @@ logs=$dir/sanitizer-logs
 
 if [ ! -f "$dir/build.ninja" ]; then
 	rm -rf "$dir"
-	# gcc's -Wformat-truncation misfires with sanitizers on (a null %s
-	# argument on a path that returned before): a warning there, not an error.
-	meson setup "$dir" "$src" -Db_sanitize=address,undefined \
-		-Dc_args=-Wno-error=format-truncation >"$build/ci-asan-setup.log" 2>&1 ||
+	# Warnings are the normal build's business (-Werror there); with the
+	# sanitizers on, gcc's flow warnings misfire (a null %s argument
+	# "possible" on a path that returned before), so none stops this one.
+	meson setup "$dir" "$src" -Db_sanitize=address,undefined -Dwerror=false \
+		>"$build/ci-asan-setup.log" 2>&1 ||
 		{ cat "$build/ci-asan-setup.log"; exit 1; }
 fi
 ninja -C "$dir" >"$build/ci-asan-build.log" 2>&1 || { tail -50 "$build/ci-asan-build.log"; exit 1; }
