@@ -112,9 +112,13 @@ int maps_parse(char *text, struct vma_list *out)
 			v = nv;
 			cap = ncap;
 		}
-		if (parse_line(line, &v[n]) < 0 || (n && v[n].start < v[n - 1].end)) {
+		if (parse_line(line, &v[n]) < 0) {
 			free(v);
 			return -EINVAL;
+		}
+		if (n && v[n].start < v[n - 1].end) {
+			free(v);
+			return -EAGAIN;
 		}
 		n++;
 	}
@@ -122,19 +126,31 @@ int maps_parse(char *text, struct vma_list *out)
 	return 0;
 }
 
+/*
+ * The kernel prints the maps in several read() calls and lets the layout
+ * change between them: a mapping that grew by a merge after one call
+ * printed it is printed again by the next, overlapping.  Such a text is no
+ * moment's layout: read it again.  (Seen with targets whose threads map and
+ * unmap stacks as they come and go; tests/test-maps.c.)
+ */
+#define MAPS_READ_TRIES 64
+
 int maps_read(pid_t pid, struct vma_list *out)
 {
 	char path[64];
-	char *text;
-	int r;
+	int r = -EAGAIN;
 
 	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
-	r = read_full_file(path, &text, NULL);
-	if (r < 0)
-		return r;
-	r = maps_parse(text, out);
-	if (r < 0)
-		free(text);
+	for (int i = 0; i < MAPS_READ_TRIES && r == -EAGAIN; i++) {
+		char *text;
+
+		r = read_full_file(path, &text, NULL);
+		if (r < 0)
+			return r;
+		r = maps_parse(text, out);
+		if (r < 0)
+			free(text);
+	}
 	return r;
 }
 

@@ -30,8 +30,14 @@ struct vma_list {
 	char *text; /* owns the strings the entries point to */
 };
 
-/* Parse maps text (takes ownership of text on success). */
+/*
+ * Parse maps text (takes ownership of text on success): -EINVAL for a
+ * malformed line, -EAGAIN for lines out of address order or overlapping
+ * (the text of a layout that changed while it was read).
+ */
 int maps_parse(char *text, struct vma_list *out);
+/* /proc/PID/maps, read again while the layout changes under the read;
+ * -EAGAIN if it never holds still. */
 int maps_read(pid_t pid, struct vma_list *out);
 void vma_list_free(struct vma_list *l);
 const char *vma_kind_name(enum vma_kind k);
