@@ -38,8 +38,10 @@ ninja -C "$dir" >"$build/ci-asan-build.log" 2>&1 || { tail -50 "$build/ci-asan-b
 rm -rf "$logs"
 mkdir -p "$logs"
 # detect_leaks: LeakSanitizer at every exit of a process (the daemon's at
-# SIGTERM included).  No suppressions.
-export ASAN_OPTIONS="log_path=$logs/asan:detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1"
+# SIGTERM included).  No suppressions.  Not strict_string_checks: it wants
+# a NUL after the n bytes strndup() copies, which C does not (the store's
+# string pool has none), and reports every region path read.
+export ASAN_OPTIONS="log_path=$logs/asan:detect_leaks=1:detect_stack_use_after_return=1:check_initialization_order=1"
 export UBSAN_OPTIONS="log_path=$logs/ubsan:print_stacktrace=1:halt_on_error=0"
 rc=0
 meson test -C "$dir" --no-rebuild --no-suite ci --no-suite fuzz --no-suite bench-smoke \
