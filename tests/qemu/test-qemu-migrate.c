@@ -242,8 +242,8 @@ static void migrate_bg(struct rig *g, const char *const *more)
 	snprintf(g->ctl_err, sizeof(g->ctl_err), "%s/ctl.err", g->dir);
 	g->ctl = fork();
 	if (g->ctl == 0) {
-		freopen(g->ctl_out, "w", stdout);
-		freopen(g->ctl_err, "w", stderr);
+		if (!freopen(g->ctl_out, "w", stdout) || !freopen(g->ctl_err, "w", stderr))
+			_exit(127);
 		execvp(args[0], (char *const *)args);
 		_exit(127);
 	}
