@@ -71,7 +71,7 @@ static int list_memdevs(struct qmp *q, int timeout_ms, struct qemu_ram *ram,
 	if (r < 0)
 		return r;
 	ram->n = 0;
-	for (size_t i = 0; i < json_object_array_length(list); i++) {
+	for (size_t i = 0; i < qmp_array_length(list); i++) {
 		json_object *m = json_object_array_get_idx(list, i), *v;
 		struct qemu_backend *b;
 		const char *id = qmp_str(m, "id");

@@ -131,7 +131,7 @@ static int prepare_caps(struct mig *m)
 	json_object *list = NULL;
 	int r = qmp_execute(m->q, "query-migrate-capabilities", NULL, QMP_TIMEOUT_MS, &list, &err);
 
-	for (size_t i = 0; r == 0 && i < json_object_array_length(list); i++) {
+	for (size_t i = 0; r == 0 && i < qmp_array_length(list); i++) {
 		json_object *c = json_object_array_get_idx(list, i), *st;
 		const char *name = qmp_str(c, "capability");
 

@@ -57,6 +57,11 @@ const char *qmp_str(json_object *o, const char *key)
 	return json_object_get_string(v);
 }
 
+size_t qmp_array_length(json_object *o)
+{
+	return json_object_is_type(o, json_type_array) ? json_object_array_length(o) : 0;
+}
+
 void qmp_event_free(struct qmp_event *e)
 {
 	if (!e)
@@ -115,9 +120,14 @@ static int queue_event(struct qmp *q, json_object *o)
 	if (json_object_object_get_ex(o, "timestamp", &ts)) {
 		json_object *s, *us;
 
+		int64_t t;
+
+		/* QEMU's word: a time that does not fit is no time (0) */
 		if (json_object_object_get_ex(ts, "seconds", &s) &&
-		    json_object_object_get_ex(ts, "microseconds", &us))
-			e->qemu_us = json_object_get_int64(s) * 1000000 + json_object_get_int64(us);
+		    json_object_object_get_ex(ts, "microseconds", &us) &&
+		    !__builtin_mul_overflow(json_object_get_int64(s), 1000000, &t) &&
+		    !__builtin_add_overflow(t, json_object_get_int64(us), &t))
+			e->qemu_us = t;
 	}
 	*q->events_tail = e;
 	q->events_tail = &e->next;

@@ -83,3 +83,6 @@ static inline void qmp_event_freep(struct qmp_event **e)
 
 /* Convenience: a string member of an object, or NULL. */
 const char *qmp_str(json_object *o, const char *key);
+/* The length of o when it is an array, else 0: a reply's shape is QEMU's
+ * word, and json_object_array_length() asserts on anything but an array. */
+size_t qmp_array_length(json_object *o);

@@ -93,7 +93,7 @@ static bool vfio_device(struct qmp *q, int timeout_ms, char *name, size_t len)
 		if (qmp_executev(q, "qom-list", timeout_ms, &list, NULL, "path",
 				 json_object_new_string(parents[p]), NULL) < 0)
 			continue;
-		for (size_t i = 0; i < json_object_array_length(list) && !found; i++) {
+		for (size_t i = 0; i < qmp_array_length(list) && !found; i++) {
 			json_object *e = json_object_array_get_idx(list, i);
 			const char *type = qmp_str(e, "type");
 
