@@ -3,7 +3,7 @@
 #
 #   build-and-run.sh SOURCE_DIR BUILD_DIR TARGET [SECONDS] [-- libFuzzer options...]
 #
-# TARGET: peer, control, store or config (tests/fuzz/meson.build).  The
+# TARGET: peer, control, store, config or qmp (tests/fuzz/meson.build).  The
 # targets are built in BUILD_DIR/ci-fuzz, a clang build of the project with
 # -Dfuzzing=true, AddressSanitizer and UndefinedBehaviorSanitizer (every
 # report fatal) and libFuzzer's coverage in every library; it is set up on
@@ -23,7 +23,7 @@ secs=${4:-60}
 shift $(($# < 4 ? $# : 4))
 [ "${1:-}" = "--" ] && shift
 case $target in
-peer | control | store | config) ;;
+peer | control | store | config | qmp) ;;
 *) echo "unknown fuzz target '$target'"; exit 2 ;;
 esac
 cc=${CLANG:-clang}
@@ -64,13 +64,14 @@ mkdir "$work/new" "$work/seeds"
 case $target in
 peer) "$build/tests/fuzz/fuzz-gen-corpus" "$work/seeds" ;;
 control | store) "$build/tests/fuzz/fuzz-gen-seeds" "$target" "$work/seeds" ;;
-config) ;;
+config | qmp) ;;
 esac
 opts="-rss_limit_mb=2048 -timeout=10 -print_final_stats=1"
 case $target in
 peer) opts="$opts -max_len=1048576" ;;
 control | config) opts="$opts -close_fd_mask=2" ;; # what the daemon logs
 store) opts="$opts -max_len=262144" ;;
+qmp) opts="$opts -max_len=65536" ;;
 esac
 # Crashes (crash-*, timeout-*, oom-*) and the logs of -jobs runs stay in
 # BUILD_DIR/ci-fuzz/run-TARGET.
