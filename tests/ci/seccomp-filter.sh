@@ -1,17 +1,20 @@
 #!/bin/sh
 # The daemon's tests with every wpmigd under the unit's system call filter.
 #
-#   seccomp-filter.sh SOURCE_DIR BUILD_DIR SECCOMP_LAUNCH SERVICE_UNIT [meson test options...]
+#   seccomp-filter.sh SOURCE_DIR BUILD_DIR SECCOMP_LAUNCH SERVICE_UNIT [TEST...]
 #
 # The allow-list is the one systemd would apply for SERVICE_UNIT's
 # SystemCallFilter= lines (syscall-filter.py expands them with this
 # machine's systemd-analyze); seccomp-launch applies it as systemd does
 # (SIGSYS kills the process on anything else, native ABI only,
 # no_new_privs) and executes wpmigd, through $WPMIG_DAEMON_WRAPPER
-# (tests/wpmigd-harness.h).  The tests run are every test of BUILD_DIR
-# that starts a daemon (its environment names WPMIGD, or its command line
-# wpmigd), except suites 'ci' and 'bench-smoke': found by introspection,
-# so tests added later are covered.  Passes when they all pass.  A daemon
+# (tests/wpmigd-harness.h).  The tests run are the TESTs named
+# (tests/ci/meson.build: a selection that fits the CI's time), or when none
+# is, every test of BUILD_DIR that starts a daemon (its environment names
+# WPMIGD, or its command line wpmigd), except suites 'ci' and
+# 'bench-smoke', found by introspection.  Passes when they all pass (a test
+# that fails is run once more, alone: run-twice.sh; a daemon the filter
+# kills is killed again).  A daemon
 # killed by the filter fails its test; the kernel's audit line naming the
 # system call (type=1326 ... syscall=N) is printed when dmesg shows it.
 set -eu
@@ -34,7 +37,8 @@ exec "$launch" "$dir/allow" "$build/daemon/wpmigd" "\$@"
 WRAP
 chmod +x "$dir/wpmigd"
 
-tests=$(meson introspect --tests "$build" | python3 -c '
+tests="$*"
+[ -n "$tests" ] || tests=$(meson introspect --tests "$build" | python3 -c '
 import json, sys
 for t in json.load(sys.stdin):
     suites = {s.split(":")[-1] for s in t["suite"]}
@@ -45,10 +49,11 @@ for t in json.load(sys.stdin):
 ')
 echo "tests: $(echo $tests | wc -w)"
 since=$(cut -d' ' -f1 /proc/uptime)
+. "$src/tests/ci/run-twice.sh"
 rc=0
+export WPMIG_DAEMON_WRAPPER="$dir/wpmigd"
 # shellcheck disable=SC2086
-WPMIG_DAEMON_WRAPPER=$dir/wpmigd meson test -C "$build" --no-rebuild --logbase ci-seccomp \
-	--print-errorlogs "$@" $tests || rc=$?
+run_twice "$build" ci-seccomp --print-errorlogs $tests || rc=$?
 runs=$(wc -l <"$dir/runs" 2>/dev/null || echo 0)
 echo "daemons started under the filter: $runs; meson test exit: $rc"
 if [ "$rc" -ne 0 ]; then

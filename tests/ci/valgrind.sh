@@ -1,10 +1,10 @@
 #!/bin/sh
 # The daemon suite with every wpmigd under valgrind memcheck.
 #
-#   valgrind.sh SOURCE_DIR BUILD_DIR SHIM [meson test options...]
+#   valgrind.sh SOURCE_DIR BUILD_DIR SHIM TEST...
 #
-# Runs the tests of suite 'daemon' of BUILD_DIR (already built: this runs
-# inside its `meson test`) with $WPMIG_DAEMON_WRAPPER set to a script that
+# Runs the TESTs of BUILD_DIR (already built: this runs inside its
+# `meson test`; tests/ci/meson.build names them) with $WPMIG_DAEMON_WRAPPER set to a script that
 # starts each wpmigd under memcheck (tests/wpmigd-harness.h).  SHIM is
 # preloaded into the daemon: it runs the four system calls Debian 12's
 # valgrind does not know natively (tests/ci/valgrind-shim.c).  Passes when
@@ -35,11 +35,12 @@ exec valgrind --tool=memcheck --log-file="$dir/logs/wpmigd.%p" \\
 WRAP
 chmod +x "$dir/wpmigd"
 
+. "$src/tests/ci/run-twice.sh"
 rc=0
 # memcheck's own memory is in the daemon's RSS: tests print it, judge it not
 export WPMIG_DAEMON_FIGURES=unjudged
-WPMIG_DAEMON_WRAPPER=$dir/wpmigd meson test -C "$build" --no-rebuild --suite daemon \
-	--logbase ci-valgrind --timeout-multiplier 4 --print-errorlogs "$@" || rc=$?
+export WPMIG_DAEMON_WRAPPER="$dir/wpmigd"
+run_twice "$build" ci-valgrind "--timeout-multiplier 4 --print-errorlogs" "$@" || rc=$?
 
 n=0 bad=0
 for f in "$dir"/logs/wpmigd.*; do
