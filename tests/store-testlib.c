@@ -71,7 +71,8 @@ int tl_model_add(struct tl_model *m, uint64_t gen, const struct tl_plan *plan)
 		return -ENOMEM;
 	m->g = n;
 	g = &m->g[m->n++];
-	*g = (struct tl_gen){ .gen = gen, .full = plan->full, .n_regions = plan->n_regions };
+	*g = (struct tl_gen){ .gen = gen, .full = plan->full, .n_regions = plan->n_regions,
+			      .sections = plan->sections };
 	g->regions = calloc(plan->n_regions + 1, sizeof(*g->regions));
 	memcpy(g->regions, plan->regions, plan->n_regions * sizeof(*g->regions));
 	for (size_t i = 0; i < plan->n_passes; i++) {
@@ -207,6 +208,37 @@ static int make_jobs(const struct tl_plan *plan, uint64_t **addrs, struct job **
 	return 0;
 }
 
+void tl_section(uint64_t gen, unsigned k, char name[32], uint32_t *type, uint8_t **data,
+		size_t *len)
+{
+	static const size_t lens[] = { 0, 1, 4095, 4096, 70001, 200000 };
+	uint64_t h = mix(gen, k, 77);
+
+	snprintf(name, 32, k == 1 ? "threads" : "s%u.g%llu_x-y", k, (unsigned long long)gen);
+	*type = k + 1;
+	*len = lens[(gen + k) % ARRAY_SIZE(lens)];
+	*data = malloc(*len + 1);
+	for (size_t i = 0; *data && i < *len; i++)
+		(*data)[i] = (uint8_t)(mix(h, i / 8, 0) >> (8 * (i % 8)));
+}
+
+static int put_sections(struct sink *s, const struct tl_plan *plan, uint64_t gen)
+{
+	int r = 0;
+
+	for (unsigned k = 0; r == 0 && k < plan->sections; k++) {
+		char name[32];
+		uint32_t type;
+		uint8_t *data;
+		size_t len;
+
+		tl_section(gen, k, name, &type, &data, &len);
+		r = data ? s->ops->put_section(s, name, type, data, len) : -ENOMEM;
+		free(data);
+	}
+	return r;
+}
+
 static int feed(struct sink *s, const struct tl_plan *plan, uint64_t gen, size_t max_chunks)
 {
 	_cleanup_free_ uint64_t *addrs = NULL;
@@ -224,6 +256,9 @@ static int feed(struct sink *s, const struct tl_plan *plan, uint64_t gen, size_t
 	/* Zero ranges go in while the workers put chunks. */
 	for (size_t i = 0; r == 0 && i < plan->n_passes; i++)
 		r = s->ops->put_zero(s, plan->passes[i].seq, &plan->passes[i].zero);
+	/* And the sections between the chunks. */
+	if (r == 0)
+		r = put_sections(s, plan, gen);
 	for (unsigned i = 0; i < started; i++) {
 		pthread_join(th[i], NULL);
 		if (!r)
@@ -320,6 +355,34 @@ static int check_regions(struct store_image *img, const struct tl_gen *g)
 	return bad;
 }
 
+/* Listed in the order put, each read back with its bytes and type. */
+static int check_sections(struct store_image *img, const struct tl_gen *g)
+{
+	struct store_section list[SECTION_MAX_COUNT];
+	size_t n = store_image_sections(img, list, ARRAY_SIZE(list));
+	int bad = n != g->sections;
+
+	for (unsigned k = 0; !bad && k < g->sections; k++) {
+		char name[32];
+		uint32_t type;
+		uint8_t *want;
+		void *got = NULL;
+		size_t len, got_len = 0;
+
+		tl_section(g->gen, k, name, &type, &want, &len);
+		bad += strcmp(list[k].name, name) || list[k].type != type || list[k].length != len;
+		bad += store_image_read_section(img, name, type, &got, &got_len) != 0 ||
+		       got_len != len || memcmp(got, want, len);
+		bad += store_image_read_section(img, name, type + 1, &got, &got_len) != -EMEDIUMTYPE;
+		free(want);
+		free(got);
+	}
+	bad += store_image_read_section(img, "absent", 0, NULL, NULL) != -ENOENT;
+	if (bad)
+		fprintf(stderr, "  gen %llu: sections differ\n", (unsigned long long)g->gen);
+	return bad;
+}
+
 static int check_reads(struct store_image *img, const struct tl_model *m, size_t gi)
 {
 	const struct tl_gen *g = &m->g[gi];
@@ -350,7 +413,20 @@ static int check_export(struct store_image *img, const struct tl_model *m, size_
 	const struct tl_gen *g = &m->g[gi];
 	int bad = store_image_export(img, dir, NULL, NULL) != 0;
 
-	bad += tl_count_files(dir, "") != (int)g->n_regions;
+	bad += tl_count_files(dir, "") != (int)(g->n_regions + g->sections);
+	for (unsigned k = 0; !bad && k < g->sections; k++) {
+		char name[32], path[512];
+		uint32_t type;
+		uint8_t *want, *got = NULL;
+		size_t len, got_len = 0;
+
+		tl_section(g->gen, k, name, &type, &want, &len);
+		snprintf(path, sizeof(path), "%s/%s.section", dir, name);
+		bad += read_full_file(path, (char **)&got, &got_len) != 0 || got_len != len ||
+		       memcmp(got, want, len);
+		free(want);
+		free(got);
+	}
 	for (size_t i = 0; !bad && i < g->n_regions; i++) {
 		uint64_t a = g->regions[i].start, len = g->regions[i].end - a;
 		char path[512];
@@ -383,6 +459,7 @@ int tl_check_gen(struct store *st, const char *set, const struct tl_model *m, si
 		return 1;
 	}
 	bad = check_regions(img, &m->g[gi]);
+	bad += check_sections(img, &m->g[gi]);
 	bad += check_reads(img, m, gi);
 	bad += check_export(img, m, gi, scratch_dir);
 	bad += store_image_verify(img, NULL, NULL, NULL, NULL) != 0;

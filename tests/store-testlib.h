@@ -37,7 +37,13 @@ struct tl_plan {
 	size_t n_passes;
 	uint32_t chunk_pages; /* pages per encoded chunk */
 	unsigned threads;     /* workers calling put_chunk at once */
+	unsigned sections;    /* sections put while the chunks go in (tl_section) */
 };
+
+/* Section k of generation gen: its name, type and bytes (*len of them,
+ * 0 to 200000; free *data). */
+void tl_section(uint64_t gen, unsigned k, char name[32], uint32_t *type, uint8_t **data,
+		size_t *len);
 
 void tl_plan_free(struct tl_plan *p);
 /* Runs of 1..12 pages over [a, b): data, zero or nothing (first_full: no gaps). */
@@ -55,6 +61,7 @@ struct tl_gen {
 	size_t n_regions;
 	struct tl_entry *e;
 	size_t n;
+	unsigned sections;
 };
 
 struct tl_model {

@@ -8,6 +8,9 @@
  *   - truncated files, files of garbage, oversized counts and lengths
  *     (with their checksums recomputed so only the bounds checks can catch
  *     them), loops in the parent chain: rejected with -EBADMSG
+ *   - a flipped byte in a section's payload or record: verify names the
+ *     section, reading it fails, the pages still read
+ *   - hostile section tables (count, length, overlap, names): -EBADMSG
  *   - random bit flips anywhere: either rejected, or content still exact
  */
 #include <errno.h>
@@ -74,6 +77,18 @@ static struct disk_index *index_of(uint8_t *buf, size_t len)
 	struct disk_footer *f = (void *)(buf + len - sizeof(*f));
 
 	return (void *)(buf + f->index_off);
+}
+
+static struct disk_section_ref *sections_of(uint8_t *buf, size_t len)
+{
+	struct disk_index *ix = index_of(buf, len);
+
+	return (void *)((uint64_t *)(ix + 1) + ix->n_chunks);
+}
+
+static struct disk_span *spans_of(uint8_t *buf, size_t len)
+{
+	return (void *)(sections_of(buf, len) + index_of(buf, len)->n_sections);
 }
 
 static void fix_index_sum(uint8_t *buf, size_t len)
@@ -240,6 +255,49 @@ static void test_flips(void)
 	free(b);
 }
 
+/* A byte of section k's record flipped: verify names the section, reading it
+ * fails, the other sections and every page still read. */
+static void flip_section(unsigned k, bool header)
+{
+	uint8_t *b = malloc(orig_len);
+	struct disk_section_ref *ref = &sections_of(orig, orig_len)[k];
+	struct store_image *img;
+	void *data = NULL;
+	size_t len;
+
+	memcpy(b, orig, orig_len);
+	b[ref->offset + (header ? 8 : sizeof(struct disk_section) + ref->length / 2)] ^= 4;
+	spit(b, orig_len);
+	struct reports rep = run_verify();
+	CHECK(rep.n == 1 && !strcmp(rep.first.what, "section checksum") && rep.first.section &&
+	      rep.first.addr == UINT64_MAX && rep.first.file_offset == ref->offset,
+	      "section %u flip: %d reports, '%s'", k, rep.n, rep.n > 0 ? rep.first.what : "");
+	CHECK(store_image_open(st, "c", 1, &img) == 0, "open");
+	CHECK(store_image_read_section(img, ref->name, 0, &data, &len) == -EBADMSG,
+	      "damaged section %s read", ref->name);
+	for (unsigned i = 0; i < index_of(orig, orig_len)->n_sections; i++) {
+		if (i == k)
+			continue;
+		CHECK(store_image_read_section(img, sections_of(orig, orig_len)[i].name, 0, &data,
+					       &len) == 0, "section %u hurt", i);
+		free(data);
+	}
+	store_image_close(img);
+	CHECK(read_page(R1) == 0 && read_page(R2 + 5 * TL_PG) == 0, "pages hurt by a section");
+	spit(orig, orig_len);
+	free(b);
+}
+
+static void test_section_flips(void)
+{
+	struct disk_section_ref *ref = sections_of(orig, orig_len);
+
+	CHECK(index_of(orig, orig_len)->n_sections == 3 && ref[1].length > 0, "setup: sections");
+	flip_section(1, false);
+	flip_section(1, true);
+	flip_section(2, true);
+}
+
 /* Each mutation is applied to a fresh copy; sums are recomputed after it. */
 static void hostile(const char *label, void (*mutate)(uint8_t *b, size_t len))
 {
@@ -305,7 +363,7 @@ static void m_n_ext(uint8_t *b, size_t len)
 static void m_span_chunk(uint8_t *b, size_t len)
 {
 	struct disk_index *ix = index_of(b, len);
-	struct disk_span *s = (void *)((uint64_t *)(ix + 1) + ix->n_chunks);
+	struct disk_span *s = spans_of(b, len);
 
 	for (uint64_t i = 0; i < ix->n_spans; i++)
 		if (s[i].kind == EXT_DATA)
@@ -315,12 +373,51 @@ static void m_span_chunk(uint8_t *b, size_t len)
 static void m_path(uint8_t *b, size_t len)
 {
 	struct disk_index *ix = index_of(b, len);
-	struct disk_region *r = (void *)((uint8_t *)((uint64_t *)(ix + 1) + ix->n_chunks) +
-					 ix->n_spans * sizeof(struct disk_span));
+	struct disk_region *r = (void *)(spans_of(b, len) + ix->n_spans);
 
 	r[1].path_len = 0x7fffffff;
 	fix_index_sum(b, len);
 }
+static void m_section_count(uint8_t *b, size_t len)
+{
+	index_of(b, len)->n_sections = SECTION_MAX_COUNT + 1;
+	fix_index_sum(b, len);
+}
+static void m_section_length(uint8_t *b, size_t len)
+{
+	sections_of(b, len)[1].length = 1ULL << 40;
+	fix_index_sum(b, len);
+}
+/* A section said to start where a chunk does. */
+static void m_section_overlap(uint8_t *b, size_t len)
+{
+	uint64_t off;
+
+	chunk_at(b, len, 1, &off);
+	sections_of(b, len)[0].offset = off;
+	fix_index_sum(b, len);
+}
+static void m_section_name(uint8_t *b, size_t len)
+{
+	memcpy(sections_of(b, len)[2].name, "Bad/Name", 9);
+	fix_index_sum(b, len);
+}
+static void m_section_twice(uint8_t *b, size_t len)
+{
+	struct disk_section_ref *s = sections_of(b, len);
+
+	memcpy(s[2].name, s[0].name, sizeof(s[0].name));
+	fix_index_sum(b, len);
+}
+/* The index and the record disagree (both sums right). */
+static void m_section_record(uint8_t *b, size_t len)
+{
+	struct disk_section *h = (void *)(b + sections_of(b, len)[1].offset);
+
+	h->type++;
+	h->header_sum = XXH3_64bits(h, offsetof(struct disk_section, header_sum));
+}
+
 static void m_parent_loop(uint8_t *b, size_t len)
 {
 	struct disk_header *h = (void *)b;
@@ -342,6 +439,12 @@ static void test_hostile(void)
 	hostile("span chunk", m_span_chunk);
 	hostile("path length", m_path);
 	hostile("parent loop", m_parent_loop);
+	hostile("section count", m_section_count);
+	hostile("section length", m_section_length);
+	hostile("section over a chunk", m_section_overlap);
+	hostile("section name", m_section_name);
+	hostile("section name twice", m_section_twice);
+	hostile("section record", m_section_record);
 }
 
 static void test_truncated(void)
@@ -479,7 +582,7 @@ static void test_fuzz(void)
 static void setup(void)
 {
 	struct tl_plan p = { .full = true, .n_regions = 2, .chunk_pages = 8, .threads = 1,
-			     .n_passes = 1 };
+			     .n_passes = 1, .sections = 3 };
 	uint64_t g;
 
 	dir = tl_tmpdir("corrupt");
@@ -511,6 +614,7 @@ int main(void)
 	rmdir(scratch);
 	setup();
 	test_flips();
+	test_section_flips();
 	test_hostile();
 	test_truncated();
 	test_reasons();

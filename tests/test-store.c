@@ -122,6 +122,7 @@ static void random_passes(struct tl_plan *p, uint64_t *rng)
 	}
 	p->chunk_pages = (uint32_t)(1 + pg_rand(rng) % 48);
 	p->threads = (unsigned)(1 + pg_rand(rng) % 3);
+	p->sections = (unsigned)(pg_rand(rng) % 4);
 }
 
 static void test_model(void)

@@ -7,8 +7,10 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "basic/ranges.h"
 #include "pipeline/codec.h"
@@ -16,6 +18,36 @@
 
 struct sink;
 struct codec;
+
+/*
+ * Sections: besides pages, a generation may hold a few named, typed blobs
+ * of bytes, stored and checksummed like chunks (docs/image-format.md).
+ * A type says what the bytes are; the numbers are kept here so that they
+ * never collide.
+ */
+enum section_type {
+	SECTION_THREADS = 1,      /* "threads": every thread's state at the frozen pass
+				     (track/threads.h) */
+	SECTION_QEMU_VMSTATE = 2, /* reserved: a QEMU guest's device state */
+};
+#define SECTION_NAME_MAX 31
+/* Limits every sink keeps (a reader holds one section whole in memory). */
+#define SECTION_MAX_COUNT 64             /* sections per generation */
+#define SECTION_MAX_BYTES (256ULL << 20) /* bytes of one section */
+
+/* 1..SECTION_NAME_MAX characters of [a-z0-9._-]. */
+static inline bool section_name_valid(const char *name)
+{
+	size_t len = name ? strnlen(name, SECTION_NAME_MAX + 1) : 0;
+
+	if (len == 0 || len > SECTION_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') ||
+		      name[i] == '.' || name[i] == '_' || name[i] == '-'))
+			return false;
+	return true;
+}
 
 struct gen_summary {
 	uint64_t generation;
@@ -49,6 +81,15 @@ struct sink_ops {
 	int (*put_decoded)(struct sink *s, const struct enc_chunk *c, const uint8_t *pages);
 	/* Pages of pass seq that are zero now (from the tracker). */
 	int (*put_zero)(struct sink *s, uint64_t seq, const struct range_set *zero);
+	/*
+	 * A section of the generation: len bytes (copied before it returns)
+	 * named name, at most one per name.  -EINVAL for a bad name or type 0,
+	 * -EEXIST for a name already put, -E2BIG beyond the store's limits
+	 * (SECTION_MAX_BYTES, SECTION_MAX_COUNT).  Thread-safe; any
+	 * time before commit.
+	 */
+	int (*put_section)(struct sink *s, const char *name, uint32_t type, const void *data,
+			   size_t len);
 	/* The regions at the final pass: the generation's region table. */
 	int (*commit)(struct sink *s, const struct pass_region *regions, size_t n,
 		      struct gen_summary *out);

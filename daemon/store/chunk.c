@@ -63,11 +63,12 @@ static int preadv_full(int fd, struct iovec *iov, int n, uint64_t off)
 	return 0;
 }
 
-/* The header at off, sized against the room up to the next record. */
+/* The header at off, sized against the room up to the next record (chunk or
+ * section). */
 static int read_chunk_header(struct gen_file *gf, uint32_t idx, struct disk_chunk *h)
 {
 	uint64_t off = gf->chunk_off[idx];
-	uint64_t end = idx + 1 < gf->ix->n_chunks ? gf->chunk_off[idx + 1] : gf->foot.index_off;
+	uint64_t end = gen_file_record_end(gf, off);
 	struct iovec iov = { h, sizeof(*h) };
 	int r = preadv_full(gf->fd, &iov, 1, off);
 

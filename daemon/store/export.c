@@ -3,7 +3,8 @@
  * Export: one file per region, START-END.bin (the addresses as
  * /proc/PID/maps prints them), holding the region's content
  * at the generation.  The file is sized first with ftruncate, so zero spans,
- * pages never captured and all-zero data pages stay holes.
+ * pages never captured and all-zero data pages stay holes.  Each section of
+ * the generation becomes NAME.section.
  */
 #include "internal.h"
 
@@ -153,6 +154,43 @@ static int export_region(struct export_ctx *c, int dir_fd, const struct pass_reg
 	return r;
 }
 
+static void section_names(const struct gen_file *gf, uint32_t idx, char name[SECTION_NAME_MAX + 16],
+			  char tmp[SECTION_NAME_MAX + 24])
+{
+	snprintf(name, SECTION_NAME_MAX + 16, "%s.section", gf->sections[idx].name);
+	snprintf(tmp, SECTION_NAME_MAX + 24, ".%s.part", name);
+}
+
+/* NAME.section: the section's bytes, checked, as they were put, into its
+ * temporary file (renamed with the regions' files). */
+static int export_section(int dir_fd, const struct gen_file *gf,
+			  uint32_t idx)
+{
+	char name[SECTION_NAME_MAX + 16], tmp[SECTION_NAME_MAX + 24];
+	_cleanup_free_ uint8_t *buf = NULL;
+	_cleanup_close_ int fd = -1;
+	uint64_t len = gf->sections[idx].length, off = 0;
+	int r = gen_file_read_section(gf, idx, &buf);
+
+	if (r < 0)
+		return r;
+	section_names(gf, idx, name, tmp);
+	unlinkat(dir_fd, tmp, 0);
+	fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	while (off < len) {
+		ssize_t w = pwrite(fd, buf + off, len - off, (off_t)off);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		off += (uint64_t)w;
+	}
+	return close(TAKE_FD(fd)) < 0 ? -errno : 0;
+}
+
 static void fail_region(struct store_bad *fail, const struct pass_region *reg, const char *what)
 {
 	if (!fail)
@@ -170,9 +208,11 @@ int store_image_export(struct store_image *img, const char *dir,
 {
 	struct export_ctx c = { .img = img, .progress = progress, .fd = -1, .fail = fail };
 	_cleanup_close_ int dir_fd = -1;
-	char name[64], tmp[72];
+	char name[64], tmp[72], sname[SECTION_NAME_MAX + 16], stmp[SECTION_NAME_MAX + 24];
 	size_t n, done = 0;
 	const struct pass_region *regs = store_image_regions(img, &n);
+	const struct gen_file *gf = img->chain[0];
+	uint32_t n_sections = gf->ix->n_sections, sdone = 0;
 	int r = 0;
 
 	if (fail)
@@ -190,17 +230,30 @@ int store_image_export(struct store_image *img, const char *dir,
 			fail_region(fail, &regs[i], "a file of that name is in the way and is not "
 				    "a regular file");
 	}
+	for (uint32_t i = 0; r == 0 && i < n_sections; i++) {
+		section_names(gf, i, sname, stmp);
+		r = check_name(dir_fd, sname);
+	}
 	for (; r == 0 && done < n; done++) {
 		r = export_region(&c, dir_fd, &regs[done]);
 		if (r < 0)
 			fail_region(fail, &regs[done], NULL);
 	}
-	/* done: the regions whose temporary file exists, the failed one too */
+	for (; r == 0 && sdone < n_sections; sdone++)
+		r = export_section(dir_fd, gf, sdone);
+	/* done, sdone: those whose temporary file exists, the failed one too */
 	for (size_t i = 0; i < done; i++) {
 		region_names(&regs[i], name, tmp);
 		if (r < 0)
 			unlinkat(dir_fd, tmp, 0);
 		else if (renameat(dir_fd, tmp, dir_fd, name) < 0)
+			r = -errno;
+	}
+	for (uint32_t i = 0; i < sdone; i++) {
+		section_names(gf, i, sname, stmp);
+		if (r < 0)
+			unlinkat(dir_fd, stmp, 0);
+		else if (renameat(dir_fd, stmp, dir_fd, sname) < 0)
 			r = -errno;
 	}
 	if (r == 0 && fsync(dir_fd) < 0)

@@ -54,7 +54,7 @@ static int check_header(const struct disk_header *h, uint64_t generation, const 
 		return bad(what, "not a generation file (bad magic)");
 	if (XXH3_64bits(h, offsetof(struct disk_header, sum)) != h->sum)
 		return bad(what, "header checksum mismatch");
-	if (h->version != STORE_VERSION) {
+	if (h->version < STORE_VERSION_MIN || h->version > STORE_VERSION) {
 		bad(what, "written in another format version");
 		return -EPROTONOSUPPORT;
 	}
@@ -104,9 +104,12 @@ static int index_layout(const struct disk_index *ix, uint64_t generation, uint64
 	uint64_t at;
 
 	if (ix->magic != STORE_INDEX_MAGIC || ix->generation != generation ||
-	    ix->n_spans > len / sizeof(struct disk_span))
+	    ix->n_spans > len / sizeof(struct disk_span) || ix->n_sections > SECTION_MAX_COUNT ||
+	    ix->reserved)
 		return bad(what, "index header damaged");
-	at = sizeof(*ix) + (uint64_t)ix->n_chunks * 8 + ix->n_spans * sizeof(struct disk_span);
+	at = sizeof(*ix) + (uint64_t)ix->n_chunks * 8 +
+	     (uint64_t)ix->n_sections * sizeof(struct disk_section_ref) +
+	     ix->n_spans * sizeof(struct disk_span);
 	if (pad8(at + (uint64_t)ix->n_regions * sizeof(struct disk_region) + ix->strings_len) != len)
 		return bad(what, "index tables do not add up to the index size");
 	*regions_at = at;
@@ -164,7 +167,8 @@ int gen_file_peek(int set_fd, uint64_t generation, struct store_gen_info *info)
 	*info = (struct store_gen_info){
 		.generation = generation, .parent = h.parent, .full = h.flags & GEN_FULL,
 		.created_ns = ix.created_ns, .pid = (pid_t)h.pid, .n_regions = ix.n_regions,
-		.n_chunks = ix.n_chunks, .data_pages = ix.data_pages, .zero_pages = ix.zero_pages,
+		.n_chunks = ix.n_chunks, .n_sections = ix.n_sections,
+		.data_pages = ix.data_pages, .zero_pages = ix.zero_pages,
 		.live_data_pages = ix.live_data_pages, .live_zero_pages = ix.live_zero_pages,
 		.raw_bytes = ix.data_pages * PAGE_SIZE_4K, .disk_bytes = size,
 	};
@@ -210,6 +214,7 @@ void gen_file_info(const struct gen_file *gf, struct store_gen_info *info)
 		.generation = gf->hdr.generation, .parent = gf->hdr.parent,
 		.full = gf->hdr.flags & GEN_FULL, .created_ns = ix->created_ns,
 		.pid = (pid_t)gf->hdr.pid, .n_regions = ix->n_regions, .n_chunks = ix->n_chunks,
+		.n_sections = ix->n_sections,
 		.data_pages = ix->data_pages, .zero_pages = ix->zero_pages,
 		.live_data_pages = ix->live_data_pages, .live_zero_pages = ix->live_zero_pages,
 		.raw_bytes = ix->data_pages * PAGE_SIZE_4K, .disk_bytes = gf->size,
@@ -258,23 +263,56 @@ static int parse_regions(struct gen_file *gf, uint64_t at)
 	return 0;
 }
 
-/* Chunk records tile [header, index): the first starts right after the header. */
-static int check_chunk_table(const struct gen_file *gf)
+/* A section entry: a name, a type, a length within the limits. */
+static bool section_ref_ok(const struct disk_section_ref *ref)
 {
-	uint64_t prev = 0;
+	return ref->type && !ref->flags && ref->length <= SECTION_MAX_BYTES &&
+	       memchr(ref->name, 0, sizeof(ref->name)) && section_name_valid(ref->name) &&
+	       !(ref->offset % 8);
+}
 
-	if (!gf->ix->n_chunks)
-		return gf->foot.index_off == sizeof(struct disk_header) ? 0 : -EBADMSG;
-	if (gf->chunk_off[0] != sizeof(struct disk_header))
-		return -EBADMSG;
-	for (uint32_t i = 0; i < gf->ix->n_chunks; i++) {
-		uint64_t off = gf->chunk_off[i];
+/*
+ * Chunk and section records tile [header, index): the first starts right
+ * after the header, each next one where the one before ends.  A section's
+ * length is known here; a chunk's is checked against the room up to the
+ * next record when it is read (chunk.c).
+ */
+static int check_records(const struct gen_file *gf)
+{
+	uint32_t nc = gf->ix->n_chunks, ns = gf->ix->n_sections, ci = 0, si = 0;
+	uint64_t pos = sizeof(struct disk_header), end = gf->foot.index_off;
 
-		if ((i && off <= prev) || off % 8 || off > gf->foot.index_off - sizeof(struct disk_chunk))
+	for (uint32_t i = 0; i < ns; i++) {
+		if (!section_ref_ok(&gf->sections[i]))
 			return -EBADMSG;
-		prev = off;
+		for (uint32_t k = 0; k < i; k++)
+			if (!strcmp(gf->sections[k].name, gf->sections[i].name))
+				return -EBADMSG;
 	}
-	return 0;
+	while (ci < nc || si < ns) {
+		uint64_t c = ci < nc ? gf->chunk_off[ci] : UINT64_MAX;
+		uint64_t sec = si < ns ? gf->sections[si].offset : UINT64_MAX;
+
+		if (c == pos) { /* a chunk: at least its header before the next record */
+			if (pos % 8 || pos > end || end - pos < sizeof(struct disk_chunk))
+				return -EBADMSG;
+			pos = MIN(ci + 1 < nc ? gf->chunk_off[ci + 1] : end,
+				  si < ns ? sec : end);
+			if (pos < c + sizeof(struct disk_chunk))
+				return -EBADMSG;
+			ci++;
+		} else if (sec == pos) {
+			uint64_t len = section_record_len(gf->sections[si].length);
+
+			if (pos > end || len > end - pos)
+				return -EBADMSG;
+			pos += len;
+			si++;
+		} else {
+			return -EBADMSG;
+		}
+	}
+	return pos == end ? 0 : -EBADMSG;
 }
 
 /* Spans sorted, disjoint, each inside one region, data ones naming a chunk. */
@@ -318,8 +356,9 @@ static int load_index(struct gen_file *gf, const char **what)
 	if (r < 0)
 		return r;
 	gf->chunk_off = (const uint64_t *)(gf->ix + 1);
-	gf->spans = (const struct disk_span *)(gf->chunk_off + gf->ix->n_chunks);
-	r = check_chunk_table(gf);
+	gf->sections = (const struct disk_section_ref *)(gf->chunk_off + gf->ix->n_chunks);
+	gf->spans = (const struct disk_span *)(gf->sections + gf->ix->n_sections);
+	r = check_records(gf);
 	if (r == 0)
 		r = parse_regions(gf, at);
 	if (r == -EBADMSG)

@@ -5,7 +5,7 @@
  * structs are written as they are, so this only builds on little-endian
  * hosts.  Bump STORE_VERSION when you change anything here.
  *
- *   header | chunk record... | index section | footer
+ *   header | chunk and section records... | index section | footer
  */
 #pragma once
 
@@ -13,16 +13,21 @@
 #include <stdint.h>
 
 #include "pipeline/codec.h"
+#include "pipeline/sink.h"
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the image format is written in host order and defined little-endian"
 #endif
 
-#define STORE_VERSION 1
+/* 2: sections (the index's former reserved word counts them).  Version 1
+ * files, which have none, are still read. */
+#define STORE_VERSION 2
+#define STORE_VERSION_MIN 1
 #define STORE_HEADER_MAGIC "WPMIGGEN"
 #define STORE_FOOTER_MAGIC "WPMIGEND"
-#define STORE_CHUNK_MAGIC 0x4b4e4843u /* "CHNK" */
-#define STORE_INDEX_MAGIC 0x58444e49u /* "INDX" */
+#define STORE_CHUNK_MAGIC 0x4b4e4843u   /* "CHNK" */
+#define STORE_SECTION_MAGIC 0x54434553u /* "SECT" */
+#define STORE_INDEX_MAGIC 0x58444e49u   /* "INDX" */
 
 #define GEN_FULL 1u /* covers every page of its regions: readers stop here */
 
@@ -30,6 +35,8 @@
 /* Largest index section a reader accepts (8M spans): bounds allocations. */
 #define STORE_INDEX_MAX (1ULL << 30)
 #define STORE_PATH_MAX 4096
+/* Section names are 1..31 bytes, NUL-padded on disk (pipeline/sink.h). */
+#define STORE_SECTION_NAME_SIZE (SECTION_NAME_MAX + 1)
 
 struct disk_header { /* at offset 0 */
 	char magic[8];
@@ -62,6 +69,30 @@ struct disk_chunk { /* a chunk record starts here, 8-byte aligned */
 static_assert(sizeof(struct disk_chunk) == 48, "chunk layout");
 static_assert(sizeof(struct ext) == 16, "extent layout");
 
+/*
+ * A named, typed blob of a generation (thread state, device state): written
+ * like a chunk, between the chunk records, and listed in the index.
+ */
+struct disk_section { /* a section record starts here, 8-byte aligned */
+	uint32_t magic;
+	uint32_t type;        /* enum section_type of pipeline/sink.h */
+	uint64_t length;      /* payload bytes */
+	uint64_t sum;         /* XXH3-64 of the payload */
+	char name[STORE_SECTION_NAME_SIZE]; /* NUL-padded */
+	uint64_t header_sum;  /* XXH3-64 of the bytes before this field */
+	/* uint8_t payload[length]; zero padding to 8 bytes */
+};
+static_assert(sizeof(struct disk_section) == 64, "section layout");
+
+struct disk_section_ref { /* the index's entry for a section record */
+	uint64_t offset;      /* of the record */
+	uint64_t length, sum; /* as the record says */
+	uint32_t type;
+	uint32_t flags;       /* 0 */
+	char name[STORE_SECTION_NAME_SIZE];
+};
+static_assert(sizeof(struct disk_section_ref) == 64, "section reference layout");
+
 struct disk_span { /* the resolved content of the generation, by address */
 	uint64_t start, end;
 	uint64_t seq;         /* pass that won */
@@ -90,8 +121,11 @@ struct disk_index { /* starts the index section */
 	int64_t created_ns;   /* CLOCK_REALTIME at commit */
 	uint64_t data_pages, zero_pages;           /* as logged, superseded included */
 	uint64_t live_data_pages, live_zero_pages; /* in the spans */
-	uint64_t reserved;
-	/* uint64_t chunk_off[n_chunks]; struct disk_span spans[n_spans];
+	uint32_t n_sections;  /* version 1: reserved, 0 */
+	uint32_t reserved;
+	/* uint64_t chunk_off[n_chunks];
+	   struct disk_section_ref sections[n_sections];
+	   struct disk_span spans[n_spans];
 	   struct disk_region regions[n_regions]; char strings[strings_len];
 	   zero padding to 8 bytes */
 };
@@ -108,6 +142,12 @@ static_assert(sizeof(struct disk_footer) == 32, "footer layout");
 static inline uint64_t pad8(uint64_t n)
 {
 	return (n + 7) & ~7ULL;
+}
+
+/* Bytes of a section record with this payload. */
+static inline uint64_t section_record_len(uint64_t length)
+{
+	return sizeof(struct disk_section) + pad8(length);
 }
 
 /* Bytes of a chunk record with these counts. */

@@ -205,8 +205,8 @@ int index_build(const struct index_params *w, const struct pass_region *regions,
 
 	for (size_t i = 0; i < n_regions; i++)
 		strings += regions[i].path ? strlen(regions[i].path) : 0;
-	len = pad8(sizeof(*ix) + w->n_chunks * 8 + n_spans * sizeof(*spans) +
-		   n_regions * sizeof(struct disk_region) + strings);
+	len = pad8(sizeof(*ix) + w->n_chunks * 8 + w->n_sections * sizeof(*w->sections) +
+		   n_spans * sizeof(*spans) + n_regions * sizeof(struct disk_region) + strings);
 	if (len > STORE_INDEX_MAX || n_regions > UINT32_MAX)
 		return -E2BIG;
 	ix = calloc(1, len);
@@ -217,6 +217,7 @@ int index_build(const struct index_params *w, const struct pass_region *regions,
 		.n_chunks = (uint32_t)w->n_chunks, .strings_len = (uint32_t)strings,
 		.n_spans = n_spans, .generation = w->generation, .created_ns = w->created_ns,
 		.data_pages = w->data_pages, .zero_pages = w->zero_pages,
+		.n_sections = (uint32_t)w->n_sections,
 	};
 	for (size_t i = 0; i < n_spans; i++) {
 		uint64_t pages = (spans[i].end - spans[i].start) / PAGE_SIZE_4K;
@@ -226,6 +227,8 @@ int index_build(const struct index_params *w, const struct pass_region *regions,
 	p = (uint8_t *)(ix + 1);
 	if (w->n_chunks) /* no NULL to mempcpy, even for 0 bytes */
 		p = mempcpy(p, w->chunk_off, w->n_chunks * 8);
+	if (w->n_sections)
+		p = mempcpy(p, w->sections, w->n_sections * sizeof(*w->sections));
 	if (n_spans)
 		p = mempcpy(p, spans, n_spans * sizeof(*spans));
 	char *pool = (char *)p + n_regions * sizeof(struct disk_region);

@@ -42,6 +42,7 @@ struct gen_file {
 	void *index;                  /* the whole index section */
 	const struct disk_index *ix;
 	const uint64_t *chunk_off;
+	const struct disk_section_ref *sections;
 	const struct disk_span *spans;
 	struct pass_region *regions;  /* parsed; paths owned */
 	size_t n_regions;
@@ -72,6 +73,10 @@ int chunk_grow(void **buf, size_t *cap, size_t want);
 int gen_file_decode_chunk(struct gen_file *gf, struct codec *c, uint32_t idx, int64_t *bad_page);
 /* Address of data page i of a chunk, or UINT64_MAX. */
 uint64_t chunk_data_page_addr(const struct enc_chunk *ch, uint64_t i);
+/* Where the record at off ends: the next chunk or section record, or the index. */
+uint64_t gen_file_record_end(const struct gen_file *gf, uint64_t off);
+/* Section idx of gf, its record and payload checked: *ret malloc'ed. */
+int gen_file_read_section(const struct gen_file *gf, uint32_t idx, uint8_t **ret);
 /* Data index of the page at addr in the loaded chunk, or -1. */
 int64_t gen_file_chunk_page(const struct gen_file *gf, uint64_t addr);
 /* Region of gf holding addr, or -1. */
@@ -94,8 +99,11 @@ struct index_params {
 	int64_t created_ns;
 	const uint64_t *chunk_off;
 	size_t n_chunks;
+	const struct disk_section_ref *sections;
+	size_t n_sections;
 };
-/* The index section: header, chunk table, spans, regions, string pool. */
+/* The index section: header, chunk table, section table, spans, regions,
+ * string pool. */
 int index_build(const struct index_params *p, const struct pass_region *regions,
 		size_t n_regions, const struct disk_span *spans, size_t n_spans,
 		void **ret, size_t *ret_len);

@@ -41,7 +41,7 @@ struct store_gen_info {
 	const char *error_what; /* listing only: that in words ("header checksum mismatch") */
 	int64_t created_ns;     /* CLOCK_REALTIME at commit */
 	pid_t pid;
-	uint32_t n_regions, n_chunks;
+	uint32_t n_regions, n_chunks, n_sections;
 	uint64_t region_bytes;  /* size of the image: sum of the regions */
 	uint64_t data_pages, zero_pages;           /* as written, superseded included */
 	uint64_t live_data_pages, live_zero_pages; /* what this generation holds */
@@ -120,16 +120,40 @@ const struct pass_region *store_image_regions(const struct store_image *img, siz
  */
 int store_image_read(struct store_image *img, uint64_t addr, uint64_t len, void *buf);
 
+/* A section of a generation (sink.h): a named, typed blob of bytes. */
+struct store_section {
+	char name[SECTION_NAME_MAX + 1];
+	uint32_t type;
+	uint64_t length;
+};
+
+/*
+ * The sections of the generation opened (never its parents'): up to max
+ * into out, in the order they were put; returns how many it has.
+ */
+size_t store_image_sections(const struct store_image *img, struct store_section *out,
+			    size_t max);
+/*
+ * Section name of the generation opened, its checksums verified: *buf
+ * (malloc'ed, free it) and *len.  type 0 takes any type.  -ENOENT when it
+ * has none of that name, -EMEDIUMTYPE when it is of another type,
+ * -EBADMSG when damaged.
+ */
+int store_image_read_section(struct store_image *img, const char *name, uint32_t type,
+			     void **buf, size_t *len);
+
 struct store_bad {
 	uint64_t generation;   /* the file holding the damage */
 	uint64_t region_start, region_end; /* its region holding addr; 0, 0 if none */
 	uint64_t addr;         /* page address; UINT64_MAX when it cannot be placed */
-	uint64_t file_offset;  /* of the chunk record */
+	uint64_t file_offset;  /* of the chunk or section record */
 	const char *what;      /* "page checksum", "chunk header", ... (static) */
+	const char *section;   /* a section's problem: its name; else NULL */
 };
 
 /*
- * Re-read every chunk of every file of the chain and check every checksum;
+ * Re-read every chunk and section of every file of the chain and check
+ * every checksum;
  * bad() is called for each problem found.  0 when clean, -EBADMSG when
  * anything was reported (*n_bad says how much), other errors for I/O.
  */
@@ -146,7 +170,8 @@ int store_image_verify(struct store_image *img,
  * one is complete are they renamed; on failure none is left behind, and
  * fail (may be NULL) says where: the region, and the page and the
  * generation file for damage (-EBADMSG), or the name in the way (-EEXIST,
- * anything but a regular file).
+ * anything but a regular file).  Each section of the generation goes to
+ * NAME.section, its bytes as they were put, all or nothing with the regions.
  */
 int store_image_export(struct store_image *img, const char *dir,
 		       const struct store_progress *progress, struct store_bad *fail);

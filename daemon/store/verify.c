@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * Verify: every chunk of every file of the chain is read back and every sum
- * checked (chunk metadata, payload, each page), and every data span is
- * checked to point at data pages its chunk really holds.  Each problem is
+ * checked (chunk metadata, payload, each page), every data span is checked
+ * to point at data pages its chunk really holds, and every section is read
+ * back against its sums.  Each problem is
  * reported with the generation, region and page it concerns.
  */
 #include "internal.h"
@@ -123,6 +124,29 @@ static void check_span(struct verify_ctx *v, struct gen_file *gf, const struct d
 			report_bad(v, gf, s->chunk, a, "index names a page its chunk does not hold");
 }
 
+/* Every section: its record must match the index, its payload its sum. */
+static int verify_sections(struct verify_ctx *v, struct gen_file *gf)
+{
+	for (uint32_t i = 0; i < gf->ix->n_sections; i++) {
+		const struct disk_section_ref *ref = &gf->sections[i];
+		uint8_t *buf;
+		int r = gen_file_read_section(gf, i, &buf);
+
+		free(buf);
+		if (r == -EBADMSG) {
+			struct store_bad b = { .generation = gf->hdr.generation, .addr = UINT64_MAX,
+					       .file_offset = ref->offset, .what = "section checksum",
+					       .section = ref->name };
+			v->n_bad++;
+			if (v->bad)
+				v->bad(v->userdata, &b);
+		} else if (r < 0) {
+			return r;
+		}
+	}
+	return 0;
+}
+
 static int verify_file(struct verify_ctx *v, struct gen_file *gf)
 {
 	uint64_t n_data = 0, j = 0;
@@ -138,7 +162,7 @@ static int verify_file(struct verify_ctx *v, struct gen_file *gf)
 		for (; j < n_data && gf->spans[by_chunk[j]].chunk == idx; j++)
 			check_span(v, gf, &gf->spans[by_chunk[j]]);
 	}
-	return 0;
+	return verify_sections(v, gf);
 }
 
 int store_image_verify(struct store_image *img,

@@ -40,6 +40,8 @@ struct writer {
 	size_t n_log, cap_log;
 	uint64_t *chunk_off;
 	size_t n_chunks, cap_chunks;
+	struct disk_section_ref sections[SECTION_MAX_COUNT];
+	size_t n_sections;
 	uint64_t data_pages, zero_pages;
 };
 
@@ -226,6 +228,55 @@ static int w_put_zero(struct sink *s, uint64_t seq, const struct range_set *zero
 	return r;
 }
 
+/* Under the lock: a file range and an index entry for the section. */
+static int log_section(struct writer *w, const struct disk_section *h, uint64_t *off)
+{
+	for (size_t i = 0; i < w->n_sections; i++)
+		if (!strcmp(w->sections[i].name, h->name))
+			return -EEXIST;
+	if (w->n_sections == SECTION_MAX_COUNT)
+		return -E2BIG;
+	struct disk_section_ref *ref = &w->sections[w->n_sections++];
+	*ref = (struct disk_section_ref){ .offset = w->tail, .length = h->length, .sum = h->sum,
+					  .type = h->type };
+	memcpy(ref->name, h->name, sizeof(ref->name));
+	*off = w->tail;
+	w->tail += section_record_len(h->length);
+	return 0;
+}
+
+static int w_put_section(struct sink *s, const char *name, uint32_t type, const void *data,
+			 size_t len)
+{
+	static uint8_t zeros[8];
+	struct writer *w = (struct writer *)s;
+	struct disk_section h = { .magic = STORE_SECTION_MAGIC, .type = type, .length = len };
+	uint64_t off = 0;
+	int r;
+
+	if (!section_name_valid(name) || !type || (len && !data))
+		return -EINVAL;
+	if (len > SECTION_MAX_BYTES)
+		return -E2BIG;
+	h.sum = XXH3_64bits(data, len);
+	strncpy(h.name, name, sizeof(h.name) - 1);
+	h.header_sum = XXH3_64bits(&h, offsetof(struct disk_section, header_sum));
+	pthread_mutex_lock(&w->lock);
+	r = w->error ? w->error : log_section(w, &h, &off);
+	pthread_mutex_unlock(&w->lock);
+	if (r < 0)
+		return r;
+	struct iovec iov[] = {
+		{ &h, sizeof(h) },
+		{ (void *)data, len },
+		{ zeros, pad8(len) - len },
+	};
+	r = pwritev_full(w->fd, iov, (int)ARRAY_SIZE(iov), off);
+	if (r < 0)
+		fail(w, r);
+	return r;
+}
+
 static int write_tail(struct writer *w, void *index, size_t len, uint64_t *size)
 {
 	struct disk_footer f = { .index_off = w->tail, .index_len = len,
@@ -301,6 +352,7 @@ static int w_commit(struct sink *s, const struct pass_region *regions, size_t n,
 			.generation = w->generation, .created_ns = realtime_ns(),
 			.data_pages = w->data_pages, .zero_pages = w->zero_pages,
 			.chunk_off = w->chunk_off, .n_chunks = w->n_chunks,
+			.sections = w->sections, .n_sections = w->n_sections,
 		};
 		r = index_build(&ip, regions, n, spans, n_spans, &index, &len);
 	}
@@ -346,6 +398,7 @@ static void w_abort(struct sink *s)
 static const struct sink_ops writer_ops = {
 	.put_chunk = w_put_chunk,
 	.put_zero = w_put_zero,
+	.put_section = w_put_section,
 	.commit = w_commit,
 	.abort = w_abort,
 	.close = w_abort, /* after a commit there is nothing left to drop */
