@@ -464,6 +464,68 @@ static void authenticated(struct target *t)
 	expect_error(&c, -EBADMSG, "MAC mismatch", "forged MAC");
 }
 
+/* A section frame of the open generation: name, offset, length, sum, piece. */
+static void send_section(struct raw *c, const char *name, uint64_t off, uint64_t len,
+			 uint64_t sum, const void *piece, uint32_t piece_len)
+{
+	Wpmig__Peer__Section m = WPMIG__PEER__SECTION__INIT;
+
+	m.name = (char *)name;
+	m.type = 1;
+	m.length = len;
+	m.offset = off;
+	m.sum = sum;
+	send_msg(c, PEER_SECTION, &m.base, piece, piece_len);
+}
+
+static void open_hostile(struct target *t, struct raw *c)
+{
+	raw_open(t->port, c);
+	CHECK(handshake(c, &t->key) == 0, "handshake with the key");
+	open_generation(c, "hostile");
+}
+
+/* Sections that break the rules: each ends the connection, nothing stored. */
+static void sections(struct target *t)
+{
+	static uint8_t bytes[1000];
+	uint64_t sum = XXH3_64bits(bytes, sizeof(bytes));
+	struct raw c;
+
+	open_hostile(t, &c);
+	send_section(&c, "Bad/name", 0, 10, 0, bytes, 10);
+	expect_error(&c, -EBADMSG, "section: bad name", "section name");
+	open_hostile(t, &c);
+	send_section(&c, "s", 500, 1000, sum, bytes, 500);
+	expect_error(&c, -EPROTO, "begin at offset 0", "section from its middle");
+	open_hostile(t, &c);
+	send_section(&c, "s", 0, 1000, sum, bytes, 600);
+	send_section(&c, "s", 400, 1000, sum, bytes + 400, 600);
+	expect_error(&c, -EPROTO, "out of order", "section pieces overlapping");
+	open_hostile(t, &c);
+	send_section(&c, "s", 0, 1000, sum, bytes, 600);
+	send_section(&c, "s", 600, 1000, sum, bytes, 600);
+	expect_error(&c, -EPROTO, "longer than announced", "section too long");
+	open_hostile(t, &c);
+	send_section(&c, "s", 0, 10, sum, bytes, 10);
+	send_section(&c, "s", 0, 10, XXH3_64bits(bytes, 10), bytes, 10);
+	expect_error(&c, -EBADMSG, "section s failed its checksum", "section checksum");
+	open_hostile(t, &c);
+	send_section(&c, "s", 0, 10, XXH3_64bits(bytes, 10), bytes, 10);
+	send_section(&c, "s", 0, 10, XXH3_64bits(bytes, 10), bytes, 10);
+	expect_error(&c, -EPROTO, "name twice", "section twice");
+	open_hostile(t, &c);
+	send_section(&c, "s", 0, 1000, sum, bytes, 10);
+	Wpmig__Peer__RegionChanges rch = WPMIG__PEER__REGION_CHANGES__INIT;
+	Wpmig__Peer__Commit cm = WPMIG__PEER__COMMIT__INIT;
+	send_msg(&c, PEER_REGIONS, &rch.base, NULL, 0);
+	cm.section_frames = 1;
+	send_msg(&c, PEER_COMMIT, &cm.base, NULL, 0);
+	expect_error(&c, -EPROTO, "section s incomplete", "commit mid-section");
+	uint64_t gens[4];
+	CHECK(pd_generations(&t->rx, "hostile", gens, 4) <= 0, "a hostile generation was stored");
+}
+
 /* A region table of empty entries: 2 bytes each on the wire, a struct and
  * a pointer each once unpacked.  The decoder's budget refuses it. */
 static void amplification(struct target *t)
@@ -633,6 +695,7 @@ static void test_hostile(void)
 	replay(&t, rec);
 	authenticated(&t);
 	migrate_open(&t);
+	sections(&t);
 	amplification(&t);
 	idle_flood(&t, &tx, w.pid, listen);
 	full(&t, &tx, listen);

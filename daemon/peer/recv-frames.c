@@ -128,6 +128,86 @@ static void accept_chunk(struct rconn *rc, struct peer_frame *f)
 	queue(rc, RT_CHUNK, NULL, t);
 }
 
+/* The first piece of a section: a name not seen yet in this generation. */
+static int section_begin(struct rconn *rc, const Wpmig__Peer__Section *m, const char **why)
+{
+	if (m->offset)
+		return *why = "a section must begin at offset 0", -EPROTO;
+	for (size_t i = 0; i < rc->n_sections; i++)
+		if (!strcmp(rc->section_names[i], m->name))
+			return *why = "a section name twice in one generation", -EPROTO;
+	if (rc->n_sections == SECTION_MAX_COUNT)
+		return *why = "too many sections", -EPROTO;
+	if (!rc->section_names &&
+	    !(rc->section_names = calloc(SECTION_MAX_COUNT, sizeof(*rc->section_names))))
+		return *why = "out of memory", -ENOMEM;
+	snprintf(rc->section_names[rc->n_sections++], SECTION_NAME_MAX + 1, "%s", m->name);
+	rc->section = (struct rsection){ .type = m->type, .length = m->length, .sum = m->sum };
+	snprintf(rc->section.name, sizeof(rc->section.name), "%s", m->name);
+	return 0;
+}
+
+/* Append a piece; memory grows with what arrived, never with what was announced. */
+static int section_piece(struct rconn *rc, const Wpmig__Peer__Section *m, const uint8_t *tail,
+			 uint32_t len, const char **why)
+{
+	struct rsection *sec = &rc->section;
+
+	if (strcmp(sec->name, m->name) || sec->type != m->type || sec->length != m->length ||
+	    sec->sum != m->sum || m->offset != sec->got)
+		return *why = "a section piece out of order", -EPROTO;
+	if (len > sec->length - sec->got)
+		return *why = "a section longer than announced", -EPROTO;
+	if (sec->got + len > sec->cap) {
+		size_t cap = (size_t)MIN(MAX(sec->got + len, 2 * (uint64_t)sec->cap), sec->length);
+		uint8_t *n = realloc(sec->buf, cap ? cap : 1);
+
+		if (!n)
+			return *why = "out of memory", -ENOMEM;
+		sec->buf = n;
+		sec->cap = cap;
+	}
+	if (len)
+		memcpy(sec->buf + sec->got, tail, len);
+	sec->got += len;
+	return 0;
+}
+
+/*
+ * Sections are put together here, on the loop, in the order their pieces
+ * arrive (a memcpy each); a complete one is checked and stored by a worker.
+ */
+static void accept_section(struct rconn *rc, struct peer_frame *f)
+{
+	const Wpmig__Peer__Section *m = (const Wpmig__Peer__Section *)f->m;
+	const char *why = NULL;
+	int r = 0;
+
+	rc->gen_section_frames++;
+	if (!rc->section.name[0])
+		r = section_begin(rc, m, &why);
+	if (r == 0)
+		r = section_piece(rc, m, f->tail, f->h.tail_length, &why);
+	if (r < 0) {
+		rconn_close(rc, r, "bad section: %s", why);
+		return;
+	}
+	if (rc->section.got < rc->section.length) {
+		frame_done(rc, f->size);
+		return;
+	}
+	struct rtask *t = calloc(1, sizeof(*t));
+	if (!t) {
+		rconn_close(rc, -ENOMEM, "out of memory");
+		return;
+	}
+	t->f = *f;
+	*f = (struct peer_frame){ 0 };
+	t->section = rc->section;
+	rc->section = (struct rsection){ 0 };
+	queue(rc, RT_SECTION, NULL, t);
+}
+
 static void accept_commit(struct rconn *rc, struct peer_frame *f)
 {
 	const Wpmig__Peer__Commit *m = (const Wpmig__Peer__Commit *)f->m;
@@ -136,11 +216,17 @@ static void accept_commit(struct rconn *rc, struct peer_frame *f)
 		rconn_close(rc, -EPROTO, "commit before the region table");
 		return;
 	}
-	if (m->chunks != rc->gen_chunks || m->zero_frames != rc->gen_zero_frames) {
-		rconn_close(rc, -EPROTO, "commit after %llu chunks and %llu zero frames; "
-			    "%llu and %llu arrived", (unsigned long long)m->chunks,
-			    (unsigned long long)m->zero_frames, (unsigned long long)rc->gen_chunks,
-			    (unsigned long long)rc->gen_zero_frames);
+	if (rc->section.name[0]) {
+		rconn_close(rc, -EPROTO, "commit with section %s incomplete", rc->section.name);
+		return;
+	}
+	if (m->chunks != rc->gen_chunks || m->zero_frames != rc->gen_zero_frames ||
+	    m->section_frames != rc->gen_section_frames) {
+		rconn_close(rc, -EPROTO, "commit after %llu chunks, %llu zero and %llu section frames; "
+			    "%llu, %llu and %llu arrived", (unsigned long long)m->chunks,
+			    (unsigned long long)m->zero_frames, (unsigned long long)m->section_frames,
+			    (unsigned long long)rc->gen_chunks, (unsigned long long)rc->gen_zero_frames,
+			    (unsigned long long)rc->gen_section_frames);
 		return;
 	}
 	rconn_enter(rc, RC_COMMITTING);
@@ -185,6 +271,9 @@ static void generation_frame(struct rconn *rc, struct peer_frame *f)
 	case PEER_ZERO:
 		rc->gen_zero_frames++;
 		queue(rc, RT_ZERO, f, NULL);
+		break;
+	case PEER_SECTION:
+		accept_section(rc, f);
 		break;
 	case PEER_REGIONS:
 		if (rc->changes) {
@@ -260,7 +349,7 @@ static void open_done(struct rconn *rc, struct rtask *t)
 		rc->parent_regions = t->parent_regions;
 		rc->n_parent_regions = t->n_parent_regions;
 		t->parent_regions = NULL;
-		rc->gen_chunks = rc->gen_zero_frames = rc->gen_decoded = 0;
+		rc->gen_chunks = rc->gen_zero_frames = rc->gen_decoded = rc->gen_section_frames = 0;
 		rc->verify_pages = rc->srv->o.verify_pages;
 		rc->gen_bytes = rc->rx.bytes;
 		rc->gen_t0 = now_ns();

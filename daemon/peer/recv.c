@@ -18,6 +18,7 @@
 #include <sys/mman.h>
 
 #include "basic/log.h"
+#include "basic/sum.h"
 #include "basic/util.h"
 #include "peer/delta.h"
 #include "peer/regions.h"
@@ -76,6 +77,7 @@ void recv_ctx_free(void *ctx)
 
 void recv_task_free(struct rtask *t)
 {
+	free(t->section.buf);
 	peer_chunk_view_free(&t->view);
 	peer_frame_clear(&t->f);
 	regions_free(t->parent_regions, t->n_parent_regions);
@@ -96,6 +98,11 @@ void recv_drop_generation(struct rconn *rc)
 	rc->n_parent_regions = 0;
 	peer_msg_free(rc->changes);
 	rc->changes = NULL;
+	free(rc->section.buf);
+	rc->section = (struct rsection){ 0 };
+	free(rc->section_names);
+	rc->section_names = NULL;
+	rc->n_sections = 0;
 }
 
 /* ---- worker side ---- */
@@ -186,6 +193,24 @@ static void run_zero(struct rtask *t)
 	if (t->r < 0)
 		snprintf(t->why, sizeof(t->why), "cannot store zero ranges: %s", strerror(-t->r));
 	range_set_free(&set);
+}
+
+/* A whole section: its bytes must have the sum the source sent. */
+static void run_section(struct rtask *t)
+{
+	const struct rsection *sec = &t->section;
+
+	if (XXH3_64bits(sec->buf, sec->length) != sec->sum) {
+		t->r = -EBADMSG;
+		snprintf(t->why, sizeof(t->why), "section %s failed its checksum: corrupted in "
+			 "transit", sec->name);
+		return;
+	}
+	t->r = t->rc->sink->ops->put_section(t->rc->sink, sec->name, sec->type, sec->buf,
+					     sec->length);
+	if (t->r < 0)
+		snprintf(t->why, sizeof(t->why), "cannot store section %s: %s", sec->name,
+			 strerror(-t->r));
 }
 
 /* Under the store lock: may this increment follow what the set holds? */
@@ -336,6 +361,9 @@ void recv_task_run(struct wtask *w, void *ctx)
 		break;
 	case RT_ZERO:
 		run_zero(t);
+		break;
+	case RT_SECTION:
+		run_section(t);
 		break;
 	case RT_COMMIT:
 		run_commit(t);

@@ -34,7 +34,7 @@ enum rc_state {
 	_RC_STATE_MAX,
 };
 
-enum rt_kind { RT_OPEN, RT_CHUNK, RT_ZERO, RT_COMMIT, RT_ABORT };
+enum rt_kind { RT_OPEN, RT_CHUNK, RT_ZERO, RT_SECTION, RT_COMMIT, RT_ABORT };
 
 /*
  * Connections still in the handshake (HELLO, AUTH) have limits of their
@@ -56,6 +56,15 @@ struct peer_addr_key {
 };
 
 struct rconn;
+
+/* A section of the open generation, its pieces put together in order. */
+struct rsection {
+	char name[SECTION_NAME_MAX + 1];
+	uint32_t type;
+	uint64_t length, sum, got;
+	uint8_t *buf;
+	size_t cap;
+};
 
 /* One received frame of a generation, handled by a worker. */
 /* Under peer_verify = payload, one chunk in this many (the first of each
@@ -80,6 +89,7 @@ struct rtask {
 	struct gen_summary sum;  /* RT_COMMIT */
 	int64_t resumed_us;      /* RT_OPEN of a migration's finish */
 	int64_t incoming_us;
+	struct rsection section; /* RT_SECTION: complete, its bytes owned */
 	TAILQ_ENTRY(rtask) link;
 };
 
@@ -113,6 +123,11 @@ struct rconn {
 	ProtobufCMessage *changes;          /* RegionChanges, once received */
 	uint64_t gen_chunks, gen_zero_frames, gen_bytes, gen_t0;
 	uint64_t gen_decoded;                /* chunks decoded on arrival */
+	uint64_t gen_section_frames;
+	struct rsection section;             /* the one being put together */
+	char (*section_names)[SECTION_NAME_MAX + 1]; /* sections begun, at most
+							SECTION_MAX_COUNT */
+	size_t n_sections;
 	bool verify_pages;                   /* peer_verify = pages for this generation */
 
 	/* frames waiting or running */

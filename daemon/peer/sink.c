@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "basic/log.h"
+#include "basic/sum.h"
 #include "basic/util.h"
 #include "peer/delta.h"
 #include "peer/io.h"
@@ -37,6 +38,8 @@ struct psink {
 	pthread_mutex_t lock;
 	struct pbuf *bufs;
 	atomic_uint_least64_t chunks, zero_frames, data_pages, zero_pages, delta_pages;
+	atomic_uint_least64_t section_frames;
+	pthread_mutex_t section_lock; /* one section's pieces after another */
 };
 
 static void pbuf_free(struct pbuf *b)
@@ -244,6 +247,38 @@ static int p_put_zero(struct sink *sk, uint64_t seq, const struct range_set *zer
 	return r;
 }
 
+/* A section in pieces of at most PEER_MAX_SECTION_PIECE; the receiver
+ * checks the whole against sum. */
+static int p_put_section(struct sink *sk, const char *name, uint32_t type, const void *data,
+			 size_t len)
+{
+	struct psink *s = (struct psink *)sk;
+	Wpmig__Peer__Section m = WPMIG__PEER__SECTION__INIT;
+	size_t off = 0;
+	int r = 0;
+
+	if (!section_name_valid(name) || !type || (len && !data))
+		return -EINVAL;
+	if (len > SECTION_MAX_BYTES)
+		return -E2BIG;
+	m.name = (char *)name;
+	m.type = type;
+	m.length = len;
+	m.sum = XXH3_64bits(data, len);
+	pthread_mutex_lock(&s->section_lock);
+	do {
+		uint32_t piece = (uint32_t)MIN(len - off, (size_t)PEER_MAX_SECTION_PIECE);
+
+		m.offset = off;
+		r = peer_link_send(s->l, PEER_SECTION, &m.base, (const uint8_t *)data + off, piece);
+		if (r == 0)
+			atomic_fetch_add(&s->section_frames, 1);
+		off += piece;
+	} while (r == 0 && off < len);
+	pthread_mutex_unlock(&s->section_lock);
+	return r;
+}
+
 static int send_regions(struct psink *s, const struct pass_region *regions, size_t n)
 {
 	struct peer_committed *pc = peer_link_committed(s->l);
@@ -286,6 +321,7 @@ static int p_commit(struct sink *sk, const struct pass_region *regions, size_t n
 
 	m.chunks = atomic_load(&s->chunks);
 	m.zero_frames = atomic_load(&s->zero_frames);
+	m.section_frames = atomic_load(&s->section_frames);
 	if (r == 0)
 		r = peer_link_call(s->l, PEER_COMMIT, &m.base, PEER_COMMIT_RESULT,
 				   (ProtobufCMessage **)&res);
@@ -328,6 +364,7 @@ static void psink_free(struct psink *s)
 		pbuf_free(b);
 	}
 	pthread_mutex_destroy(&s->lock);
+	pthread_mutex_destroy(&s->section_lock);
 	free(s);
 }
 
@@ -354,6 +391,7 @@ static const struct sink_ops psink_ops = {
 	.put_chunk = p_put_chunk,
 	.put_pages = p_put_pages,
 	.put_zero = p_put_zero,
+	.put_section = p_put_section,
 	.commit = p_commit,
 	.abort = p_abort,
 	.close = p_close,
@@ -443,6 +481,7 @@ static int begin(struct peer_link *l, const char *set, pid_t pid, bool full, int
 			     .zstd_level = zstd_level,
 			     .t0_ns = now_ns() };
 	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_init(&s->section_lock, NULL);
 	*ret = &s->sink;
 	return 0;
 }

@@ -47,12 +47,14 @@ static const struct type_info types[_PEER_FRAME_END - PEER_HELLO] = {
 				      PEER_MAX_SMALL, SMALL_ALLOC, true },
 	[PEER_CLOSE - PEER_HELLO] = { "close", &wpmig__peer__close__descriptor,
 				      PEER_MAX_SMALL, SMALL_ALLOC, true },
+	[PEER_SECTION - PEER_HELLO] = { "section", &wpmig__peer__section__descriptor,
+					PEER_MAX_SMALL, SMALL_ALLOC, false },
 };
 
 static const uint16_t all_types[] = {
 	PEER_HELLO, PEER_AUTH, PEER_READY, PEER_OPEN, PEER_OPEN_RESULT, PEER_CHUNK, PEER_ZERO,
 	PEER_REGIONS, PEER_COMMIT, PEER_COMMIT_RESULT, PEER_ABORT, PEER_ACK, PEER_ERROR,
-	PEER_CLOSE,
+	PEER_CLOSE, PEER_SECTION,
 };
 
 const struct frame_limits peer_frame_limits = {
@@ -107,10 +109,12 @@ int peer_frame_check(const struct frame_header *h, bool authed, const char **why
 		return *why = authed ? "frame without MAC" : "MAC before authentication", -EBADMSG;
 	if (h->length > t->max_len)
 		return *why = "message longer than its type allows", -EMSGSIZE;
-	if (h->tail_length && h->type != PEER_CHUNK)
+	if (h->tail_length && h->type != PEER_CHUNK && h->type != PEER_SECTION)
 		return *why = "tail on a frame that has none", -EBADMSG;
 	if (h->tail_length > codec_payload_bound(PEER_MAX_CHUNK_PAGES))
 		return *why = "chunk payload longer than allowed", -EMSGSIZE;
+	if (h->type == PEER_SECTION && h->tail_length > PEER_MAX_SECTION_PIECE)
+		return *why = "section piece longer than allowed", -EMSGSIZE;
 	return 0;
 }
 
@@ -222,6 +226,16 @@ static int check_open(const Wpmig__Peer__Open *m, const char **why)
 	return 0;
 }
 
+/* A piece of a section: a known name and type, an offset within its length. */
+static int check_section(const Wpmig__Peer__Section *m, const char **why)
+{
+	if (!section_name_valid(m->name) || !m->type)
+		return *why = "section: bad name or type", -EBADMSG;
+	if (m->length > SECTION_MAX_BYTES || m->offset > m->length)
+		return *why = "section: length or offset out of range", -EBADMSG;
+	return 0;
+}
+
 /* Strings of the small messages: bounded, so logs and replies stay small. */
 static int check_strings(uint16_t type, const ProtobufCMessage *m, const char **why)
 {
@@ -255,6 +269,8 @@ static int check_msg(uint16_t type, const ProtobufCMessage *m, const char **why)
 		return check_regions((const Wpmig__Peer__RegionChanges *)m, why);
 	case PEER_OPEN:
 		return check_open((const Wpmig__Peer__Open *)m, why);
+	case PEER_SECTION:
+		return check_section((const Wpmig__Peer__Section *)m, why);
 	default:
 		return check_strings(type, m, why);
 	}

@@ -16,10 +16,12 @@
 #include "frame.h"
 #include "peer.pb-c.h"
 #include "pipeline/codec.h"
+#include "pipeline/sink.h"
 
 /* Bump when you change this: a frame type, a message's meaning, the
- * handshake or the MAC.  Negotiated in Hello (min..max). */
-#define PEER_PROTO_VERSION 1
+ * handshake or the MAC.  Negotiated in Hello (min..max).
+ * 2: PEER_SECTION, and Commit counts its frames. */
+#define PEER_PROTO_VERSION 2
 #define PEER_DEFAULT_PORT 7369
 
 #define PEER_NONCE_SIZE 32
@@ -40,6 +42,7 @@ enum peer_frame_type {
 	PEER_ACK,            /* receiver -> source */
 	PEER_ERROR,          /* both ways, then close */
 	PEER_CLOSE,          /* both ways */
+	PEER_SECTION,        /* source -> receiver, with a tail (version 2) */
 	_PEER_FRAME_END,
 };
 
@@ -56,6 +59,7 @@ enum peer_frame_type {
 #define PEER_MAX_CACHE_SLOTS (1u << 20)  /* 4 GiB of cached pages at most */
 #define PEER_MAX_MIG_BACKENDS 16u        /* guest RAM backends of a migration */
 #define PEER_MAX_MIG_ID 64u              /* a backend's id */
+#define PEER_MAX_SECTION_PIECE (4u << 20) /* bytes of a section in one frame */
 
 /* Header checks every peer socket applies (frame_header_decode). */
 extern const struct frame_limits peer_frame_limits;
@@ -67,7 +71,8 @@ size_t peer_frame_max(void);
 
 /*
  * After frame_header_decode(&peer_frame_limits): the type's own limits,
- * a tail only on chunks, and the MAC flag exactly when authenticated.
+ * a tail only on chunks and sections, and the MAC flag exactly when
+ * authenticated.
  * 0 or -EMSGSIZE / -EBADMSG / -EPROTOTYPE with *why set.
  */
 int peer_frame_check(const struct frame_header *h, bool authed, const char **why);

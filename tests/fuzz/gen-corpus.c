@@ -103,9 +103,11 @@ int main(int argc, char **argv)
 	Wpmig__Peer__Zero z = WPMIG__PEER__ZERO__INIT;
 	Wpmig__Peer__Commit cm = WPMIG__PEER__COMMIT__INIT;
 	Wpmig__Peer__Error er = WPMIG__PEER__ERROR__INIT;
+	Wpmig__Peer__Section sec = WPMIG__PEER__SECTION__INIT;
+	static const uint8_t piece[] = "WPTHREAD seed section bytes";
 	Wpmig__Peer__RegionChanges rc;
 
-	h.role = WPMIG__PEER__ROLE__ROLE_SOURCE, h.min_version = h.max_version = 1;
+	h.role = WPMIG__PEER__ROLE__ROLE_SOURCE, h.min_version = h.max_version = PEER_PROTO_VERSION;
 	h.nonce = (ProtobufCBinaryData){ 32, nonce }, h.software = (char *)"wpmigd", h.cache_slots = 8;
 	put(dir, "hello", PEER_HELLO, &h.base, NULL, 0, false);
 	a.proof = (ProtobufCBinaryData){ 32, proof };
@@ -117,7 +119,10 @@ int main(int argc, char **argv)
 	regions_diff(old, 1, nw, 2, &rc);
 	put(dir, "regions", PEER_REGIONS, &rc.base, NULL, 0, true);
 	regions_changes_free(&rc);
-	cm.chunks = 1;
+	sec.name = (char *)"threads", sec.type = 1, sec.length = 2 * sizeof(piece);
+	sec.offset = sizeof(piece), sec.sum = 0x1234;
+	put(dir, "section", PEER_SECTION, &sec.base, piece, sizeof(piece), true);
+	cm.chunks = 1, cm.section_frames = 2;
 	put(dir, "commit", PEER_COMMIT, &cm.base, NULL, 0, true);
 	er.error = -5, er.message = (char *)"seed error";
 	put(dir, "error", PEER_ERROR, &er.base, NULL, 0, false);
