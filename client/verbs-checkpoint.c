@@ -31,8 +31,9 @@ static int show_checkpoint(struct ctl *c, const Wpmig__Response *resp)
 	       r->zero_pages, fmt_bytes(r->bytes, b, sizeof(b)), r->peer[0] ? "sent" : "stored",
 	       fmt_bytes(r->raw_bytes, raw, sizeof(raw)), r->peer[0] ? " to " : "", r->peer);
 	printf("paused %.2f ms (freeze %.2f, scan %.2f, copy %.2f, thaw %.2f), took %.1f ms, "
-	       "%" PRIu64 " passes%s\n", r->pause_ms, r->freeze_ms, r->scan_ms, r->copy_ms,
-	       r->thaw_ms, r->duration_ms, r->passes, r->parent ? "" : " (full generation)");
+	       "%" PRIu64 " passes, %u threads%s\n", r->pause_ms, r->freeze_ms, r->scan_ms,
+	       r->copy_ms, r->thaw_ms, r->duration_ms, r->passes, r->threads,
+	       r->parent ? "" : " (full generation)");
 	if (c->passes)
 		print_passes(r->pass_rows, r->n_pass_rows);
 	return EXIT_OK;

@@ -22,6 +22,19 @@ static const struct {
 	{ "rm", WPMIG__IMAGES_OP__IMAGES_RM, 1, true, false },
 };
 
+static void print_thread(const Wpmig__ImageThread *t)
+{
+	printf("    thread %-7d rip %012" PRIx64 " rsp %012" PRIx64 " fs %012" PRIx64
+	       " sigmask %" PRIx64, t->tid, t->rip, t->rsp, t->fs_base, t->sigmask);
+	if (t->syscall >= 0)
+		printf(" in %s%s%" PRId64 "%s = %" PRId64 ": %s", t->syscall_name,
+		       t->syscall_name[0] ? " (" : "", t->syscall, t->syscall_name[0] ? ")" : "",
+		       t->syscall_result, t->resume);
+	if (t->stop_signal)
+		printf(", signal %u pending then", t->stop_signal);
+	putchar('\n');
+}
+
 static void print_generation(const Wpmig__ImageGeneration *g)
 {
 	char b[32], raw[32];
@@ -38,6 +51,11 @@ static void print_generation(const Wpmig__ImageGeneration *g)
 		       g->regions[i]->start, g->regions[i]->end,
 		       g->regions[i]->shared ? "s" : "p", g->regions[i]->data_pages,
 		       g->regions[i]->path);
+	for (size_t i = 0; i < g->n_sections; i++)
+		printf("    section %-16s type %u, %s\n", g->sections[i]->name, g->sections[i]->type,
+		       fmt_bytes(g->sections[i]->length, b, sizeof(b)));
+	for (size_t i = 0; i < g->n_threads; i++)
+		print_thread(g->threads[i]);
 }
 
 static int show_images(struct ctl *c, const Wpmig__Response *resp)

@@ -240,6 +240,7 @@ static void reply(struct ckpt_job *c)
 	cr.copy_ms = cr.final_copy_ms;
 	cr.thaw_ms = ns_to_ms(res->thaw_ns);
 	cr.release_wait_ms = ns_to_ms(res->release_wait_ns);
+	cr.threads = res->threads;
 	cr.peer = c->peer ? c->peer : (char *)"";
 	for (uint32_t i = 0; i < res->n_pass_rows; i++) {
 		pass_info_fill(&rows[i], &res->pass_rows[i]);

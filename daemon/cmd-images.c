@@ -10,6 +10,7 @@
 #include "basic/util.h"
 #include "store/store.h"
 #include "track/regions.h"
+#include "track/threads.h"
 
 struct img_set {
 	char *name;
@@ -19,6 +20,9 @@ struct img_set {
 	uint64_t *region_data;       /* and the data pages it holds in each */
 	size_t n_regions;
 	uint64_t regions_of;
+	struct store_section sections[SECTION_MAX_COUNT]; /* show */
+	size_t n_sections;
+	struct thread_states threads; /* show: its "threads" section */
 };
 
 struct img_bad {
@@ -48,6 +52,7 @@ static void img_free(struct img_job *c)
 		free(c->sets[i].gens);
 		free(c->sets[i].region_data);
 		regions_free(c->sets[i].regions, c->sets[i].n_regions);
+		threads_free(&c->sets[i].threads);
 	}
 	free(c->sets);
 	free(c->bad);
@@ -101,6 +106,24 @@ static int open_image(struct img_job *c, struct store_image **img)
 	return r;
 }
 
+/* The generation's thread state, when it has one. */
+static int show_threads(struct img_job *c, struct store_image *img, struct img_set *s)
+{
+	_cleanup_free_ void *buf = NULL;
+	size_t len = 0;
+	int r = store_image_read_section(img, THREADS_SECTION_NAME, SECTION_THREADS, &buf, &len);
+
+	if (r == -ENOENT)
+		return 0;
+	if (r == 0)
+		r = threads_decode(buf, len, &s->threads);
+	if (r < 0)
+		snprintf(c->why, sizeof(c->why), "%s/%llu: its thread state is %s", c->set,
+			 (unsigned long long)s->regions_of,
+			 r == -EBADMSG ? "damaged" : strerror(-r));
+	return r;
+}
+
 static int do_show(struct img_job *c)
 {
 	struct store_image *img;
@@ -124,8 +147,11 @@ static int do_show(struct img_job *c)
 		s->n_regions++;
 	}
 	s->regions_of = store_image_info(img)->generation;
+	s->n_sections = MIN(store_image_sections(img, s->sections, SECTION_MAX_COUNT),
+			    (size_t)SECTION_MAX_COUNT);
+	r = show_threads(c, img, s);
 	store_image_close(img);
-	return s->regions && s->region_data ? 0 : -ENOMEM;
+	return r < 0 ? r : s->regions && s->region_data ? 0 : -ENOMEM;
 }
 
 static void on_bad(void *ud, const struct store_bad *b)
@@ -139,7 +165,10 @@ static void on_bad(void *ud, const struct store_bad *b)
 	n = &c->bad[c->n_bad++];
 	n->generation = b->generation;
 	n->addr = b->addr;
-	if (b->region_end)
+	if (b->section)
+		snprintf(n->what, sizeof(n->what), "%s: section %s at file offset %llu", b->what,
+			 b->section, (unsigned long long)b->file_offset);
+	else if (b->region_end)
 		snprintf(n->what, sizeof(n->what), "%s in region %llx-%llx, page %llx", b->what,
 			 (unsigned long long)b->region_start, (unsigned long long)b->region_end,
 			 (unsigned long long)b->addr);
@@ -264,6 +293,47 @@ static int img_run(struct job *j, void *userdata)
 	}
 }
 
+static void fill_thread(Wpmig__ImageThread *o, const struct thread_state *t)
+{
+	wpmig__image_thread__init(o);
+	o->tid = t->tid;
+	o->rip = t->regs.rip;
+	o->rsp = t->regs.rsp;
+	o->fs_base = t->regs.fs_base;
+	o->gs_base = t->regs.gs_base;
+	o->sigmask = t->sigmask;
+	o->syscall = t->flags & THREAD_IN_SYSCALL ? (int64_t)t->regs.orig_rax : -1;
+	o->syscall_name = (char *)(o->syscall >= 0 && thread_syscall_name((long)o->syscall)
+				   ? thread_syscall_name((long)o->syscall) : "");
+	o->syscall_result = (int64_t)t->regs.rax;
+	o->resume = (char *)thread_resume_how(t);
+	o->stop_signal = t->stop_sig;
+}
+
+/* Sections and threads of the shown generation; arrays freed by the caller. */
+static int fill_show(Wpmig__ImageGeneration *g, const struct img_set *s,
+		     Wpmig__ImageSection **sec, Wpmig__ImageThread **thr)
+{
+	*sec = calloc(s->n_sections + 1, sizeof(**sec));
+	*thr = calloc(s->threads.n + 1, sizeof(**thr));
+	g->sections = calloc(s->n_sections + 1, sizeof(*g->sections));
+	g->threads = calloc(s->threads.n + 1, sizeof(*g->threads));
+	if (!*sec || !*thr || !g->sections || !g->threads)
+		return -ENOMEM;
+	for (size_t i = 0; i < s->n_sections; i++) {
+		wpmig__image_section__init(&(*sec)[i]);
+		(*sec)[i].name = (char *)s->sections[i].name;
+		(*sec)[i].type = s->sections[i].type;
+		(*sec)[i].length = s->sections[i].length;
+		g->sections[g->n_sections++] = &(*sec)[i];
+	}
+	for (size_t i = 0; i < s->threads.n; i++) {
+		fill_thread(&(*thr)[i], &s->threads.t[i]);
+		g->threads[g->n_threads++] = &(*thr)[i];
+	}
+	return 0;
+}
+
 static void fill_generation(Wpmig__ImageGeneration *g, const struct store_gen_info *i,
 			    char *why, size_t why_len)
 {
@@ -282,6 +352,7 @@ static void fill_generation(Wpmig__ImageGeneration *g, const struct store_gen_in
 	g->zero_pages = i->live_zero_pages;
 	g->bytes_stored = i->disk_bytes;
 	g->raw_bytes = i->live_data_pages * PAGE_SIZE_4K;
+	g->section_count = i->n_sections;
 }
 
 static void reply(struct img_job *c)
@@ -289,6 +360,9 @@ static void reply(struct img_job *c)
 	Wpmig__Response resp = WPMIG__RESPONSE__INIT;
 	Wpmig__ImagesResult ir = WPMIG__IMAGES_RESULT__INIT;
 	size_t ngen = 0, nreg = 0;
+	Wpmig__ImageSection *secs = NULL;
+	Wpmig__ImageThread *thrs = NULL;
+	Wpmig__ImageGeneration *shown = NULL;
 
 	for (size_t i = 0; i < c->n_sets; i++) {
 		ngen += c->sets[i].n_gens;
@@ -318,6 +392,11 @@ static void reply(struct img_job *c)
 			sets[i].n_generations++;
 			if (s->gens[k].generation != s->regions_of)
 				continue;
+			shown = &gens[g];
+			if (fill_show(shown, s, &secs, &thrs) < 0) {
+				request_fail(c->req, -ENOMEM, "out of memory");
+				goto out;
+			}
 			gens[g].regions = &regp[rg];
 			for (size_t m = 0; m < s->n_regions; m++, rg++) {
 				wpmig__image_region__init(&regs[rg]);
@@ -352,6 +431,11 @@ static void reply(struct img_job *c)
 	resp.images = &ir;
 	request_reply(c->req, &resp);
 out:
+	if (shown) {
+		free(shown->sections);
+		free(shown->threads);
+	}
+	free(secs); free(thrs);
 	free(sets); free(setp); free(gens); free(genp);
 	free(regs); free(regp); free(errs); free(errp); free(gen_why);
 }

@@ -13,6 +13,7 @@
  * receiver killed with SIGKILL mid-generation and restarted.  auth: keys
  * refused, missing or different.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <json-c/json.h>
@@ -39,6 +40,61 @@ static void start_wl(struct wl *w)
 		SKIP("cannot start the workload: %s", strerror(-r));
 }
 
+static int64_t jint(json_object *o, const char *key)
+{
+	json_object *v;
+	return o && json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : -1;
+}
+
+static size_t count_tasks(pid_t pid)
+{
+	char path[64];
+	size_t n = 0;
+	DIR *d;
+	struct dirent *de;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	while (d && (de = readdir(d)))
+		n += de->d_name[0] != '.';
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/* The receiver's image holds the state of exactly the (stopped) process's
+ * threads: images show lists their ids. */
+static void check_threads(struct pd *rx, const char *set, uint64_t gen, pid_t pid)
+{
+	char img[160], *out = NULL, path[64];
+	json_object *root, *sets, *gens, *thr;
+	size_t found = 0, listed = 0;
+
+	snprintf(img, sizeof(img), "%s/%llu", set, (unsigned long long)gen);
+	CHECK(CTL(&rx->d, &out, NULL, "--json", "images", "show", img) == 0, "show %s", img);
+	root = out ? json_tokener_parse(out) : NULL;
+	free(out);
+	if (root && json_object_object_get_ex(root, "sets", &sets) &&
+	    json_object_object_get_ex(json_object_array_get_idx(sets, 0), "generations", &gens)) {
+		for (size_t i = 0; i < json_object_array_length(gens); i++) {
+			json_object *g = json_object_array_get_idx(gens, i);
+			if (jint(g, "number") != (int64_t)gen ||
+			    !json_object_object_get_ex(g, "threads", &thr))
+				continue;
+			listed = json_object_array_length(thr);
+			for (size_t k = 0; k < listed; k++) {
+				snprintf(path, sizeof(path), "/proc/%d/task/%d", (int)pid,
+					 (int)jint(json_object_array_get_idx(thr, k), "tid"));
+				found += access(path, F_OK) == 0;
+			}
+		}
+	}
+	json_object_put(root);
+	CHECK(listed > 0 && found == listed && listed == count_tasks(pid), "%s: %zu threads in "
+	      "the image, %zu of them the process's, which has %zu", img, listed, found,
+	      count_tasks(pid));
+}
+
 /* Stream a generation leaving the target stopped, compare, let it run. */
 static int stream(struct pd *tx, struct pd *rx, pid_t pid, const char *peer, const char *set,
 		  struct ckres *res)
@@ -52,6 +108,7 @@ static int stream(struct pd *tx, struct pd *rx, pid_t pid, const char *peer, con
 		      (unsigned long long)res->generation, bad);
 		CHECK(pd_verify(rx, set, res->generation) == 0, "verify %s/%llu", set,
 		      (unsigned long long)res->generation);
+		check_threads(rx, set, res->generation, pid);
 	}
 	kill(pid, SIGCONT);
 	return rc;

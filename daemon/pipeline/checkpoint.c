@@ -7,6 +7,7 @@
 
 #include "basic/util.h"
 #include "track/freeze.h"
+#include "track/threads.h"
 
 struct run {
 	struct tracker *t;
@@ -16,6 +17,7 @@ struct run {
 	struct checkpoint_result *res;
 	struct range_set taken; /* everything this generation collected */
 	struct pass_row spare_row; /* rows past PASSES_MAX land here */
+	struct thread_states threads; /* at the frozen pass */
 	char phase[32];
 	char *why;
 	size_t why_len;
@@ -194,6 +196,9 @@ static int frozen_pass(struct run *run, struct pass *p, struct capture **cap,
 		r = pipeline_capture(run->pl, run->t, p, arena, cap, &st);
 		run->res->unreadable += st.unreadable;
 	}
+	/* Every thread's registers, for a restore to resume exactly here. */
+	if (r == 0)
+		r = threads_capture(&f, &run->threads);
 	t2 = now_ns();
 	run->res->final_copy_ns = t2 - t1;
 	/* On failure never leave it stopped, whatever was asked. */
@@ -206,6 +211,20 @@ static int frozen_pass(struct run *run, struct pass *p, struct capture **cap,
 		r = rt;
 	if (r < 0 && p->regions)
 		pass_free(p);
+	return r;
+}
+
+/* The threads' state as the generation's "threads" section. */
+static int put_threads(struct run *run)
+{
+	_cleanup_free_ uint8_t *buf = NULL;
+	size_t len;
+	int r = threads_encode(&run->threads, &buf, &len);
+
+	if (r == 0)
+		r = run->s->ops->put_section(run->s, THREADS_SECTION_NAME, SECTION_THREADS, buf, len);
+	run->res->threads = (uint32_t)run->threads.n;
+	threads_free(&run->threads);
 	return r;
 }
 
@@ -251,6 +270,9 @@ int checkpoint_run(struct tracker *t, struct pipeline *pl, struct sink *s,
 			capture_free(cap);
 	}
 	capture_arena_free(&arena);
+	if (r == 0)
+		r = put_threads(&run);
+	threads_free(&run.threads);
 	if (r == 0)
 		r = s->ops->commit(s, final.regions, final.n_regions, &res->gen);
 	res->regions = (uint32_t)final.n_regions;

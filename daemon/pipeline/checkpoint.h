@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * One generation of a tracked process into a sink: live passes while it
- * runs, then a final pass with it frozen (scan and copy-out only), thaw,
- * encode and store, commit.  Runs on a job thread; never on the loop.
+ * runs, then a final pass with it frozen (scan and copy-out only, and every
+ * thread's registers), thaw, encode and store, commit.  Runs on a job thread; never on the loop.
  */
 #pragma once
 
@@ -62,6 +62,7 @@ struct checkpoint_result {
 	uint32_t regions;
 	/* The freeze: walks of the thread list, threads that exited under it. */
 	uint32_t freeze_walks, freeze_threads_exited;
+	uint32_t threads;        /* whose state the generation holds */
 	/* Each pass in order: found, stored, its time. */
 	struct pass_row pass_rows[PASSES_MAX];
 	uint32_t n_pass_rows;
