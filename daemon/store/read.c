@@ -251,3 +251,96 @@ int store_image_read(struct store_image *img, uint64_t addr, uint64_t len, void 
 		return -EINVAL;
 	return len ? image_resolve(img, addr, addr + len, read_piece, &c) : 0;
 }
+
+struct walk_piece {
+	uint64_t start, end;
+	size_t level;                 /* chain index of the file holding it */
+	const struct disk_span *span; /* data: its span */
+};
+
+struct walk_ctx {
+	store_walk_fn fn;
+	void *ud;
+	bool decode;
+	struct store_image *img;
+	struct walk_piece *v; /* decode: the data pieces, gathered */
+	size_t n, cap;
+	int err;
+};
+
+static size_t level_of(struct store_image *img, const struct gen_file *gf)
+{
+	size_t l = 0;
+
+	while (l < img->n_chain && img->chain[l] != gf)
+		l++;
+	return l;
+}
+
+static int walk_piece(void *ud, uint64_t start, uint64_t end, struct gen_file *gf,
+		      const struct disk_span *span)
+{
+	struct walk_ctx *c = ud;
+
+	if (!c->decode)
+		return c->fn(c->ud, start, end - start, gf != NULL, NULL);
+	if (!gf)
+		return 0; /* decoding: data pieces only */
+	if (c->n == c->cap) {
+		size_t ncap = c->cap ? c->cap * 2 : 1024;
+		struct walk_piece *n = reallocarray(c->v, ncap, sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		c->v = n;
+		c->cap = ncap;
+	}
+	c->v[c->n++] = (struct walk_piece){ start, end, level_of(c->img, gf), span };
+	return 0;
+}
+
+static int cmp_piece(const void *a, const void *b)
+{
+	const struct walk_piece *x = a, *y = b;
+
+	if (x->level != y->level)
+		return x->level < y->level ? -1 : 1;
+	if (x->span->chunk != y->span->chunk)
+		return x->span->chunk < y->span->chunk ? -1 : 1;
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* The data pieces chunk by chunk: each chunk is decoded once. */
+static int walk_data(struct walk_ctx *c)
+{
+	int r = 0;
+
+	qsort(c->v, c->n, sizeof(*c->v), cmp_piece);
+	for (size_t i = 0; r == 0 && i < c->n; i++) {
+		const struct walk_piece *w = &c->v[i];
+		struct gen_file *gf = c->img->chain[w->level];
+
+		for (uint64_t a = w->start; r == 0 && a < w->end; a += PAGE_SIZE_4K) {
+			const uint8_t *p = image_page(c->img, gf, w->span, a, &r);
+
+			if (p)
+				r = c->fn(c->ud, a, PAGE_SIZE_4K, true, p);
+		}
+	}
+	return r;
+}
+
+int store_image_walk(struct store_image *img, uint64_t start, uint64_t end, bool decode,
+		     store_walk_fn fn, void *ud)
+{
+	struct walk_ctx c = { .fn = fn, .ud = ud, .decode = decode, .img = img };
+	int r;
+
+	if (((start | end) & (PAGE_SIZE_4K - 1)) || end < start)
+		return -EINVAL;
+	r = end > start ? image_resolve(img, start, end, walk_piece, &c) : 0;
+	if (r == 0 && decode)
+		r = walk_data(&c);
+	free(c.v);
+	return r;
+}

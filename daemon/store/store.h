@@ -142,6 +142,21 @@ size_t store_image_sections(const struct store_image *img, struct store_section 
 int store_image_read_section(struct store_image *img, const char *name, uint32_t type,
 			     void **buf, size_t *len);
 
+/*
+ * The content of page-aligned [start, end) without a copy: fn gets each
+ * piece, zero (is_data false) or data.  Without decode, every piece comes
+ * in address order, data ones whole with data NULL (to size things
+ * cheaply: only the index is read).  With decode, only the data pieces
+ * come, a page at a time (len 4096), decoded and their sums checked,
+ * valid until fn returns, in the order that decodes each chunk once (not
+ * by address).  -ENXIO outside the regions, -EBADMSG on damage; a non-zero
+ * return of fn stops the walk.
+ */
+typedef int (*store_walk_fn)(void *ud, uint64_t addr, uint64_t len, bool is_data,
+			     const uint8_t *data);
+int store_image_walk(struct store_image *img, uint64_t start, uint64_t end, bool decode,
+		     store_walk_fn fn, void *ud);
+
 struct store_bad {
 	uint64_t generation;   /* the file holding the damage */
 	uint64_t region_start, region_end; /* its region holding addr; 0, 0 if none */
