@@ -198,6 +198,20 @@ int tracker_resync(struct tracker *t, const struct range_set *ranges)
 	return r;
 }
 
+int tracker_populated(struct tracker *t, uint64_t start, uint64_t end, struct range_set *out)
+{
+	struct pass tmp = { 0 };
+	int r;
+
+	pthread_mutex_lock(&t->pass_lock); /* the scan vector is the tracker's */
+	r = scan_present(t, start, end, &tmp);
+	pthread_mutex_unlock(&t->pass_lock);
+	for (size_t i = 0; r == 0 && i < tmp.data.n; i++)
+		r = range_set_add(out, tmp.data.r[i].start, tmp.data.r[i].end);
+	pass_free(&tmp);
+	return r;
+}
+
 int tracker_invalidate(struct tracker *t)
 {
 	struct range_set all = { 0 };

@@ -86,6 +86,12 @@ int tracker_pass(struct tracker *t, unsigned flags, struct pass *out);
  * changed without a write fault.
  */
 int tracker_resync(struct tracker *t, const struct range_set *ranges);
+/*
+ * Pages of [start, end) that hold memory (present or swapped out, the
+ * shared zero page excepted), added to out; no protection changes.  For an
+ * anonymous mapping every other page reads as zero.
+ */
+int tracker_populated(struct tracker *t, uint64_t start, uint64_t end, struct range_set *out);
 /* The next pass covers every page of every region: a full generation. */
 int tracker_invalidate(struct tracker *t);
 /* Unregister everything, close the uffd; the target keeps no trace of us. */
