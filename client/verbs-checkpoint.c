@@ -72,6 +72,13 @@ const struct verb_def verb_checkpoint = {
 	run_checkpoint,
 };
 
+enum { RS_MEMORY_ONLY };
+
+static const struct option restore_opts[] = {
+	{ "memory-only", no_argument, NULL, RS_MEMORY_ONLY },
+	{ 0 },
+};
+
 static int show_restore(struct ctl *c, const Wpmig__Response *resp)
 {
 	const Wpmig__RestoreResult *r = resp->restore;
@@ -81,9 +88,17 @@ static int show_restore(struct ctl *c, const Wpmig__Response *resp)
 		json_print(pb_to_json(&r->base));
 		return EXIT_OK;
 	}
-	printf("restored %s/%" PRIu64 ": %" PRIu64 " pages (%s), paused %.2f ms, took %.1f ms\n",
-	       r->set, r->generation, r->pages, fmt_bytes(r->bytes, b, sizeof(b)), r->pause_ms,
-	       r->duration_ms);
+	printf("restored %s/%" PRIu64 ": %" PRIu64 " pages (%s) written back", r->set,
+	       r->generation, r->pages, fmt_bytes(r->bytes, b, sizeof(b)));
+	if (r->memory_only)
+		printf(", memory only");
+	else
+		printf(" and %u threads' registers", r->threads);
+	printf(", paused %.2f ms, took %.1f ms\n", r->pause_ms, r->duration_ms);
+	printf("  %" PRIu64 " of %" PRIu64 " pages differed, %" PRIu64 " more were written "
+	       "meanwhile\n", r->pages_differing, r->image_pages, r->pages_written_since);
+	if (r->warning[0])
+		fprintf(stderr, "wpmig-ctl: warning: %s\n", r->warning);
 	return EXIT_OK;
 }
 
@@ -99,6 +114,7 @@ static int run_restore(struct ctl *c, char **args, int n, const struct verb_opts
 	if (parse_set_gen(args[1], true, &set, &rr.generation) < 0)
 		return usage_error(&verb_restore, "invalid image '%s' (expected SET/GEN)", args[1]);
 	rr.set = set;
+	rr.memory_only = o->set[RS_MEMORY_ONLY];
 	req.verb_case = WPMIG__REQUEST__VERB_RESTORE;
 	req.restore = &rr;
 	r = ctl_run_request(c, &req, show_restore);
@@ -107,5 +123,5 @@ static int run_restore(struct ctl *c, char **args, int n, const struct verb_opts
 }
 
 const struct verb_def verb_restore = {
-	"restore", 2, 2, NULL, "restore PID SET/GEN", run_restore,
+	"restore", 2, 2, restore_opts, "restore PID SET/GEN [--memory-only]", run_restore,
 };

@@ -224,6 +224,7 @@ int daemon_init(struct daemon *d, const struct config_overrides *ovr, const stru
 		size_t n_verbs)
 {
 	const char *delay = getenv("WPMIGD_DEBUG_JOB_DELAY_MS");
+	const char *rmem = getenv("WPMIGD_DEBUG_RESTORE_MEM_MAX");
 	int r;
 
 	*d = (struct daemon){ .ovr = *ovr, .verbs = verbs, .n_verbs = n_verbs, .state_lock_fd = -1,
@@ -235,6 +236,8 @@ int daemon_init(struct daemon *d, const struct config_overrides *ovr, const stru
 	if (delay)
 		d->debug_job_delay_ms = (unsigned)strtoul(delay, NULL, 10);
 	debug_job_stuck(d);
+	if (rmem)
+		parse_size(rmem, &d->debug_restore_mem_max);
 	r = lock_state_dir(d);
 	if (r < 0)
 		return r;

@@ -64,6 +64,7 @@ struct daemon {
 	char debug_job_stuck[32];     /* $WPMIGD_DEBUG_JOB_STUCK=NAME:MS, tests only */
 	unsigned debug_job_stuck_ms;
 	struct stop_deadline *stop_deadline; /* the stop's watchdog (daemon-stop.c) */
+	uint64_t debug_restore_mem_max; /* $WPMIGD_DEBUG_RESTORE_MEM_MAX, tests only */
 	bool stopping;
 };
 

@@ -1,127 +1,666 @@
 // SPDX-License-Identifier: GPL-2.0-only
-#include "track/restore.h"
+/*
+ * Restore (restore.h): compare while the process runs, then a short freeze
+ * that writes back only what differs and puts the threads' state back.
+ *
+ * Why the pages written back are all the pages that differ: the tracker
+ * pass taken before the comparison re-protects every page; a page the
+ * comparison found equal and the process did not write after that pass is
+ * still equal at the freeze, and the pass taken frozen reports every page
+ * written after the first (writes, zaps, remaps: the tracker's contract).
+ */
+#include "restore-internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ptrace.h>
 #include <sys/uio.h>
 
 #include "basic/util.h"
 #include "track/freeze.h"
-#include "track/maps.h"
 
-#define STEP (4UL << 20)
+#define IOV_BATCH 1024
+#define STEP (4ULL << 20) /* bytes read per call while comparing */
+#define ZEROS_LEN (64U << 10)
 
-/* Every image region must still be one writable mapping, exactly. */
-static int check_layout(pid_t pid, const struct pass_region *regions, size_t n, char *why,
-			size_t why_len)
+static const uint8_t zeros[ZEROS_LEN];
+
+static bool page_zero(const uint8_t *p)
 {
-	struct vma_list maps;
-	int r = maps_read(pid, &maps);
+	const uint64_t *w = (const uint64_t *)p;
 
-	if (r < 0) {
-		snprintf(why, why_len, "cannot read the layout of process %d: %s", (int)pid,
-			 strerror(-r));
-		return r;
-	}
-	for (size_t i = 0; i < n && r == 0; i++) {
-		const struct pass_region *g = &regions[i];
-		bool found = false;
+	for (size_t i = 0; i < PAGE_SIZE_4K / 8; i += 8)
+		if (w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] | w[i + 6] | w[i + 7])
+			return false;
+	return true;
+}
 
-		for (size_t j = 0; j < maps.n && !found; j++)
-			found = maps.v[j].start == g->start && maps.v[j].end == g->end &&
-				maps.v[j].write;
-		if (!found) {
-			snprintf(why, why_len,
-				 "layout of process %d no longer matches the image: region "
-				 "%llx-%llx (%s) is missing, resized or not writable; nothing "
-				 "was changed", (int)pid, (unsigned long long)g->start,
-				 (unsigned long long)g->end, g->path && g->path[0] ? g->path : "anon");
-			r = -ESTALE;
-		}
-	}
-	vma_list_free(&maps);
+struct rst {
+	struct tracker *t;
+	pid_t pid;
+	const struct restore_image *ri;
+	const struct restore_opts *o;
+	struct restore_stats *st;
+	struct range_set taken;      /* what our passes took from the tracker */
+	struct range_set diff;       /* pages found different while it ran */
+	struct range_set unreadable; /* pages the comparison could not read */
+	uint8_t *buf;                /* STEP bytes */
+	struct iovec rv[IOV_BATCH];  /* remote side of a read */
+	size_t hint;                 /* ri_page's */
+	uint64_t done;               /* pages compared or skipped: progress */
+	bool touched;                /* the first write was issued */
+	int *wfd;                    /* per image region: its backing file for writing, or -1 */
+	char *why;
+	size_t why_len;
+};
+
+static int note_pass(struct range_set *set, const struct pass *p)
+{
+	int r = 0;
+
+	for (size_t i = 0; r == 0 && i < p->data.n; i++)
+		r = range_set_add(set, p->data.r[i].start, p->data.r[i].end);
+	for (size_t i = 0; r == 0 && i < p->zero.n; i++)
+		r = range_set_add(set, p->zero.r[i].start, p->zero.r[i].end);
 	return r;
 }
 
-static int vm_rw(pid_t pid, uint64_t addr, uint8_t *buf, uint64_t len, bool write)
-{
-	struct iovec l = { buf, len }, rv = { (void *)addr, len };
-	ssize_t n = write ? process_vm_writev(pid, &l, 1, &rv, 1, 0)
-			  : process_vm_readv(pid, &l, 1, &rv, 1, 0);
+/* ---- the mappings must be the image's ---- */
 
-	if (n < 0)
-		return -errno;
-	return (uint64_t)n == len ? 0 : -EIO;
+static bool same_backing(const struct pass_region *a, const struct pass_region *b)
+{
+	return a->kind == b->kind && a->shared == b->shared && a->ino == b->ino &&
+	       a->dev_major == b->dev_major && a->dev_minor == b->dev_minor;
 }
 
-/* Write back the pages of [a, a+len) that differ from the image. */
-static int restore_step(pid_t pid, uint64_t a, uint64_t len, uint8_t *img, uint8_t *cur,
-			struct restore_stats *st)
+/* b continues a: adjacent, same object, file offsets following on (the
+ * kernel may split or merge a mapping's VMAs without changing anything). */
+static bool continues(const struct pass_region *a, uint64_t a_end, const struct pass_region *b)
 {
-	int r = vm_rw(pid, a, cur, len, false);
+	return a_end == b->start && same_backing(a, b) &&
+	       (!a->ino || a->pgoff + (a_end - a->start) / PAGE_SIZE_4K == b->pgoff);
+}
 
-	if (r < 0)
-		return r;
-	for (uint64_t o = 0; o < len;) {
-		uint64_t run = 0;
+/* The extent of the mapping starting at region i (adjacent pieces merged). */
+static uint64_t mapping_end(const struct pass_region *r, size_t n, size_t *i)
+{
+	uint64_t end = r[*i].end;
 
-		while (o + run < len && memcmp(img + o + run, cur + o + run, PAGE_SIZE_4K))
-			run += PAGE_SIZE_4K;
-		if (run) {
-			r = vm_rw(pid, a + o, img + o, run, true);
-			if (r < 0)
-				return r;
-			st->pages_written += run / PAGE_SIZE_4K;
-			o += run;
-		} else {
-			o += PAGE_SIZE_4K;
+	while (*i + 1 < n && continues(&r[*i], end, &r[*i + 1]))
+		end = r[++*i].end;
+	return end;
+}
+
+static bool is_stack(const struct pass_region *r)
+{
+	return r->kind == VMA_ANON && r->path && !strcmp(r->path, "[stack]");
+}
+
+static const char *path_of(const struct pass_region *r)
+{
+	return r->path && r->path[0] ? r->path : "anonymous";
+}
+
+/*
+ * Every mapping of the image is a mapping now, exactly (the main stack may
+ * have grown down since: the part below is left as it is), and no writable
+ * mapping is new.  Names the first difference.
+ */
+static int check_layout(struct rst *x, const struct pass *live)
+{
+	const struct pass_region *im = x->ri->regions, *lv = live->regions;
+	size_t ni = x->ri->n_regions, nl = live->n_regions, i = 0, l = 0;
+
+	while (i < ni || l < nl) {
+		size_t i0 = i, l0 = l;
+		uint64_t ie = i < ni ? mapping_end(im, ni, &i) : 0;
+		uint64_t le = l < nl ? mapping_end(lv, nl, &l) : 0;
+
+		if (i0 < ni && l0 < nl && ie == le && same_backing(&im[i0], &lv[l0]) &&
+		    (im[i0].start == lv[l0].start ||
+		     (is_stack(&im[i0]) && lv[l0].start < im[i0].start)) &&
+		    (!im[i0].ino || im[i0].pgoff == lv[l0].pgoff)) {
+			i++, l++;
+			continue;
 		}
+		if (l0 >= nl || (i0 < ni && im[i0].start <= lv[l0].start))
+			snprintf(x->why, x->why_len, "the mappings of process %d differ from the "
+				 "checkpoint's: %llx-%llx (%s) is gone, moved, resized or replaced; "
+				 "nothing was changed",
+				 (int)x->pid, (unsigned long long)im[i0].start, (unsigned long long)ie,
+				 path_of(&im[i0]));
+		else
+			snprintf(x->why, x->why_len, "the mappings of process %d differ from the "
+				 "checkpoint's: %llx-%llx (%s) is new or changed since; nothing was "
+				 "changed",
+				 (int)x->pid, (unsigned long long)lv[l0].start, (unsigned long long)le,
+				 path_of(&lv[l0]));
+		return -ESTALE;
 	}
-	st->pages_checked += len / PAGE_SIZE_4K;
 	return 0;
 }
 
-int restore_process(pid_t pid, const struct pass_region *regions, size_t n,
-		    image_read_fn read, void *ud, struct restore_stats *st,
-		    char *why, size_t why_len)
+/* The live region holding [start, end), for its backing file. */
+static const struct pass_region *live_region(const struct pass *live, uint64_t start)
 {
-	uint64_t t0 = now_ns();
-	uint8_t *img = malloc(STEP), *cur = malloc(STEP);
-	struct freeze f;
-	int r;
+	ssize_t k = pass_find_region(live, start);
 
-	*st = (struct restore_stats){ 0 };
-	if (!img || !cur) {
-		free(img);
-		free(cur);
+	return k >= 0 ? &live->regions[k] : NULL;
+}
+
+static int backing_fd(struct rst *x, const struct pass *live, const struct pass_region *img)
+{
+	const struct pass_region *lr = live_region(live, img->start);
+
+	return lr && lr->kind == VMA_SHARED ? tracker_backing_fd(x->t, lr->backing) : -1;
+}
+
+/*
+ * The backing file of each shared region, opened again for writing (the
+ * tracker's copy only reads), before the freeze: a region without one is
+ * written through the process instead.
+ */
+static int open_writers(struct rst *x, const struct pass *live)
+{
+	x->wfd = calloc(x->ri->n_regions + 1, sizeof(int));
+	if (!x->wfd)
 		return -ENOMEM;
-	}
-	r = freeze_process(pid, &f);
-	if (r < 0) {
-		snprintf(why, why_len, "cannot stop process %d: %s", (int)pid,
-			 f.why[0] ? f.why : strerror(-r));
-		goto out;
-	}
-	r = check_layout(pid, regions, n, why, why_len);
-	for (size_t i = 0; r == 0 && i < n; i++)
-		for (uint64_t a = regions[i].start; r == 0 && a < regions[i].end; a += STEP) {
-			uint64_t len = MIN(STEP, regions[i].end - a);
+	for (size_t i = 0; i < x->ri->n_regions; i++) {
+		int fd = backing_fd(x, live, &x->ri->regions[i]);
+		char path[64];
 
-			r = read(ud, a, len, img);
-			if (r < 0)
-				snprintf(why, why_len, "cannot read the image at %llx: %s",
-					 (unsigned long long)a, strerror(-r));
-			else if ((r = restore_step(pid, a, len, img, cur, st)) < 0)
-				snprintf(why, why_len, "cannot write process %d at %llx: %s",
-					 (int)pid, (unsigned long long)a, strerror(-r));
+		x->wfd[i] = -1;
+		if (fd < 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		x->wfd[i] = open(path, O_WRONLY | O_CLOEXEC);
+	}
+	return 0;
+}
+
+static void close_writers(struct rst *x)
+{
+	for (size_t i = 0; x->wfd && i < x->ri->n_regions; i++)
+		closep(&x->wfd[i]);
+	free(x->wfd);
+}
+
+/* ---- comparing while it runs ---- */
+
+static void progress(struct rst *x, uint64_t pages)
+{
+	uint64_t before = x->done;
+
+	x->done += pages;
+	if (x->o->progress && (x->done >> 12) != (before >> 12))
+		x->o->progress(x->o->ud, "compare", x->done, x->st->image_pages);
+}
+
+/* Pages of [a, b) that in holds not: different (the image has data there). */
+static int add_gaps(struct range_set *out, uint64_t a, uint64_t b, const struct range_set *in)
+{
+	struct range_set part = { 0 };
+	uint64_t pos = a;
+	int r = range_set_clip(in, a, b, &part);
+
+	for (size_t i = 0; r == 0 && i <= part.n; i++) {
+		uint64_t next = i < part.n ? part.r[i].start : b;
+
+		if (next > pos)
+			r = range_set_add(out, pos, next);
+		if (i < part.n)
+			pos = part.r[i].end;
+	}
+	range_set_free(&part);
+	return r;
+}
+
+/* Compare len bytes read from addr (at buf) with the image, page by page. */
+static int compare_buf(struct rst *x, uint64_t addr, const uint8_t *buf, uint64_t len)
+{
+	int r = 0;
+
+	for (uint64_t o = 0; r == 0 && o < len; o += PAGE_SIZE_4K) {
+		const uint8_t *want = ri_page(x->ri, addr + o, &x->hint);
+		const uint8_t *got = buf + o;
+
+		if (want ? memcmp(want, got, PAGE_SIZE_4K) : !page_zero(got))
+			r = range_set_add(&x->diff, addr + o, addr + o + PAGE_SIZE_4K);
+	}
+	x->st->pages_compared += len / PAGE_SIZE_4K;
+	progress(x, len / PAGE_SIZE_4K);
+	return r;
+}
+
+/* One page by itself: read and compared, or noted unreadable. */
+static int compare_page(struct rst *x, int fd, const struct pass_region *reg, uint64_t a)
+{
+	ssize_t n;
+
+	if (fd >= 0) {
+		n = pread(fd, x->buf, PAGE_SIZE_4K,
+			  (off_t)(reg->pgoff * PAGE_SIZE_4K + (a - reg->start)));
+	} else {
+		struct iovec l = { x->buf, PAGE_SIZE_4K }, rv = { (void *)a, PAGE_SIZE_4K };
+		n = process_vm_readv(x->pid, &l, 1, &rv, 1, 0);
+	}
+	if (n == (ssize_t)PAGE_SIZE_4K)
+		return compare_buf(x, a, x->buf, PAGE_SIZE_4K);
+	progress(x, 1);
+	return range_set_add(&x->unreadable, a, a + PAGE_SIZE_4K);
+}
+
+/* The segments [seg, seg + n) read with one process_vm_readv into x->buf. */
+static int compare_vm(struct rst *x, const struct pass_region *reg, const struct range *seg,
+		      size_t n)
+{
+	struct iovec l = { x->buf, 0 }, *rv = x->rv;
+	int r = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		rv[i] = (struct iovec){ (void *)seg[i].start, seg[i].end - seg[i].start };
+		l.iov_len += rv[i].iov_len;
+	}
+	ssize_t got = process_vm_readv(x->pid, &l, 1, rv, n, 0);
+	uint64_t at = 0;
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		uint64_t len = seg[i].end - seg[i].start;
+
+		if (got >= 0 && at + len <= (uint64_t)got) {
+			r = compare_buf(x, seg[i].start, x->buf + at, len);
+		} else {
+			/* short: this segment page by page, to find what fails */
+			for (uint64_t a = seg[i].start; r == 0 && a < seg[i].end; a += PAGE_SIZE_4K)
+				r = compare_page(x, -1, reg, a);
+			got = -1; /* the buffer no longer holds the rest */
 		}
+		at += len;
+	}
+	return r;
+}
+
+/* [a, b) of a shared mapping, read from its backing file. */
+static int compare_file(struct rst *x, int fd, const struct pass_region *reg, uint64_t a,
+			uint64_t b)
+{
+	int r = 0;
+
+	for (uint64_t pos = a; r == 0 && pos < b;) {
+		uint64_t len = MIN(b - pos, STEP);
+		ssize_t n = pread(fd, x->buf, len,
+				  (off_t)(reg->pgoff * PAGE_SIZE_4K + (pos - reg->start)));
+
+		if (n == (ssize_t)len) {
+			r = compare_buf(x, pos, x->buf, len);
+		} else {
+			for (uint64_t p = pos; r == 0 && p < pos + len; p += PAGE_SIZE_4K)
+				r = compare_page(x, fd, reg, p);
+		}
+		pos += len;
+	}
+	return r;
+}
+
+/* Read what set holds of a region, in batches, and compare it. */
+static int compare_set(struct rst *x, int fd, const struct pass_region *reg,
+		       const struct range_set *set)
+{
+	struct range seg[IOV_BATCH];
+	size_t n = 0;
+	uint64_t bytes = 0;
+	int r = 0;
+
+	for (size_t i = 0; r == 0 && i < set->n; i++) {
+		if (fd >= 0) {
+			r = compare_file(x, fd, reg, set->r[i].start, set->r[i].end);
+			continue;
+		}
+		for (uint64_t a = set->r[i].start; r == 0 && a < set->r[i].end;) {
+			uint64_t len = MIN(set->r[i].end - a, STEP - bytes);
+
+			seg[n++] = (struct range){ a, a + len };
+			bytes += len;
+			a += len;
+			if (n == IOV_BATCH || bytes == STEP) {
+				r = compare_vm(x, reg, seg, n);
+				n = 0;
+				bytes = 0;
+			}
+		}
+	}
+	if (r == 0 && n)
+		r = compare_vm(x, reg, seg, n);
+	return r;
+}
+
+/*
+ * One region of the image.  Anonymous memory: only populated pages are read
+ * (reading an empty one would populate it); an empty page where the image
+ * has data differs.  Shared: read from the backing file (holes cost
+ * nothing).  Private file mappings: every page.
+ */
+static int compare_region(struct rst *x, const struct pass *live, const struct pass_region *reg)
+{
+	struct range_set read = { 0 };
+	int fd = backing_fd(x, live, reg), r = 0;
+	uint64_t pages = (reg->end - reg->start) / PAGE_SIZE_4K, before = x->st->pages_compared;
+
+	if (reg->kind == VMA_ANON) {
+		r = tracker_populated(x->t, reg->start, reg->end, &read);
+		for (size_t i = ri_find(x->ri, reg->start);
+		     r == 0 && i < x->ri->n && x->ri->p[i].start < reg->end; i++)
+			if (x->ri->p[i].off != RI_ZERO)
+				r = add_gaps(&x->diff, MAX(x->ri->p[i].start, reg->start),
+					     MIN(x->ri->p[i].end, reg->end), &read);
+	} else {
+		r = range_set_add(&read, reg->start, reg->end);
+	}
+	if (r == 0)
+		r = compare_set(x, fd, reg, &read);
+	range_set_free(&read);
+	progress(x, pages - MIN(pages, x->st->pages_compared - before));
+	return r;
+}
+
+static int compare(struct rst *x, const struct pass *live)
+{
+	int r = 0;
+
+	for (size_t i = 0; r == 0 && i < x->ri->n_regions; i++)
+		r = compare_region(x, live, &x->ri->regions[i]);
+	if (r < 0)
+		snprintf(x->why, x->why_len, "cannot compare process %d with the image: %s",
+			 (int)x->pid, strerror(-r));
+	x->st->pages_differing = range_set_bytes(&x->diff) / PAGE_SIZE_4K;
+	return r;
+}
+
+/* ---- writing back, frozen ---- */
+
+/* A run of at most this many pages needs at most as many local iovecs:
+ * it always fits an empty batch. */
+#define RUN_PAGES 256
+
+struct wbatch {
+	struct iovec l[IOV_BATCH], rv[IOV_BATCH];
+	size_t nl, nr;
+	uint64_t bytes;
+};
+
+/* Local iovecs for the image's content of [a, e): data runs and zeros. */
+static void add_content(struct rst *x, struct wbatch *b, uint64_t a, uint64_t e)
+{
+	while (a < e) {
+		const uint8_t *p = ri_page(x->ri, a, &x->hint);
+		uint64_t len = PAGE_SIZE_4K;
+
+		while (a + len < e && (p || len < ZEROS_LEN)) {
+			const uint8_t *q = ri_page(x->ri, a + len, &x->hint);
+
+			if (p ? q != p + len : q != NULL)
+				break;
+			len += PAGE_SIZE_4K;
+		}
+		b->l[b->nl++] = (struct iovec){ (void *)(p ? p : zeros), len };
+		b->bytes += len;
+		a += len;
+	}
+}
+
+static int vm_flush(struct rst *x, struct wbatch *b)
+{
+	ssize_t n;
+
+	if (!b->nr)
+		return 0;
+	x->touched = true;
+	n = process_vm_writev(x->pid, b->l, b->nl, b->rv, b->nr, 0);
+	x->st->write_calls++;
+	if (n < 0)
+		return -errno;
+	if ((uint64_t)n != b->bytes)
+		return -EFAULT;
+	b->nl = b->nr = 0;
+	b->bytes = 0;
+	return 0;
+}
+
+/* The pages of set in a private mapping: process_vm_writev, in batches of
+ * up to 1024 remote and 1024 local iovecs. */
+static int write_vm(struct rst *x, struct wbatch *b, const struct range_set *set)
+{
+	int r = 0;
+
+	for (size_t i = 0; r == 0 && i < set->n; i++)
+		for (uint64_t a = set->r[i].start; r == 0 && a < set->r[i].end;) {
+			uint64_t e = MIN(set->r[i].end, a + RUN_PAGES * PAGE_SIZE_4K);
+
+			if (b->nr == IOV_BATCH || b->nl + (e - a) / PAGE_SIZE_4K > IOV_BATCH)
+				r = vm_flush(x, b);
+			if (r < 0)
+				break;
+			b->rv[b->nr++] = (struct iovec){ (void *)a, e - a };
+			add_content(x, b, a, e);
+			a = e;
+		}
+	return r;
+}
+
+/* The pages of set in a shared mapping: pwritev to its backing file.
+ * -EINVAL before anything was written: the file takes no writes
+ * (hugetlbfs); the caller goes through the process instead. */
+static int write_file(struct rst *x, struct wbatch *b, int fd, const struct pass_region *reg,
+		      const struct range_set *set)
+{
+	bool wrote = false;
+	int r = 0;
+
+	for (size_t i = 0; r == 0 && i < set->n; i++)
+		for (uint64_t a = set->r[i].start; r == 0 && a < set->r[i].end;) {
+			uint64_t e = MIN(set->r[i].end, a + RUN_PAGES * PAGE_SIZE_4K);
+			off_t off = (off_t)(reg->pgoff * PAGE_SIZE_4K + (a - reg->start));
+			ssize_t n;
+
+			b->nl = 0;
+			b->bytes = 0;
+			add_content(x, b, a, e);
+			n = pwritev(fd, b->l, (int)b->nl, off);
+			x->st->write_calls++;
+			if (n < 0 && !wrote && (errno == EINVAL || errno == EBADF || errno == EPERM))
+				return -EINVAL; /* not one byte of it written */
+			x->touched = wrote = true;
+			if (n < 0)
+				r = -errno;
+			else if ((uint64_t)n != b->bytes)
+				r = -EIO;
+			a = e;
+		}
+	b->nl = 0;
+	b->bytes = 0;
+	return r;
+}
+
+/* Every page of c, region by region. */
+static int write_back(struct rst *x, const struct range_set *c)
+{
+	struct wbatch *b = calloc(1, sizeof(*b));
+	int r = b ? 0 : -ENOMEM;
+
+	for (size_t i = 0; r == 0 && i < x->ri->n_regions; i++) {
+		const struct pass_region *reg = &x->ri->regions[i];
+		struct range_set part = { 0 };
+		int fd = x->wfd[i];
+
+		r = range_set_clip(c, reg->start, reg->end, &part);
+		if (r == 0 && fd >= 0 && part.n) {
+			r = vm_flush(x, b); /* keep the order of the writes simple */
+			if (r == 0)
+				r = write_file(x, b, fd, reg, &part);
+			if (r == -EINVAL)
+				r = write_vm(x, b, &part);
+		} else if (r == 0) {
+			r = write_vm(x, b, &part);
+		}
+		range_set_free(&part);
+	}
+	if (r == 0)
+		r = vm_flush(x, b);
+	free(b);
+	return r;
+}
+
+/* ---- the freeze ---- */
+
+/* From here a dying daemon must take the process with it rather than leave
+ * it running half restored (as in the injection window: tracking.md). */
+static int exit_kill(const struct freeze *f)
+{
+	for (size_t i = 0; i < f->n; i++)
+		if (ptrace(PTRACE_SETOPTIONS, f->t[i].tid, NULL, (void *)PTRACE_O_EXITKILL) < 0)
+			return -errno;
+	return 0;
+}
+
+/* What to write back: found different, or written since (but readable). */
+static int pages_to_write(struct rst *x, const struct pass *fin, struct range_set *c)
+{
+	struct range_set since = { 0 };
+	int r = note_pass(&since, fin);
+
+	for (size_t i = 0; r == 0 && i < x->ri->n_regions; i++)
+		r = range_set_clip(&since, x->ri->regions[i].start, x->ri->regions[i].end, c);
+	for (size_t i = 0; r == 0 && i < x->diff.n; i++)
+		r = range_set_add(c, x->diff.r[i].start, x->diff.r[i].end);
+	x->st->pages_written_since = (range_set_bytes(c) - range_set_bytes(&x->diff)) / PAGE_SIZE_4K;
+	for (size_t i = 0; r == 0 && i < x->unreadable.n; i++)
+		r = range_set_remove(c, x->unreadable.r[i].start, x->unreadable.r[i].end);
+	range_set_free(&since);
+	return r;
+}
+
+/* Frozen: check, find what was written since, write back, put the threads
+ * back, thaw.  *c: the pages written. */
+static int frozen(struct rst *x, struct range_set *c)
+{
+	struct restore_stats *st = x->st;
+	struct pass fin = { 0 };
+	struct freeze f;
+	pid_t bad_tid = 0;
+	uint64_t t;
+	int r = freeze_process(x->pid, &f);
+
+	if (r < 0) {
+		snprintf(x->why, x->why_len, "cannot stop process %d: %s", (int)x->pid,
+			 f.why[0] ? f.why : strerror(-r));
+		return r;
+	}
+	t = now_ns();
+	st->freeze_ns = t - f.t_start_ns;
+	if (!x->o->memory_only)
+		r = threads_check(x->o->threads, &f, x->why, x->why_len);
+	if (r == 0) {
+		r = tracker_pass(x->t, PASS_FINAL, &fin);
+		if (r == 0)
+			r = note_pass(&x->taken, &fin);
+		if (r < 0)
+			snprintf(x->why, x->why_len, "cannot scan process %d: %s", (int)x->pid,
+				 strerror(-r));
+	}
+	if (r == 0)
+		r = check_layout(x, &fin);
+	if (r == 0)
+		r = pages_to_write(x, &fin, c);
+	st->scan_ns = now_ns() - t;
+	if (r == 0)
+		r = exit_kill(&f);
+	t = now_ns();
+	if (r == 0) {
+		r = write_back(x, c);
+		if (r < 0)
+			snprintf(x->why, x->why_len, "writing back the memory of process %d failed "
+				 "part-way: %s", (int)x->pid, strerror(-r));
+	}
+	st->write_ns = now_ns() - t;
+	t = now_ns();
+	if (r == 0 && !x->o->memory_only) {
+		r = threads_apply(x->o->threads, &f, &bad_tid);
+		if (r < 0)
+			snprintf(x->why, x->why_len, "setting the registers of thread %d failed: %s",
+				 (int)bad_tid, strerror(-r));
+		else
+			st->threads = (uint32_t)x->o->threads->n;
+	}
+	st->threads_ns = now_ns() - t;
+	t = now_ns();
+	/* Half restored it cannot run on: leave it stopped for its owner. */
+	thaw_process(&f, r < 0 && x->touched);
+	st->thaw_ns = now_ns() - t;
 	st->pause_ns = now_ns() - f.t_start_ns;
-	thaw_process(&f, false);
+	if (r < 0 && x->touched) {
+		size_t len = strlen(x->why);
+		snprintf(x->why + len, x->why_len - len, "; process %d was left stopped (SIGSTOP): "
+			 "it cannot safely run on half restored: restore it again, or kill it",
+			 (int)x->pid);
+	}
+	st->pages_written = r == 0 ? range_set_bytes(c) / PAGE_SIZE_4K : 0;
+	pass_free(&fin);
+	return r;
+}
+
+int restore_process(struct tracker *t, const struct restore_image *ri,
+		    const struct restore_opts *o, struct restore_stats *st, char *why,
+		    size_t why_len)
+{
+	struct rst x = { .t = t, .pid = tracker_pid(t), .ri = ri, .o = o, .st = st, .why = why,
+			 .why_len = why_len };
+	struct range_set c = { 0 };
+	struct pass live = { 0 };
+	uint64_t t0 = now_ns();
+	int r = 0;
+
+	*st = (struct restore_stats){ .image_pages = ri->pages };
+	why[0] = 0;
+	if ((!o->memory_only && !o->threads) || ri->fill != ri->data_len ||
+	    (ri->data_len && !ri->data))
+		return -EINVAL; /* no threads given, or the image not sealed */
+	x.buf = malloc(STEP);
+	if (!x.buf)
+		return -ENOMEM;
+	/* Early, friendly refusals; both are checked again frozen. */
+	if (!o->memory_only)
+		r = threads_check_live(o->threads, x.pid, why, why_len);
+	if (r < 0)
+		goto out;
+	/* From this pass on the tracker knows what the process writes. */
+	r = tracker_pass(t, 0, &live);
+	if (r == 0)
+		r = note_pass(&x.taken, &live);
+	if (r < 0)
+		snprintf(why, why_len, "cannot scan process %d: %s", (int)x.pid, strerror(-r));
+	if (r == 0)
+		r = check_layout(&x, &live);
+	if (r == 0)
+		r = open_writers(&x, &live);
+	if (r == 0)
+		r = compare(&x, &live);
+	st->compare_ns = now_ns() - t0;
+	if (r == 0)
+		r = frozen(&x, &c);
+	/* What our passes took, and what we wrote (a pwrite to a shared file
+	 * is no write fault), is owed to the next checkpoint. */
+	for (size_t i = 0; i < c.n; i++)
+		range_set_add(&x.taken, c.r[i].start, c.r[i].end);
+	tracker_resync(t, &x.taken);
 out:
-	st->ns = now_ns() - t0;
-	free(img);
-	free(cur);
+	close_writers(&x);
+	pass_free(&live);
+	range_set_free(&c);
+	range_set_free(&x.taken);
+	range_set_free(&x.diff);
+	range_set_free(&x.unreadable);
+	free(x.buf);
 	return r;
 }

@@ -243,66 +243,106 @@ static bool frozen_has(const struct freeze *f, pid_t tid)
 	return false;
 }
 
-static bool states_have(const struct thread_states *ts, pid_t tid)
+struct tids {
+	pid_t *v;
+	size_t n, cap;
+};
+
+static bool tids_have(const struct tids *t, pid_t tid)
 {
-	for (size_t i = 0; i < ts->n; i++)
-		if (ts->t[i].tid == tid)
+	for (size_t i = 0; i < t->n; i++)
+		if (t->v[i] == tid)
 			return true;
 	return false;
 }
 
-/* "a, b, c and 4 more" of the tids of one side the other lacks. */
-static size_t list_missing(char *buf, size_t len, const pid_t *tids, size_t n,
-			   bool (*has)(const void *, pid_t), const void *other)
+static int tids_add(void *ud, pid_t tid)
+{
+	struct tids *t = ud;
+
+	if (t->n == t->cap) {
+		size_t ncap = t->cap ? t->cap * 2 : 64;
+		pid_t *n = reallocarray(t->v, ncap, sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		t->v = n;
+		t->cap = ncap;
+	}
+	t->v[t->n++] = tid;
+	return 0;
+}
+
+/* "a, b, c, d and 4 more": the tids of from that other lacks. */
+static size_t list_missing(char *buf, size_t len, const struct tids *from,
+			   const struct tids *other)
 {
 	size_t found = 0, at = 0;
 
 	buf[0] = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (has(other, tids[i]))
+	for (size_t i = 0; i < from->n; i++) {
+		if (tids_have(other, from->v[i]))
 			continue;
 		if (found++ < 4 && at < len)
 			at += (size_t)snprintf(buf + at, len - at, "%s%d", found > 1 ? ", " : "",
-					       (int)tids[i]);
+					       (int)from->v[i]);
 	}
 	if (found > 4 && at < len)
 		snprintf(buf + at, len - at, " and %zu more", found - 4);
 	return found;
 }
 
-static bool has_frozen(const void *f, pid_t tid)
+/* The same thread ids then and now? */
+static int check_ids(const struct thread_states *ts, pid_t pid, struct tids *now, char *why,
+		     size_t why_len)
 {
-	return frozen_has(f, tid);
+	struct tids then = { calloc(ts->n + 1, sizeof(pid_t)), ts->n, ts->n };
+	char gone[96], born[96];
+
+	if (!then.v)
+		return -ENOMEM;
+	for (size_t i = 0; i < ts->n; i++)
+		then.v[i] = ts->t[i].tid;
+	size_t n_gone = list_missing(gone, sizeof(gone), &then, now);
+	size_t n_born = list_missing(born, sizeof(born), now, &then);
+	free(then.v);
+	if (!n_gone && !n_born)
+		return 0;
+	snprintf(why, why_len, "the threads of process %d differ from the checkpoint's:%s%s%s%s%s; "
+		 "nothing was changed", (int)pid, n_gone ? " exited since: " : "", gone,
+		 n_gone && n_born ? ";" : "", n_born ? " created since: " : "", born);
+	return -ESTALE;
 }
 
-static bool has_state(const void *ts, pid_t tid)
+int threads_check_live(const struct thread_states *ts, pid_t pid, char *why, size_t why_len)
 {
-	return states_have(ts, tid);
+	struct tids now = { 0 };
+	int r = proc_task_foreach(pid, tids_add, &now);
+
+	if (r == 0)
+		r = check_ids(ts, pid, &now, why, why_len);
+	else
+		snprintf(why, why_len, "cannot list the threads of process %d: %s", (int)pid,
+			 strerror(-r));
+	free(now.v);
+	return r;
 }
 
 int threads_check(const struct thread_states *ts, const struct freeze *f, char *why,
 		  size_t why_len)
 {
-	_cleanup_free_ pid_t *then = calloc(ts->n + 1, sizeof(pid_t));
-	_cleanup_free_ pid_t *now = calloc(f->n + 1, sizeof(pid_t));
-	char gone[96], born[96];
+	struct tids now = { calloc(f->n + 1, sizeof(pid_t)), f->n, f->n };
 	uint32_t xlen = 0;
 	int r;
 
-	if (!then || !now)
+	if (!now.v)
 		return -ENOMEM;
-	for (size_t i = 0; i < ts->n; i++)
-		then[i] = ts->t[i].tid;
 	for (size_t i = 0; i < f->n; i++)
-		now[i] = f->t[i].tid;
-	size_t n_gone = list_missing(gone, sizeof(gone), then, ts->n, has_frozen, f);
-	size_t n_born = list_missing(born, sizeof(born), now, f->n, has_state, ts);
-	if (n_gone || n_born) {
-		snprintf(why, why_len, "the threads of process %d differ from the checkpoint's:%s%s%s%s%s",
-			 (int)f->pid, n_gone ? " exited since: " : "", gone,
-			 n_gone && n_born ? ";" : "", n_born ? " created since: " : "", born);
-		return -ESTALE;
-	}
+		now.v[i] = f->t[i].tid;
+	r = check_ids(ts, f->pid, &now, why, why_len);
+	free(now.v);
+	if (r < 0)
+		return r;
 	for (size_t i = 0; i < ts->n; i++)
 		if (ts->t[i].regs.cs != USER_CS_64) {
 			snprintf(why, why_len, "thread %d was not running 64-bit code at the checkpoint",

@@ -67,6 +67,8 @@ int threads_decode(const void *buf, size_t len, struct thread_states *out);
  */
 int threads_check(const struct thread_states *ts, const struct freeze *f, char *why,
 		  size_t why_len);
+/* The same check of the thread ids alone, on a running process (may race). */
+int threads_check_live(const struct thread_states *ts, pid_t pid, char *why, size_t why_len);
 /*
  * Put every thread's state back (threads_check first).  A thread that was
  * in a syscall resumes as the kernel decides at the thaw: restarted
