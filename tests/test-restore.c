@@ -340,8 +340,12 @@ static void busy_rounds(const char *mode, const char *const *env, const char *lo
 			if (rt_cmd(&t, "pause", then, sizeof(then)) < 0)
 				break;
 			g = checkpoint(&d, t.pid);
+			uint64_t p0 = rt_progress(&t);
 			rt_cmd(&t, "resume", now, sizeof(now));
 			sleep_ms(wait);
+			/* a loaded box may not have run it yet: wait for a step */
+			for (int k = 0; k < 400 && rt_progress(&t) == p0; k++)
+				sleep_ms(5);
 			rt_cmd(&t, "pause", now, sizeof(now));
 			CHECK(!same_state(then, now), "round %d: nothing ran between: %s", i, now);
 			if (!restore_ok(&d, &t, g, &ps) || rt_cmd(&t, "state", now, sizeof(now)) < 0)
