@@ -6,7 +6,7 @@
 
 #include "ctl.h"
 
-enum { CK_SET, CK_PEER, CK_LEAVE_STOPPED, CK_MAX_BANDWIDTH, CK_PASSES };
+enum { CK_SET, CK_PEER, CK_LEAVE_STOPPED, CK_MAX_BANDWIDTH, CK_PASSES, CK_QMP };
 
 static const struct option checkpoint_opts[] = {
 	{ "set", required_argument, NULL, CK_SET },
@@ -14,6 +14,7 @@ static const struct option checkpoint_opts[] = {
 	{ "leave-stopped", no_argument, NULL, CK_LEAVE_STOPPED },
 	{ "max-bandwidth", required_argument, NULL, CK_MAX_BANDWIDTH },
 	{ "passes", no_argument, NULL, CK_PASSES },
+	{ "qmp", required_argument, NULL, CK_QMP },
 	{ 0 },
 };
 
@@ -30,6 +31,14 @@ static int show_checkpoint(struct ctl *c, const Wpmig__Response *resp)
 	       "%s %s of %s%s%s\n", r->set, r->generation, r->pages, r->data_pages,
 	       r->zero_pages, fmt_bytes(r->bytes, b, sizeof(b)), r->peer[0] ? "sent" : "stored",
 	       fmt_bytes(r->raw_bytes, raw, sizeof(raw)), r->peer[0] ? " to " : "", r->peer);
+	if (r->qmp[0]) {
+		printf("QEMU %d: device state %s, guest paused %.2f ms (device state %.1f ms), "
+		       "took %.1f ms, %" PRIu64 " passes%s\n", r->qemu_pid,
+		       fmt_bytes(r->device_state_bytes, b, sizeof(b)), r->pause_ms,
+		       r->device_state_ms, r->duration_ms, r->passes,
+		       r->parent ? "" : " (full generation)");
+		return EXIT_OK;
+	}
 	printf("paused %.2f ms (freeze %.2f, scan %.2f, copy %.2f, thaw %.2f), took %.1f ms, "
 	       "%" PRIu64 " passes, %u threads%s\n", r->pause_ms, r->freeze_ms, r->scan_ms,
 	       r->copy_ms, r->thaw_ms, r->duration_ms, r->passes, r->threads,
@@ -44,8 +53,16 @@ static int run_checkpoint(struct ctl *c, char **args, int n, const struct verb_o
 	Wpmig__Request req = WPMIG__REQUEST__INIT;
 	Wpmig__CheckpointRequest cr = WPMIG__CHECKPOINT_REQUEST__INIT;
 
-	if (parse_pid_arg(args[0], &cr.pid) < 0)
+	if (o->set[CK_QMP]) {
+		if (n != 0 || o->set[CK_PEER] || o->set[CK_LEAVE_STOPPED])
+			return usage_error(&verb_checkpoint, "--qmp SOCK takes no PID, --peer or "
+					   "--leave-stopped");
+		cr.qmp = (char *)o->val[CK_QMP];
+	} else if (n != 1) {
+		return usage_error(&verb_checkpoint, "PID or --qmp SOCK needed");
+	} else if (parse_pid_arg(args[0], &cr.pid) < 0) {
 		return usage_error(&verb_checkpoint, "invalid PID '%s'", args[0]);
+	}
 	if (o->set[CK_SET] && check_set_name(o->val[CK_SET]) < 0)
 		return usage_error(&verb_checkpoint, "invalid set name '%s' (letters, digits, "
 				   "'.', '_', '-'; at most 64)", o->val[CK_SET]);
@@ -66,9 +83,10 @@ static int run_checkpoint(struct ctl *c, char **args, int n, const struct verb_o
 }
 
 const struct verb_def verb_checkpoint = {
-	"checkpoint", 1, 1, checkpoint_opts,
+	"checkpoint", 0, 1, checkpoint_opts,
 	"checkpoint PID [--set NAME] [--peer ADDR [--max-bandwidth RATE]] [--leave-stopped] "
-	"[--passes]",
+	"[--passes]\n"
+	"  checkpoint --qmp SOCK [--set NAME]",
 	run_checkpoint,
 };
 

@@ -349,6 +349,10 @@ void cmd_checkpoint(struct daemon *d, struct request *req, const Wpmig__Request 
 	struct session *s = session_find(&d->sessions, m->pid);
 	struct ckpt_job *c;
 
+	if (m->qmp && m->qmp[0]) {
+		cmd_checkpoint_vm(d, req, msg);
+		return;
+	}
 	/* A target that ran exec() since: its session ends, the new program
 	 * is attached afresh below, as an untracked process would be. */
 	if (s && daemon_session_execd(d, s))

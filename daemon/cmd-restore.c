@@ -48,6 +48,12 @@ static void rst_free(struct rst_job *c)
 	free(c);
 }
 
+/* The attach failed after it started: start() never runs. */
+static void rst_drop(void *ud)
+{
+	rst_free(ud);
+}
+
 static void post(struct rst_job *c, const char *phase, uint64_t done, uint64_t total)
 {
 	struct job_progress p = { .done = done, .total = total };
@@ -311,7 +317,7 @@ void cmd_restore(struct daemon *d, struct request *req, const Wpmig__Request *ms
 	c->memory_only = m->memory_only;
 	if (!s) {
 		/* Not tracked: attach first (the tracker tells what it writes). */
-		if (daemon_session_attach(d, req, m->pid, start, c) < 0)
+		if (daemon_session_attach(d, req, m->pid, start, rst_drop, c) < 0)
 			rst_free(c);
 		return;
 	}

@@ -130,6 +130,7 @@ struct track_job {
 	void *then_ud;
 	pid_t pid;
 	struct tracker_opts opts;
+	struct range_set only; /* opts.only: a QEMU guest's RAM backends */
 	struct tracker *t;
 	char why[256];
 };
@@ -182,6 +183,7 @@ static void track_done(struct job *j, int r, void *userdata)
 		session_refresh_info(s);
 		if (tj->then && !s->exited && !d->stopping) {
 			struct track_job copy = *tj;
+			range_set_free(&tj->only);
 			free(tj);
 			copy.then(d, s, copy.req, copy.then_ud);
 			return;
@@ -192,6 +194,7 @@ static void track_done(struct job *j, int r, void *userdata)
 		else
 			reply_session(tj->req, s, false);
 	}
+	range_set_free(&tj->only);
 	free(tj);
 	daemon_session_settle(d, s);
 }
@@ -225,6 +228,13 @@ static int track_precheck(struct daemon *d, struct request *req, pid_t pid)
 int daemon_session_attach(struct daemon *d, struct request *req, pid_t pid,
 			  session_attached_fn then, void (*drop)(void *then_ud), void *then_ud)
 {
+	return daemon_session_attach_only(d, req, pid, NULL, then, drop, then_ud);
+}
+
+int daemon_session_attach_only(struct daemon *d, struct request *req, pid_t pid,
+			       const struct range_set *only, session_attached_fn then,
+			       void (*drop)(void *then_ud), void *then_ud)
+{
 	struct track_job *tj;
 	struct session *s;
 	int r;
@@ -241,8 +251,16 @@ int daemon_session_attach(struct daemon *d, struct request *req, pid_t pid,
 	*tj = (struct track_job){ .d = d, .s = s, .req = req, .pid = pid, .then = then,
 				  .drop = drop, .then_ud = then_ud,
 				  .opts = { .allow_pinned = d->cfg.allow_pinned } };
-	r = job_submit(d->jobs, &track_ops, tj, &s->job);
+	for (size_t i = 0; r == 0 && only && i < only->n; i++)
+		r = range_set_add(&tj->only, only->r[i].start, only->r[i].end);
+	for (size_t i = 0; r == 0 && only && i < only->n; i++)
+		r = range_set_add(&s->qemu_ram, only->r[i].start, only->r[i].end);
+	if (r == 0 && only)
+		tj->opts.only = &tj->only;
+	if (r == 0)
+		r = job_submit(d->jobs, &track_ops, tj, &s->job);
 	if (r < 0) {
+		range_set_free(&tj->only);
 		free(tj);
 		request_fail(req, r, "cannot start the attach: %s", strerror(-r));
 		session_enter_state(s, SESSION_FAILED);

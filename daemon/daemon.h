@@ -92,6 +92,11 @@ typedef void (*session_attached_fn)(struct daemon *d, struct session *s, struct 
 				    void *userdata);
 int daemon_session_attach(struct daemon *d, struct request *req, pid_t pid,
 			  session_attached_fn then, void (*drop)(void *userdata), void *userdata);
+/* The same, tracking only the mappings overlapping only (a QEMU guest's RAM
+ * backends; kept in s->qemu_ram). */
+int daemon_session_attach_only(struct daemon *d, struct request *req, pid_t pid,
+			       const struct range_set *only, session_attached_fn then,
+			       void (*drop)(void *userdata), void *userdata);
 /* Worker side: the shared pipeline, made on first use. */
 int daemon_pipeline(struct daemon *d, struct pipeline **ret);
 

@@ -28,6 +28,9 @@ void cmd_sessions(struct daemon *d, struct request *req, const Wpmig__Request *m
 void cmd_checkpoint(struct daemon *d, struct request *req, const Wpmig__Request *msg);
 void cmd_images(struct daemon *d, struct request *req, const Wpmig__Request *msg);
 void cmd_restore(struct daemon *d, struct request *req, const Wpmig__Request *msg);
+/* cmd-vm.c: checkpoint --qmp, restore --qmp (a QEMU guest) */
+void cmd_checkpoint_vm(struct daemon *d, struct request *req, const Wpmig__Request *msg);
+void cmd_restore_vm(struct daemon *d, struct request *req, const Wpmig__Request *msg);
 void cmd_migrate(struct daemon *d, struct request *req, const Wpmig__Request *msg);
 /* verbs.c: the answer of a verb whose daemon side is not in this build */
 void cmd_not_available(struct daemon *d, struct request *req, const Wpmig__Request *msg);

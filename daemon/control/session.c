@@ -141,6 +141,7 @@ void session_free(struct session *s)
 	peer_link_free(s->peer_link);
 	free(s->dest);
 	free(s->set);
+	range_set_free(&s->qemu_ram);
 	free(s);
 }
 

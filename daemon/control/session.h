@@ -56,6 +56,9 @@ struct session {
 	uint64_t last_pass_ns;
 	Wpmig__PauseSteps last_pause; /* of the last checkpoint, as status shows it */
 	double max_pause_ms;      /* the longest of this session's checkpoints */
+	/* A QEMU guest (checkpoint --qmp): the RAM backends' mappings the
+	 * tracker is limited to; empty for a process. */
+	struct range_set qemu_ram;
 	TAILQ_ENTRY(session) link;
 };
 

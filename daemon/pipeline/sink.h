@@ -28,7 +28,10 @@ struct codec;
 enum section_type {
 	SECTION_THREADS = 1,      /* "threads": every thread's state at the frozen pass
 				     (track/threads.h) */
-	SECTION_QEMU_VMSTATE = 2, /* reserved: a QEMU guest's device state */
+	SECTION_QEMU_VMSTATE = 2, /* "vmstate": a QEMU guest's device state, as QEMU's
+				     migration stream with x-ignore-shared (qemu/vmstate.h) */
+	SECTION_QEMU_RAM = 3,     /* "qemu-ram": the guest's RAM backends, JSON
+				     (qemu/checkpoint.h) */
 };
 #define SECTION_NAME_MAX 31
 /* Limits every sink keeps (a reader holds one section whole in memory). */

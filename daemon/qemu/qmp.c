@@ -476,3 +476,43 @@ fail:
 	qmp_close(q);
 	return r;
 }
+
+int qmp_send_fd(struct qmp *q, int fd, int timeout_ms)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { .iov_base = (char *)" ", .iov_len = 1 };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+			      .msg_controllen = sizeof(u.buf) };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+	uint64_t deadline = mono_ns() + (uint64_t)timeout_ms * 1000000ull;
+
+	memset(u.buf, 0, sizeof(u.buf));
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	for (;;) {
+		ssize_t w = sendmsg(q->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (w == 1)
+			return 0;
+		if (w < 0 && errno != EAGAIN && errno != EINTR)
+			return -ECONNRESET;
+		struct pollfd p = { .fd = q->fd, .events = POLLOUT };
+		if (poll(&p, 1, ms_left(deadline)) == 0)
+			return -ETIMEDOUT;
+	}
+}
+
+int qmp_getfd(struct qmp *q, const char *name, int fd, int timeout_ms, struct qmp_error *err)
+{
+	int r = qmp_send_fd(q, fd, timeout_ms);
+
+	if (r < 0)
+		return r;
+	return qmp_executev(q, "getfd", timeout_ms, NULL, err, "fdname",
+			    json_object_new_string(name), NULL);
+}

@@ -81,6 +81,14 @@ static inline void qmp_event_freep(struct qmp_event **e)
 	qmp_event_free(*e);
 }
 
+/*
+ * Hand fd to QEMU (SCM_RIGHTS on one byte of whitespace, which QMP
+ * ignores); QEMU keeps it until a command takes it, as qmp_getfd() does:
+ * getfd names it, for a URI such as "fd:NAME".  The caller keeps its copy.
+ */
+int qmp_send_fd(struct qmp *q, int fd, int timeout_ms);
+int qmp_getfd(struct qmp *q, const char *name, int fd, int timeout_ms, struct qmp_error *err);
+
 /* Convenience: a string member of an object, or NULL. */
 const char *qmp_str(json_object *o, const char *key);
 /* The length of o when it is an array, else 0: a reply's shape is QEMU's

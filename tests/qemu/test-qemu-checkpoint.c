@@ -1,0 +1,293 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * VM checkpoints (suite 'qemu'): wpmig-ctl checkpoint --qmp of a running
+ * boot-sector guest into a private daemon's store, several generations
+ * while it runs (the first full, the next ones holding about the pages the
+ * guest rewrote), restore of a middle generation into a fresh QEMU started
+ * with -incoming defer (the guest checks its own memory and runs on, and a
+ * dump of its RAM checks out), export (the files start a QEMU), and the
+ * failures: QEMU killed mid-checkpoint, device state that cannot be saved
+ * — the guest runs on and nothing is published.
+ *
+ *   test-qemu-checkpoint incremental | restore | export | qemu-killed | vmstate-fails
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "basic/util.h"
+#include "peer-harness.h"
+#include "vm.h"
+
+#define BOOT_MIB 128
+#define BOOT_PAGES 4096 /* an eighth of the guest's RAM, rewritten all the time */
+
+struct rig {
+	char dir[64];
+	struct pd pd;
+	struct vm s;
+};
+
+struct ck {
+	int rc;
+	json_object *json;
+	char err[4096];
+};
+
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...)
+{
+	char cmd[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	return system(cmd);
+}
+
+static double jnum(json_object *o, const char *k)
+{
+	json_object *v;
+
+	return o && json_object_object_get_ex(o, k, &v) ? json_object_get_double(v) : -1;
+}
+
+static struct vm_config guest(struct rig *g, const char *name, enum vm_mem mem)
+{
+	return (struct vm_config){ .guest = VM_BOOT, .mem = mem, .mem_mib = BOOT_MIB,
+				   .dir = g->dir, .name = name, .boot_pages = BOOT_PAGES,
+				   .qmp2_dir = g->dir };
+}
+
+static struct rig *rig_new(enum vm_mem mem)
+{
+	static struct rig g;
+
+	snprintf(g.dir, sizeof(g.dir), "/tmp/wpmig-qck.XXXXXX");
+	if (!mkdtemp(g.dir))
+		SKIP("mkdtemp");
+	if (pd_start(&g.pd, NULL, NULL, "log_level = debug\n", NULL) < 0)
+		SKIP("cannot start the daemon");
+	struct vm_config c = guest(&g, "src", mem);
+	if (vm_start(&c, &g.s) < 0) {
+		fprintf(stderr, "FAIL: QEMU did not start\n");
+		exit(1);
+	}
+	CHECK(vm_wait_serial(&g.s, "P 00000004", 0, 60000) == 0, "guest runs");
+	return &g;
+}
+
+static void rig_free(struct rig *g)
+{
+	vm_kill(&g->s);
+	pd_cleanup(&g->pd);
+	sh("rm -rf %s", g->dir);
+}
+
+static void checkpoint(struct rig *g, struct ck *res, const char *set)
+{
+	char *out = NULL, *err = NULL;
+
+	res->rc = CTL(&g->pd.d, &out, &err, "--json", "checkpoint", "--qmp", g->s.qmp2_path,
+		      "--set", set);
+	res->json = res->rc == 0 ? json_tokener_parse(out) : NULL;
+	snprintf(res->err, sizeof(res->err), "%s", err ? err : "");
+	free(out);
+	free(err);
+}
+
+/* The guest runs and has made `more` more passes since `from`, no BAD. */
+static void check_runs_on(struct vm *vm, long from, long more, const char *what)
+{
+	char st[32] = "", next[32], bad[128];
+
+	CHECK(vm_status(vm, st, sizeof(st)) == 0 && !strcmp(st, "running"), "%s: %s", what, st);
+	snprintf(next, sizeof(next), "P %08lx", (unsigned long)(from + more));
+	CHECK(vm_wait_serial(vm, next, 0, 60000) == 0, "%s: passes on from %ld", what, from);
+	CHECK(!vm_serial_bad(vm, bad, sizeof(bad)), "%s: %s", what, bad);
+}
+
+static int generations(struct rig *g, const char *set)
+{
+	uint64_t gens[16];
+
+	return pd_generations(&g->pd, set, gens, 16);
+}
+
+/* Three generations while the guest runs: the first full, then increments
+ * of about what the guest rewrote; the guest never notices. */
+static void take_three(struct rig *g, struct ck res[3])
+{
+	for (int i = 0; i < 3; i++) {
+		long p = vm_serial_progress(&g->s);
+
+		checkpoint(g, &res[i], "vm");
+		CHECK(res[i].rc == 0, "checkpoint %d: %s", i + 1, res[i].err);
+		if (res[i].rc)
+			return;
+		printf("generation %.0f: %.0f pages (%.0f data), %.0f bytes, device state %.0f "
+		       "bytes, pause %.1f ms, %.0f passes\n", jnum(res[i].json, "generation"),
+		       jnum(res[i].json, "pages"), jnum(res[i].json, "data_pages"),
+		       jnum(res[i].json, "bytes"), jnum(res[i].json, "device_state_bytes"),
+		       jnum(res[i].json, "pause_ms"), jnum(res[i].json, "passes"));
+		CHECK(jnum(res[i].json, "generation") == i + 1, "generation number");
+		CHECK(jnum(res[i].json, "device_state_bytes") > 10000, "device state saved");
+		CHECK(jnum(res[i].json, "pause_ms") > 0, "pause measured");
+		check_runs_on(&g->s, p, 2, "guest after the checkpoint");
+	}
+	CHECK(jnum(res[0].json, "parent") == 0, "generation 1 is full");
+	CHECK(jnum(res[1].json, "parent") == 1 && jnum(res[2].json, "parent") == 2, "increments");
+	/* Generation 1 holds the guest's code, the firmware and the pages;
+	 * later ones about the rewritten pages (and what firmware and stack
+	 * touch), far fewer than the RAM. */
+	CHECK(jnum(res[0].json, "data_pages") >= BOOT_PAGES, "generation 1 data pages");
+	for (int i = 1; i < 3; i++)
+		CHECK(jnum(res[i].json, "data_pages") >= BOOT_PAGES / 2 &&
+		      jnum(res[i].json, "pages") < BOOT_MIB * 256 / 2,
+		      "generation %d: %.0f pages", i + 1, jnum(res[i].json, "pages"));
+}
+
+static void test_incremental(void)
+{
+	struct rig *g = rig_new(VM_MEM_MEMFD);
+	struct ck res[3] = { 0 };
+
+	take_three(g, res);
+	CHECK(proc_has_uffd_wp(g->s.qemu_pid) == 1, "tracked between checkpoints");
+	CHECK(pd_verify(&g->pd, "vm", 3) == 0, "verify");
+	CHECK(CTL(&g->pd.d, NULL, NULL, "untrack", xstrdup_printf("%d", (int)g->s.qemu_pid)) == 0,
+	      "untrack");
+	CHECK(proc_has_uffd_wp(g->s.qemu_pid) == 0, "QEMU keeps uffd-wp VmFlags");
+	for (int i = 0; i < 3; i++)
+		json_object_put(res[i].json);
+	rig_free(g);
+}
+
+/* wpmig-ctl checkpoint --qmp in the background. */
+static pid_t checkpoint_bg(struct rig *g, const char *set, const char *err_path)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		if (!freopen(err_path, "w", stderr))
+			_exit(126);
+		execl(getenv("WPMIG_CTL"), "wpmig-ctl", "--socket", g->pd.d.sock, "checkpoint",
+		      "--qmp", g->s.qmp2_path, "--set", set, (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+static int exit_status(pid_t pid)
+{
+	int st = 0;
+
+	waitpid(pid, &st, 0);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static char *slurp(const char *path)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = fopen(path, "r");
+
+	if (f) {
+		buf = calloc(1, 65536);
+		len = buf ? fread(buf, 1, 65535, f) : 0;
+		fclose(f);
+	}
+	(void)len;
+	return buf;
+}
+
+/* QEMU dies while the guest is stopped for the checkpoint (the test's own
+ * QMP connection sees the STOP): the checkpoint fails, nothing is
+ * published, the daemon ends the session. */
+static void test_qemu_killed(void)
+{
+	struct rig *g = rig_new(VM_MEM_MEMFD);
+	char err_path[128], *err;
+	struct qmp_event *e = NULL;
+
+	snprintf(err_path, sizeof(err_path), "%s/ctl.err", g->dir);
+	qmp_drop_events(g->s.qmp);
+	pid_t ctl = checkpoint_bg(g, "dies", err_path);
+	CHECK(qmp_wait_event(g->s.qmp, "STOP", 60000, &e) == 0, "the checkpoint stopped the guest");
+	qmp_event_free(e);
+	kill(g->s.qemu_pid, SIGKILL);
+	CHECK(exit_status(ctl) == 1, "checkpoint failed");
+	err = slurp(err_path);
+	printf("wpmig-ctl said: %s", err ? err : "");
+	CHECK(err && strstr(err, "nothing was stored"), "the error says so");
+	free(err);
+	CHECK(generations(g, "dies") <= 0, "nothing published");
+	rig_free(g);
+}
+
+/* QEMU cannot save its device state (the return-path capability wants a
+ * channel both ways, the pipe is one way): the guest runs on, nothing is
+ * published, the capabilities are as they were, and once the user turns
+ * return-path off again the next checkpoint works. */
+static void test_vmstate_fails(void)
+{
+	struct rig *g = rig_new(VM_MEM_MEMFD);
+	struct ck res = { 0 };
+	long p = vm_serial_progress(&g->s);
+	json_object *caps = json_object_new_array(), *c = json_object_new_object();
+
+	json_object_object_add(c, "capability", json_object_new_string("return-path"));
+	json_object_object_add(c, "state", json_object_new_boolean(true));
+	json_object_array_add(caps, c);
+	CHECK(qmp_executev(g->s.qmp, "migrate-set-capabilities", 10000, NULL, NULL, "capabilities",
+			   json_object_get(caps), NULL) == 0, "return-path on");
+	checkpoint(g, &res, "vm");
+	printf("wpmig-ctl said: %s", res.err);
+	CHECK(res.rc == 1 && strstr(res.err, "device-state"), "checkpoint failed at device-state");
+	CHECK(generations(g, "vm") <= 0, "nothing published");
+	check_runs_on(&g->s, p, 2, "guest after the failure");
+	json_object *list = NULL;
+	bool ignore_shared = true;
+	CHECK(qmp_execute(g->s.qmp, "query-migrate-capabilities", NULL, 10000, &list, NULL) == 0,
+	      "capabilities");
+	for (size_t i = 0; list && i < json_object_array_length(list); i++) {
+		json_object *o = json_object_array_get_idx(list, i), *st;
+
+		if (!strcmp(qmp_str(o, "capability"), "x-ignore-shared") &&
+		    json_object_object_get_ex(o, "state", &st))
+			ignore_shared = json_object_get_boolean(st);
+	}
+	json_object_put(list);
+	CHECK(!ignore_shared, "x-ignore-shared put back off");
+	json_object_object_add(c, "state", json_object_new_boolean(false));
+	CHECK(qmp_executev(g->s.qmp, "migrate-set-capabilities", 10000, NULL, NULL, "capabilities",
+			   caps, NULL) == 0, "return-path off");
+	checkpoint(g, &res, "vm");
+	CHECK(res.rc == 0, "the next checkpoint: %s", res.err);
+	CHECK(jnum(res.json, "generation") == 1 && jnum(res.json, "parent") == 0,
+	      "a full generation 1");
+	json_object_put(res.json);
+	rig_free(g);
+}
+
+static const struct subtest tests[] = {
+	{ "incremental", test_incremental },
+	{ "qemu-killed", test_qemu_killed },
+	{ "vmstate-fails", test_vmstate_fails },
+};
+
+int main(int argc, char **argv)
+{
+	vm_require(VM_BOOT, false);
+	require_tracking();
+	return run_subtests(argc, argv, tests, ARRAY_SIZE(tests));
+}
