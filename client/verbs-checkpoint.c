@@ -90,10 +90,11 @@ const struct verb_def verb_checkpoint = {
 	run_checkpoint,
 };
 
-enum { RS_MEMORY_ONLY };
+enum { RS_MEMORY_ONLY, RS_QMP };
 
 static const struct option restore_opts[] = {
 	{ "memory-only", no_argument, NULL, RS_MEMORY_ONLY },
+	{ "qmp", required_argument, NULL, RS_QMP },
 	{ 0 },
 };
 
@@ -104,6 +105,14 @@ static int show_restore(struct ctl *c, const Wpmig__Response *resp)
 
 	if (c->json) {
 		json_print(pb_to_json(&r->base));
+		return EXIT_OK;
+	}
+	if (r->qmp[0]) {
+		printf("restored %s/%" PRIu64 " into QEMU %d: %" PRIu64 " pages written (%s), %"
+		       PRIu64 " left as holes, device state %" PRIu64 " bytes; the guest runs "
+		       "(took %.1f ms)\n", r->set, r->generation, r->qemu_pid, r->pages,
+		       fmt_bytes(r->bytes, b, sizeof(b)), r->pages_zero, r->device_state_bytes,
+		       r->duration_ms);
 		return EXIT_OK;
 	}
 	printf("restored %s/%" PRIu64 ": %" PRIu64 " pages (%s) written back", r->set,
@@ -125,12 +134,20 @@ static int run_restore(struct ctl *c, char **args, int n, const struct verb_opts
 	Wpmig__Request req = WPMIG__REQUEST__INIT;
 	Wpmig__RestoreRequest rr = WPMIG__RESTORE_REQUEST__INIT;
 	char *set = NULL;
+	const char *image = args[n - 1];
 	int r;
 
-	if (parse_pid_arg(args[0], &rr.pid) < 0)
+	if (o->set[RS_QMP]) {
+		if (n != 1)
+			return usage_error(&verb_restore, "--qmp SOCK takes SET/GEN alone");
+		rr.qmp = (char *)o->val[RS_QMP];
+	} else if (n != 2) {
+		return usage_error(&verb_restore, "PID SET/GEN, or --qmp SOCK SET/GEN");
+	} else if (parse_pid_arg(args[0], &rr.pid) < 0) {
 		return usage_error(&verb_restore, "invalid PID '%s'", args[0]);
-	if (parse_set_gen(args[1], true, &set, &rr.generation) < 0)
-		return usage_error(&verb_restore, "invalid image '%s' (expected SET/GEN)", args[1]);
+	}
+	if (parse_set_gen(image, true, &set, &rr.generation) < 0)
+		return usage_error(&verb_restore, "invalid image '%s' (expected SET/GEN)", image);
 	rr.set = set;
 	rr.memory_only = o->set[RS_MEMORY_ONLY];
 	req.verb_case = WPMIG__REQUEST__VERB_RESTORE;
@@ -141,5 +158,6 @@ static int run_restore(struct ctl *c, char **args, int n, const struct verb_opts
 }
 
 const struct verb_def verb_restore = {
-	"restore", 2, 2, restore_opts, "restore PID SET/GEN [--memory-only]", run_restore,
+	"restore", 1, 2, restore_opts, "restore PID SET/GEN [--memory-only]\n"
+	"  restore --qmp SOCK SET/GEN", run_restore,
 };

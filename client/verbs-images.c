@@ -51,6 +51,12 @@ static void print_generation(const Wpmig__ImageGeneration *g)
 		       g->regions[i]->start, g->regions[i]->end,
 		       g->regions[i]->shared ? "s" : "p", g->regions[i]->data_pages,
 		       g->regions[i]->path);
+	for (size_t i = 0; i < g->n_backends; i++)
+		printf("    QEMU RAM backend %-12s %s, %s, mapped at %" PRIx64 "\n",
+		       g->backends[i]->id, g->backends[i]->type,
+		       fmt_bytes(g->backends[i]->size, b, sizeof(b)), g->backends[i]->start);
+	if (g->n_backends)
+		printf("    QEMU device state %s\n", fmt_bytes(g->device_state_bytes, b, sizeof(b)));
 	for (size_t i = 0; i < g->n_sections; i++)
 		printf("    section %-16s type %u, %s\n", g->sections[i]->name, g->sections[i]->type,
 		       fmt_bytes(g->sections[i]->length, b, sizeof(b)));

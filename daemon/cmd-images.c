@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /* images list | show SET[/GEN] | verify SET[/GEN] | export SET/GEN DIR | rm SET[/GEN] */
 #include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +10,7 @@
 #include "verbs.h"
 #include "basic/log.h"
 #include "basic/util.h"
+#include "qemu/checkpoint.h"
 #include "store/store.h"
 #include "track/regions.h"
 #include "track/threads.h"
@@ -23,6 +26,8 @@ struct img_set {
 	struct store_section sections[SECTION_MAX_COUNT]; /* show */
 	size_t n_sections;
 	struct thread_states threads; /* show: its "threads" section */
+	struct qemu_ram vm;           /* show: a QEMU guest's backends ("qemu-ram") */
+	uint64_t vmstate_bytes;       /* show: its device state ("vmstate") */
 };
 
 struct img_bad {
@@ -124,6 +129,58 @@ static int show_threads(struct img_job *c, struct store_image *img, struct img_s
 	return r;
 }
 
+/* A QEMU guest's generation: its backends and device state size. */
+static int show_vm(struct img_job *c, struct store_image *img, struct img_set *s)
+{
+	_cleanup_free_ void *buf = NULL;
+	size_t len = 0;
+	int r = store_image_read_section(img, QEMU_RAM_SECTION, SECTION_QEMU_RAM, &buf, &len);
+
+	if (r == -ENOENT)
+		return 0;
+	if (r == 0)
+		r = qemu_ram_decode(buf, len, &s->vm);
+	for (size_t i = 0; r == 0 && i < s->n_sections; i++)
+		if (!strcmp(s->sections[i].name, QEMU_VMSTATE_SECTION))
+			s->vmstate_bytes = s->sections[i].length;
+	if (r < 0)
+		snprintf(c->why, sizeof(c->why), "%s/%llu: its RAM backend table is %s", c->set,
+			 (unsigned long long)s->regions_of,
+			 r == -EBADMSG ? "damaged" : strerror(-r));
+	return r;
+}
+
+/*
+ * A QEMU guest's export: each backend's region file renamed ID.ram, the
+ * device state vmstate.section kept, so that QEMU starts from them
+ * (docs/qemu.md).
+ */
+static int export_vm(struct img_job *c, struct store_image *img)
+{
+	_cleanup_free_ void *buf = NULL;
+	struct qemu_ram ram;
+	size_t len = 0;
+	int r = store_image_read_section(img, QEMU_RAM_SECTION, SECTION_QEMU_RAM, &buf, &len);
+
+	if (r == -ENOENT)
+		return 0;
+	if (r == 0)
+		r = qemu_ram_decode(buf, len, &ram);
+	for (size_t i = 0; r == 0 && i < ram.n; i++) {
+		char from[PATH_MAX], to[PATH_MAX];
+
+		snprintf(from, sizeof(from), "%s/%08" PRIx64 "-%08" PRIx64 ".bin", c->dir,
+			 ram.b[i].start, ram.b[i].end);
+		snprintf(to, sizeof(to), "%s/%s.ram", c->dir, ram.b[i].id);
+		if (rename(from, to) < 0)
+			r = -errno;
+	}
+	if (r < 0)
+		snprintf(c->why, sizeof(c->why), "export of the guest's RAM backends to %s: %s",
+			 c->dir, strerror(-r));
+	return r;
+}
+
 static int do_show(struct img_job *c)
 {
 	struct store_image *img;
@@ -150,6 +207,8 @@ static int do_show(struct img_job *c)
 	s->n_sections = MIN(store_image_sections(img, s->sections, SECTION_MAX_COUNT),
 			    (size_t)SECTION_MAX_COUNT);
 	r = show_threads(c, img, s);
+	if (r == 0)
+		r = show_vm(c, img, s);
 	store_image_close(img);
 	return r < 0 ? r : s->regions && s->region_data ? 0 : -ENOMEM;
 }
@@ -226,6 +285,8 @@ static int do_verify_export(struct img_job *c)
 		c->files = r == 0 ? n : 0;
 		if (r < 0)
 			export_failed(c, r, &b);
+		else
+			r = export_vm(c, img);
 	}
 	store_image_close(img);
 	return r;
@@ -363,6 +424,7 @@ static void reply(struct img_job *c)
 	Wpmig__ImageSection *secs = NULL;
 	Wpmig__ImageThread *thrs = NULL;
 	Wpmig__ImageGeneration *shown = NULL;
+	Wpmig__ImageBackend bk[QEMU_MAX_BACKENDS], *bkp[QEMU_MAX_BACKENDS];
 
 	for (size_t i = 0; i < c->n_sets; i++) {
 		ngen += c->sets[i].n_gens;
@@ -397,6 +459,17 @@ static void reply(struct img_job *c)
 				request_fail(c->req, -ENOMEM, "out of memory");
 				goto out;
 			}
+			for (size_t m = 0; m < s->vm.n; m++) {
+				wpmig__image_backend__init(&bk[m]);
+				bk[m].id = (char *)s->vm.b[m].id;
+				bk[m].type = (char *)s->vm.b[m].type;
+				bk[m].size = s->vm.b[m].size;
+				bk[m].start = s->vm.b[m].start;
+				bkp[m] = &bk[m];
+			}
+			gens[g].backends = bkp;
+			gens[g].n_backends = s->vm.n;
+			gens[g].device_state_bytes = s->vmstate_bytes;
 			gens[g].regions = &regp[rg];
 			for (size_t m = 0; m < s->n_regions; m++, rg++) {
 				wpmig__image_region__init(&regs[rg]);

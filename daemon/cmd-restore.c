@@ -296,6 +296,10 @@ void cmd_restore(struct daemon *d, struct request *req, const Wpmig__Request *ms
 	struct session *s = session_find(&d->sessions, m->pid);
 	struct rst_job *c;
 
+	if (m->qmp && m->qmp[0]) {
+		cmd_restore_vm(d, req, msg);
+		return;
+	}
 	if (!store_set_name_valid(m->set ? m->set : "")) {
 		request_fail(req, -EINVAL, "invalid set name \"%s\"", m->set ? m->set : "");
 		return;

@@ -6,6 +6,10 @@
  * that PID is attached with only those mappings (or must already be), and
  * a checkpoint job takes the generation.  The session keeps tracking
  * between calls, so the next generation of the same set is incremental.
+ *
+ * restore --qmp SOCK SET/GEN: a VM generation into the QEMU behind SOCK,
+ * started with -incoming defer (qemu/restore.c); no session: QEMU is not
+ * tracked.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -18,6 +22,7 @@
 #include "qemu/backend.h"
 #include "qemu/checkpoint.h"
 #include "qemu/qmp.h"
+#include "qemu/restore.h"
 #include "store/store.h"
 #include "verbs.h"
 
@@ -340,5 +345,117 @@ void cmd_checkpoint_vm(struct daemon *d, struct request *req, const Wpmig__Reque
 	if (r < 0) {
 		request_fail(req, r, "cannot start the checkpoint: %s", strerror(-r));
 		vm_free(v);
+	}
+}
+
+/* ---- restore --qmp SOCK SET/GEN: a generation into a new QEMU ---- */
+
+struct vm_restore {
+	struct daemon *d;
+	struct request *req;
+	char *qmp, *set;
+	uint64_t generation;
+	struct qemu_restore_result res;
+	char why[512];
+};
+
+static void vm_restore_free(struct vm_restore *v)
+{
+	free(v->qmp);
+	free(v->set);
+	free(v);
+}
+
+static int vm_restore_run(struct job *j, void *userdata)
+{
+	struct vm_restore *v = userdata;
+	struct store_image *img;
+	int r = daemon_job_delay(v->d, j);
+
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&v->d->store_lock);
+	r = store_image_open(v->d->store, v->set, v->generation, &img);
+	pthread_mutex_unlock(&v->d->store_lock);
+	if (r < 0) {
+		snprintf(v->why, sizeof(v->why), "%s/%llu: %s", v->set,
+			 (unsigned long long)v->generation, r == -ENOENT ? "no such image" :
+			 r == -EBADMSG ? "damaged" : strerror(-r));
+		return r;
+	}
+	v->generation = store_image_info(img)->generation;
+	r = qemu_restore_run(img, v->qmp, &v->res, v->why, sizeof(v->why));
+	store_image_close(img);
+	return r;
+}
+
+static void vm_restore_done(struct job *j, int r, void *userdata)
+{
+	struct vm_restore *v = userdata;
+	Wpmig__Response resp = WPMIG__RESPONSE__INIT;
+	Wpmig__RestoreResult rr = WPMIG__RESTORE_RESULT__INIT;
+
+	if (r < 0) {
+		if (!v->why[0])
+			snprintf(v->why, sizeof(v->why), "%s", strerror(-r));
+		log_warning("restore of %s/%llu into the QEMU at %s failed%s%s: %s", v->set,
+			    (unsigned long long)v->generation, v->qmp, v->res.step[0] ? " at " : "",
+			    v->res.step, v->why);
+		request_fail(v->req, r, "restore of %s/%llu into the QEMU at %s failed%s%s: %s%s",
+			     v->set, (unsigned long long)v->generation, v->qmp,
+			     v->res.step[0] ? " at " : "", v->res.step, v->why,
+			     v->res.pages ? " (that QEMU was not resumed)" : "");
+		vm_restore_free(v);
+		return;
+	}
+	log_info("QEMU %d: restored %s/%llu: %llu pages written, device state %llu bytes",
+		 v->res.pid, v->set, (unsigned long long)v->generation,
+		 (unsigned long long)v->res.pages, (unsigned long long)v->res.device_state_bytes);
+	rr.set = v->set;
+	rr.generation = v->generation;
+	rr.pages = v->res.pages;
+	rr.bytes = v->res.bytes;
+	rr.duration_ms = v->res.duration_ms;
+	rr.write_ms = v->res.write_ms;
+	rr.qmp = v->qmp;
+	rr.qemu_pid = v->res.pid;
+	rr.device_state_bytes = v->res.device_state_bytes;
+	rr.pages_zero = v->res.zero_pages;
+	rr.warning = (char *)"";
+	resp.result_case = WPMIG__RESPONSE__RESULT_RESTORE;
+	resp.restore = &rr;
+	request_reply(v->req, &resp);
+	vm_restore_free(v);
+}
+
+static const struct job_ops vm_restore_ops = { "restore-vm", vm_restore_run, vm_restore_done,
+					       NULL };
+
+void cmd_restore_vm(struct daemon *d, struct request *req, const Wpmig__Request *msg)
+{
+	const Wpmig__RestoreRequest *m = msg->restore;
+	struct vm_restore *v = calloc(1, sizeof(*v));
+	struct job *j;
+	int r;
+
+	if (!v || !(v->qmp = strdup(m->qmp)) || !(v->set = strdup(m->set))) {
+		if (v)
+			vm_restore_free(v);
+		request_fail(req, -ENOMEM, "out of memory");
+		return;
+	}
+	v->d = d;
+	v->req = req;
+	v->generation = m->generation;
+	if (m->pid || m->memory_only || !store_set_name_valid(v->set)) {
+		request_fail(req, -EINVAL, "restore --qmp SOCK SET/GEN: no PID, no --memory-only, "
+			     "a valid set name");
+		vm_restore_free(v);
+		return;
+	}
+	r = job_submit(d->jobs, &vm_restore_ops, v, &j);
+	if (r < 0) {
+		request_fail(req, r, "cannot start the restore: %s", strerror(-r));
+		vm_restore_free(v);
 	}
 }

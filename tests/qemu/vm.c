@@ -256,6 +256,8 @@ int vm_start(const struct vm_config *cfg, struct vm *vm)
 		snprintf(vm->qmp2_path, sizeof(vm->qmp2_path), "%s/%s.qmp", cfg->qmp2_dir, cfg->name);
 	snprintf(vm->ram_path, sizeof(vm->ram_path), "/dev/shm/wpmig-test-%d-%s-%lx", (int)getpid(),
 		 cfg->name, (unsigned long)(now_ns() & 0xffffff));
+	if (cfg->ram_file)
+		snprintf(vm->ram_path, sizeof(vm->ram_path), "%s", cfg->ram_file);
 	/* A socket left by an earlier QEMU of that name would be found first. */
 	unlink(vm->qmp_path);
 	if (vm->qmp2_path[0])

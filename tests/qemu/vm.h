@@ -52,6 +52,9 @@ struct vm_config {
 	/* A second QMP socket, for a daemon (a QMP socket takes one client at
 	 * a time; the test keeps the first): <qmp2_dir>/<name>.qmp, or none. */
 	const char *qmp2_dir;
+	/* VM_MEM_FILE: this file as the backend instead of a fresh one on
+	 * /dev/shm (an exported image; removed by vm_kill all the same). */
+	const char *ram_file;
 };
 
 struct vm {
