@@ -26,6 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct config_overrides o = { .config_file = path };
 	struct config cur, next;
 	gid_t gid;
+	bool named;
 
 	if (fd < 0) {
 		fd = memfd_create("fuzz-config", MFD_CLOEXEC);
@@ -35,14 +36,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (ftruncate(fd, 0) < 0 || pwrite(fd, data, size, 0) != (ssize_t)size)
 		abort();
-	if (config_load(&o, &cur) < 0)
+	if (config_load(&o, true, &cur) < 0)
 		return 0;
 	/* SIGHUP with the same file over a running configuration */
-	if (config_load(&o, &next) == 0) {
+	if (config_load(&o, false, &next) == 0) {
 		config_reload_apply(&cur, &next);
 		config_free(&next);
 	}
-	config_group_gid(&cur, &gid);
+	config_group_gid(&cur, &gid, &named);
 	config_free(&cur);
 	return 0;
 }

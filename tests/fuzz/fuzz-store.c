@@ -139,7 +139,7 @@ static void use(struct fuzz *f, uint64_t generation)
 	store_image_verify(img, bad, &n_bad, NULL, &n_bad);
 	read_ends(f, img);
 	if (store_image_info(img)->region_bytes <= EXPORT_MAX) {
-		store_image_export(img, f->export_dir, NULL);
+		store_image_export(img, f->export_dir, NULL, NULL);
 		empty_dir(f->export_dir);
 	}
 	store_image_close(img);
