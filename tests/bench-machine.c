@@ -53,7 +53,7 @@ struct opts {
 
 static void print3(const char *what, double *v, unsigned n, const char *unit)
 {
-	double s[MAX_REPS];
+	double s[MAX_REPS] = { 0 };
 
 	memcpy(s, v, n * sizeof(*v));
 	double med = median(s, (int)n);
@@ -159,7 +159,7 @@ static void facts(const struct opts *o)
 	char *defrag = first_line("/sys/kernel/mm/transparent_hugepage/defrag");
 	char *cmdline = first_line("/proc/cmdline");
 	const char *zp = zero_page(detail, sizeof(detail));
-	double wf[MAX_REPS], rf[MAX_REPS];
+	double wf[MAX_REPS] = { 0 }, rf[MAX_REPS] = { 0 };
 
 	uname(&u);
 	printf("machine: %ld cores (%s), kernel %s, THP %s (defrag %s), %.1f GiB\n",
@@ -206,7 +206,7 @@ static void bench_memcpy(const struct opts *o)
 {
 	uint64_t len = (uint64_t)o->mib * MiB, chunk = 4 * MiB;
 	uint8_t *src = populated(len), *dst = populated(chunk);
-	double v[MAX_REPS];
+	double v[MAX_REPS] = { 0 };
 
 	if (!src || !dst)
 		return;
@@ -269,7 +269,7 @@ static void bench_readv(const struct opts *o)
 {
 	uint64_t len = (uint64_t)o->mib * MiB, base = 0;
 	uint8_t *buf = populated(4 * MiB);
-	double b[MAX_REPS], one[MAX_REPS];
+	double b[MAX_REPS] = { 0 }, one[MAX_REPS] = { 0 };
 	pid_t pid = holder(len, &base);
 
 	if (pid < 0 || !buf) {
@@ -316,7 +316,7 @@ static void bench_zstd(const struct opts *o)
 {
 	uint64_t len = MIN((uint64_t)o->mib, 256ULL) * MiB;
 	uint8_t *buf = populated(len);
-	double m[MAX_REPS], r[MAX_REPS];
+	double m[MAX_REPS] = { 0 }, r[MAX_REPS] = { 0 };
 	char what[96], id[32];
 
 	if (!buf)
@@ -395,7 +395,7 @@ out:
 
 static void bench_tcp(const struct opts *o)
 {
-	double v[MAX_REPS];
+	double v[MAX_REPS] = { 0 };
 
 	for (unsigned i = 0; i < o->reps; i++)
 		v[i] = tcp_gbs((uint64_t)o->mib * MiB * 2);

@@ -105,7 +105,7 @@ static int write_pages(struct subject *s, uint64_t n)
 
 static void print_runs(const char *what, const double *v, unsigned n, const char *unit)
 {
-	double c[MAX_REPS];
+	double c[MAX_REPS] = { 0 };
 
 	memcpy(c, v, n * sizeof(*v));
 	double m = median(c, (int)n);
@@ -117,7 +117,7 @@ static void print_runs(const char *what, const double *v, unsigned n, const char
 static int part_full(struct subject *s, double *stored_mib)
 {
 	unsigned n = s->o->reps;
-	double gbs[MAX_REPS], pause[MAX_REPS], pct[MAX_REPS], mib[MAX_REPS];
+	double gbs[MAX_REPS] = { 0 }, pause[MAX_REPS] = { 0 }, pct[MAX_REPS] = { 0 }, mib[MAX_REPS] = { 0 };
 	char set[64], id[64], what[128], ref[32];
 	struct bench_ck c;
 
@@ -162,7 +162,7 @@ static int increments(struct subject *s, const char *set, double pct)
 {
 	uint64_t pages = (uint64_t)s->mib * 256, want = (uint64_t)((double)pages * pct / 100);
 	unsigned n = s->o->reps;
-	double pause[MAX_REPS], stored[MAX_REPS], dur[MAX_REPS];
+	double pause[MAX_REPS] = { 0 }, stored[MAX_REPS] = { 0 }, dur[MAX_REPS] = { 0 };
 	char id[64], what[128];
 	struct bench_ck c;
 
@@ -263,7 +263,7 @@ static int part_restore(struct subject *s)
 		return -1;
 	for (size_t k = 0; k < ARRAY_SIZE(pcts); k++) {
 		uint64_t want = (uint64_t)((double)pages * pcts[k] / 100);
-		double pause[MAX_REPS], written[MAX_REPS];
+		double pause[MAX_REPS] = { 0 }, written[MAX_REPS] = { 0 };
 
 		for (unsigned i = 0; i < n; i++) {
 			if (write_pages(s, want) < 0 ||

@@ -61,6 +61,7 @@ static pthread_cond_t park_cond = PTHREAD_COND_INITIALIZER, parked_cond = PTHREA
 static int efd;
 static __thread uint64_t tls_n;
 
+static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 static void die(const char *fmt, ...)
 {
 	char buf[256];
@@ -170,8 +171,10 @@ static void *w_epoll(void *arg)
 	struct step s;
 
 	step_init(&s);
-	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, efd, &ev) < 0)
-		die("epoll: %s", strerror(errno));
+	if (ep < 0)
+		die("epoll_create1: %s", strerror(errno));
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, efd, &ev) < 0)
+		die("epoll_ctl: %s", strerror(errno));
 	for (;;) {
 		int n = epoll_wait(ep, &out, 1, 20);
 		uint64_t v;

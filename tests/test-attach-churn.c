@@ -33,7 +33,7 @@
  * loaded machine hits fewer in the time: then the test says so, 77);
  * attempts and seconds it may take for them. */
 #define RACES 100
-#define RACES_MIN 25
+#define RACES_MIN 25u
 #define MAX_TRIES 20000
 #define MAX_SECONDS 60
 
