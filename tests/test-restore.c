@@ -21,8 +21,7 @@
  *   tmpfile   a decoded image too large for memory goes to a temporary file
  *   damaged   a damaged image or thread state: refused, nothing changed
  *
- * ROUNDS is $WPMIG_RESTORE_ROUNDS, 60 by default (CI: the old restore killed
- * the fork target in 5 of 8 tries); a longer run:
+ * ROUNDS is $WPMIG_RESTORE_ROUNDS, 200 by default (CI); a longer run:
  *   WPMIG_RESTORE_ROUNDS=2000 meson test -C build --suite restore
  */
 #include <errno.h>
@@ -243,9 +242,9 @@ static bool restore_ok(struct wpmigd *d, struct rt *t, uint64_t gen, struct paus
 static int rounds(void)
 {
 	const char *e = getenv("WPMIG_RESTORE_ROUNDS");
-	int n = e ? atoi(e) : 60;
+	int n = e ? atoi(e) : 200;
 
-	return n > 0 ? n : 60;
+	return n > 0 ? n : 200;
 }
 
 static int cmp_dbl(const void *a, const void *b)
