@@ -42,25 +42,6 @@ struct ck {
 	char err[4096];
 };
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	return system(cmd);
-}
-
-static double jnum(json_object *o, const char *k)
-{
-	json_object *v;
-
-	return o && json_object_object_get_ex(o, k, &v) ? json_object_get_double(v) : -1;
-}
-
 static struct vm_config guest(struct rig *g, const char *name, enum vm_mem mem)
 {
 	return (struct vm_config){ .guest = VM_BOOT, .mem = mem, .mem_mib = BOOT_MIB,
@@ -90,7 +71,7 @@ static void rig_free(struct rig *g)
 {
 	vm_kill(&g->s);
 	pd_cleanup(&g->pd);
-	sh("rm -rf %s", g->dir);
+	vm_sh("rm -rf %s", g->dir);
 }
 
 static void checkpoint(struct rig *g, struct ck *res, const char *set)
@@ -135,25 +116,25 @@ static void take_three(struct rig *g, struct ck res[3])
 		if (res[i].rc)
 			return;
 		printf("generation %.0f: %.0f pages (%.0f data), %.0f bytes, device state %.0f "
-		       "bytes, pause %.1f ms, %.0f passes\n", jnum(res[i].json, "generation"),
-		       jnum(res[i].json, "pages"), jnum(res[i].json, "data_pages"),
-		       jnum(res[i].json, "bytes"), jnum(res[i].json, "device_state_bytes"),
-		       jnum(res[i].json, "pause_ms"), jnum(res[i].json, "passes"));
-		CHECK(jnum(res[i].json, "generation") == i + 1, "generation number");
-		CHECK(jnum(res[i].json, "device_state_bytes") > 10000, "device state saved");
-		CHECK(jnum(res[i].json, "pause_ms") > 0, "pause measured");
+		       "bytes, pause %.1f ms, %.0f passes\n", vm_jnum(res[i].json, "generation"),
+		       vm_jnum(res[i].json, "pages"), vm_jnum(res[i].json, "data_pages"),
+		       vm_jnum(res[i].json, "bytes"), vm_jnum(res[i].json, "device_state_bytes"),
+		       vm_jnum(res[i].json, "pause_ms"), vm_jnum(res[i].json, "passes"));
+		CHECK(vm_jnum(res[i].json, "generation") == i + 1, "generation number");
+		CHECK(vm_jnum(res[i].json, "device_state_bytes") > 10000, "device state saved");
+		CHECK(vm_jnum(res[i].json, "pause_ms") > 0, "pause measured");
 		check_runs_on(&g->s, p, 2, "guest after the checkpoint");
 	}
-	CHECK(jnum(res[0].json, "parent") == 0, "generation 1 is full");
-	CHECK(jnum(res[1].json, "parent") == 1 && jnum(res[2].json, "parent") == 2, "increments");
+	CHECK(vm_jnum(res[0].json, "parent") == 0, "generation 1 is full");
+	CHECK(vm_jnum(res[1].json, "parent") == 1 && vm_jnum(res[2].json, "parent") == 2, "increments");
 	/* Generation 1 holds the guest's code, the firmware and the pages;
 	 * later ones about the rewritten pages (and what firmware and stack
 	 * touch), far fewer than the RAM. */
-	CHECK(jnum(res[0].json, "data_pages") >= BOOT_PAGES, "generation 1 data pages");
+	CHECK(vm_jnum(res[0].json, "data_pages") >= BOOT_PAGES, "generation 1 data pages");
 	for (int i = 1; i < 3; i++)
-		CHECK(jnum(res[i].json, "data_pages") >= 256 &&
-		      jnum(res[i].json, "pages") < BOOT_MIB * 256 / 2,
-		      "generation %d: %.0f pages", i + 1, jnum(res[i].json, "pages"));
+		CHECK(vm_jnum(res[i].json, "data_pages") >= 256 &&
+		      vm_jnum(res[i].json, "pages") < BOOT_MIB * 256 / 2,
+		      "generation %d: %.0f pages", i + 1, vm_jnum(res[i].json, "pages"));
 }
 
 static void test_incremental(void)
@@ -254,7 +235,7 @@ static void test_export(void)
 	CHECK(stat(ram, &st) == 0 && st.st_size == (off_t)BOOT_MIB << 20, "ram0.ram is the "
 	      "backend's size");
 	snprintf(uri, sizeof(uri), "%s/vmstate.section", dir);
-	CHECK(stat(uri, &st) == 0 && st.st_size == jnum(res[2].json, "device_state_bytes"),
+	CHECK(stat(uri, &st) == 0 && st.st_size == vm_jnum(res[2].json, "device_state_bytes"),
 	      "vmstate.section is the device state");
 	struct vm_config dc = guest(g, "exported", VM_MEM_FILE);
 	dc.ram_file = ram;
@@ -397,7 +378,7 @@ static void test_vmstate_fails(void)
 			   caps, NULL) == 0, "return-path off");
 	checkpoint(g, &res, "vm");
 	CHECK(res.rc == 0, "the next checkpoint: %s", res.err);
-	CHECK(jnum(res.json, "generation") == 1 && jnum(res.json, "parent") == 0,
+	CHECK(vm_jnum(res.json, "generation") == 1 && vm_jnum(res.json, "parent") == 0,
 	      "a full generation 1");
 	json_object_put(res.json);
 	rig_free(g);

@@ -63,25 +63,6 @@ static bool fds_clean(const char *before, const char *now)
 	return a == b;
 }
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	return system(cmd);
-}
-
-static double jnum(json_object *o, const char *k)
-{
-	json_object *v;
-
-	return o && json_object_object_get_ex(o, k, &v) ? json_object_get_double(v) : -1;
-}
-
 /* Daemons: the destination listens and accepts QMP sockets under in_dir. */
 static void rig_daemons(struct rig *g, const char *listen_host)
 {
@@ -135,7 +116,7 @@ static void rig_free(struct rig *g)
 	vm_kill(&g->d);
 	pd_cleanup(&g->src);
 	pd_cleanup(&g->dst);
-	sh("rm -rf %s", g->dir);
+	vm_sh("rm -rf %s", g->dir);
 }
 
 /* wpmig-ctl --json migrate ... [more...] */
@@ -171,14 +152,14 @@ static void check_arrived(struct rig *g, const struct migres *res)
 	if (res->rc != 0)
 		return;
 	printf("migrated: downtime %.1f ms, total %.1f ms, %.0f bytes, %.0f pages, %.0f passes\n",
-	       jnum(res->json, "downtime_ms"), jnum(res->json, "total_ms"),
-	       jnum(res->json, "bytes_sent"), jnum(res->json, "pages_sent"),
-	       jnum(res->json, "iterations"));
-	CHECK(jnum(res->json, "downtime_ms") > 0 && jnum(res->json, "iterations") >= 2 &&
-	      jnum(res->json, "pages_sent") > 0 && jnum(res->json, "bytes_sent") > 0, "result");
+	       vm_jnum(res->json, "downtime_ms"), vm_jnum(res->json, "total_ms"),
+	       vm_jnum(res->json, "bytes_sent"), vm_jnum(res->json, "pages_sent"),
+	       vm_jnum(res->json, "iterations"));
+	CHECK(vm_jnum(res->json, "downtime_ms") > 0 && vm_jnum(res->json, "iterations") >= 2 &&
+	      vm_jnum(res->json, "pages_sent") > 0 && vm_jnum(res->json, "bytes_sent") > 0, "result");
 	json_object *passes;
 	CHECK(json_object_object_get_ex(res->json, "passes", &passes) &&
-	      (double)json_object_array_length(passes) == jnum(res->json, "iterations"), "rows");
+	      (double)json_object_array_length(passes) == vm_jnum(res->json, "iterations"), "rows");
 	CHECK(vm_status(&g->d, st, sizeof(st)) == 0 && !strcmp(st, "running"), "destination %s", st);
 	CHECK(vm_status(&g->s, st, sizeof(st)) == 0 && !strcmp(st, "postmigrate"), "source %s", st);
 	/* The destination guest goes on: a few more passes, all checked. */
@@ -373,7 +354,7 @@ static void test_linux(void)
 	if (res.rc)
 		return;
 	CHECK(qmp_execute(g.d.qmp, "query-balloon", NULL, 10000, &bal, NULL) == 0 &&
-	      jnum(bal, "actual") < 256.0 * 1048576, "destination balloon %.0f", jnum(bal, "actual"));
+	      vm_jnum(bal, "actual") < 256.0 * 1048576, "destination balloon %.0f", vm_jnum(bal, "actual"));
 	json_object_put(bal);
 	check_dump(&g);
 	json_object_put(res.json);
@@ -409,17 +390,17 @@ static void test_netns(void)
 
 	snprintf(a, sizeof(a), "wpmig-qd-%d", id);
 	snprintf(b, sizeof(b), "wpmig-qs-%d", id);
-	if (sh("ip netns add %s 2>/dev/null && ip netns add %s", a, b) != 0) {
-		sh("ip netns del %s 2>/dev/null", a);
+	if (vm_sh("ip netns add %s 2>/dev/null && ip netns add %s", a, b) != 0) {
+		vm_sh("ip netns del %s 2>/dev/null", a);
 		SKIP("cannot create network namespaces");
 	}
-	if (sh("ip link add wqd%d type veth peer name wqs%d && ip link set wqd%d netns %s && "
+	if (vm_sh("ip link add wqd%d type veth peer name wqs%d && ip link set wqd%d netns %s && "
 	       "ip link set wqs%d netns %s && ip -n %s addr add 10.212.%d.1/24 dev wqd%d && "
 	       "ip -n %s link set wqd%d up && ip -n %s link set lo up && "
 	       "ip -n %s addr add 10.212.%d.2/24 dev wqs%d && ip -n %s link set wqs%d up && "
 	       "ip -n %s link set lo up", id, id, id, a, id, b, a, id, id, a, id, a, b, id, id, b,
 	       id, b) != 0) {
-		sh("ip netns del %s; ip netns del %s", a, b);
+		vm_sh("ip netns del %s; ip netns del %s", a, b);
 		SKIP("cannot set up the veth pair");
 	}
 	memset(&g, 0, sizeof(g));
@@ -434,7 +415,7 @@ static void test_netns(void)
 		check_dump(&g);
 	json_object_put(res.json);
 	rig_free(&g);
-	sh("ip netns del %s; ip netns del %s", a, b);
+	vm_sh("ip netns del %s; ip netns del %s", a, b);
 }
 
 static void test_peer_killed(void)

@@ -445,3 +445,21 @@ int vm_dump_ram(struct vm *vm, uint8_t **ret, size_t *len)
 	*len = size;
 	return 0;
 }
+
+int vm_sh(const char *fmt, ...)
+{
+	char cmd[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	return system(cmd);
+}
+
+double vm_jnum(json_object *o, const char *k)
+{
+	json_object *v;
+
+	return o && json_object_object_get_ex(o, k, &v) ? json_object_get_double(v) : -1;
+}

@@ -103,3 +103,8 @@ int ramcheck_linux(const uint8_t *ram, size_t len, uint64_t run, uint32_t pages,
 /* The run id and page count the Linux guest printed ("RUN <hex> PAGES n");
  * 0 when not yet. */
 uint64_t vm_linux_run(const struct vm *vm, uint32_t *pages);
+
+/* A shell command, formatted: system()'s status. */
+int vm_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Member k of a JSON object as a number; -1 when o or k is missing. */
+double vm_jnum(json_object *o, const char *k);
