@@ -26,7 +26,7 @@ static int bad(const char **what, const char *why)
 	return -EBADMSG;
 }
 
-static int pread_full(int fd, void *buf, size_t len, uint64_t off)
+int store_pread_full(int fd, void *buf, size_t len, uint64_t off)
 {
 	while (len) {
 		ssize_t r = pread(fd, buf, len, (off_t)off);
@@ -81,11 +81,11 @@ static int read_frame(int fd, uint64_t generation, struct disk_header *h,
 		return bad(what, "truncated: shorter than a header, an index and a footer");
 	if (*size % 8)
 		return bad(what, "truncated: its size is not a multiple of 8 bytes");
-	r = pread_full(fd, h, sizeof(*h), 0);
+	r = store_pread_full(fd, h, sizeof(*h), 0);
 	if (r == 0)
 		r = check_header(h, generation, what);
 	if (r == 0)
-		r = pread_full(fd, f, sizeof(*f), *size - sizeof(*f));
+		r = store_pread_full(fd, f, sizeof(*f), *size - sizeof(*f));
 	if (r < 0)
 		return r == -EBADMSG && what && !*what ? bad(what, "truncated") : r;
 	if (memcmp(f->magic, STORE_FOOTER_MAGIC, sizeof(f->magic)))
@@ -153,7 +153,7 @@ int gen_file_peek(int set_fd, uint64_t generation, struct store_gen_info *info)
 	}
 	r = read_frame(fd, generation, &h, &f, &size, &info->error_what);
 	if (r == 0)
-		r = pread_full(fd, &ix, sizeof(ix), f.index_off);
+		r = store_pread_full(fd, &ix, sizeof(ix), f.index_off);
 	if (r == 0)
 		r = index_layout(&ix, generation, f.index_len, &at, &info->error_what);
 	if (r < 0)
@@ -161,7 +161,7 @@ int gen_file_peek(int set_fd, uint64_t generation, struct store_gen_info *info)
 	reg = calloc(ix.n_regions + 1, sizeof(*reg));
 	if (!reg)
 		return -ENOMEM;
-	r = pread_full(fd, reg, ix.n_regions * sizeof(*reg), f.index_off + at);
+	r = store_pread_full(fd, reg, ix.n_regions * sizeof(*reg), f.index_off + at);
 	if (r < 0)
 		return r;
 	*info = (struct store_gen_info){
@@ -346,7 +346,7 @@ static int load_index(struct gen_file *gf, const char **what)
 	gf->index = malloc(gf->foot.index_len);
 	if (!gf->index)
 		return -ENOMEM;
-	r = pread_full(gf->fd, gf->index, gf->foot.index_len, gf->foot.index_off);
+	r = store_pread_full(gf->fd, gf->index, gf->foot.index_len, gf->foot.index_off);
 	if (r < 0)
 		return r;
 	if (XXH3_64bits(gf->index, gf->foot.index_len) != gf->foot.index_sum)

@@ -57,6 +57,8 @@ struct gen_file {
 };
 
 /* file.c; *what (may be NULL): why a file is refused, a static string */
+/* len bytes at off, all of them: a file shorter than that is -EBADMSG. */
+int store_pread_full(int fd, void *buf, size_t len, uint64_t off);
 int gen_file_open(int set_fd, uint64_t generation, struct gen_file **ret, const char **what);
 void gen_file_close(struct gen_file *gf);
 /* Header, footer and index header only: for listing. */

@@ -35,30 +35,12 @@ uint64_t gen_file_record_end(const struct gen_file *gf, uint64_t off)
 	return end;
 }
 
-static int pread_all(int fd, void *buf, size_t len, uint64_t off)
-{
-	while (len) {
-		ssize_t r = pread(fd, buf, len, (off_t)off);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -errno;
-		if (r == 0)
-			return -EBADMSG;
-		buf = (uint8_t *)buf + r;
-		len -= (size_t)r;
-		off += (uint64_t)r;
-	}
-	return 0;
-}
-
 int gen_file_read_section(const struct gen_file *gf, uint32_t idx, uint8_t **ret)
 {
 	const struct disk_section_ref *ref = &gf->sections[idx];
 	struct disk_section h;
 	uint8_t *buf;
-	int r = pread_all(gf->fd, &h, sizeof(h), ref->offset);
+	int r = store_pread_full(gf->fd, &h, sizeof(h), ref->offset);
 
 	*ret = NULL;
 	if (r < 0)
@@ -72,7 +54,7 @@ int gen_file_read_section(const struct gen_file *gf, uint32_t idx, uint8_t **ret
 	buf = malloc(ref->length ? ref->length : 1);
 	if (!buf)
 		return -ENOMEM;
-	r = pread_all(gf->fd, buf, ref->length, ref->offset + sizeof(h));
+	r = store_pread_full(gf->fd, buf, ref->length, ref->offset + sizeof(h));
 	if (r == 0 && XXH3_64bits(buf, ref->length) != ref->sum)
 		r = -EBADMSG;
 	if (r < 0) {
