@@ -18,19 +18,8 @@
 #include "basic/util.h"
 #include "qemu/backend.h"
 #include "guest-pages.h"
+#include "harness.h"
 #include "vm.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                              \
-	do {                                                                          \
-		if (!(cond)) {                                                        \
-			fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-			fprintf(stderr, __VA_ARGS__);                                 \
-			fputc('\n', stderr);                                          \
-			failures++;                                                   \
-		}                                                                     \
-	} while (0)
 
 static char dir[] = "/tmp/wpmig-qemu-unit-XXXXXX";
 
@@ -338,6 +327,6 @@ int main(int argc, char **argv)
 		fprintf(stderr, "no test named %s\n", argv[1]);
 		return 2;
 	}
-	printf("%s\n", failures ? "FAILED" : "ok");
-	return failures ? 1 : 0;
+	printf("%s\n", test_failures ? "FAILED" : "ok");
+	return test_failures ? 1 : 0;
 }
