@@ -19,6 +19,7 @@
 #include "basic/util.h"
 #include "pipeline/pipeline.h"
 #include "store/store.h"
+#include "track/freeze.h"
 
 static void on_control_changed(void *userdata)
 {
@@ -263,6 +264,9 @@ int daemon_init(struct daemon *d, const struct config_overrides *ovr, const stru
 	if (r < 0)
 		return r;
 	apply_limits(d);
+	if (!freeze_priority_allowed())
+		log_notice("Freezes run at this daemon's priority: raising it needs RLIMIT_NICE 40 "
+			   "(LimitNICE=-20) or CAP_SYS_NICE; pauses get longer on busy CPUs");
 	return setup_watchdog(d);
 }
 

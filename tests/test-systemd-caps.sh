@@ -4,7 +4,9 @@
 # needed: wpmigd runs as root under exactly that bounding set (as systemd
 # would run it) and tracks a workload of another user (nobody) that maps
 # shared memory; then each capability is dropped in turn and the failure
-# it guards must appear.
+# it guards must appear.  The unit's LimitNICE (RLIMIT_NICE) is applied too:
+# with it the freezing thread may take nice -20 without CAP_SYS_NICE, and
+# without it the daemon says at start that it may not.
 # usage: test-systemd-caps.sh SERVICE_UNIT WPMIGD WPMIG_CTL WORKLOAD
 set -u
 unit=$1 wpmigd=$2 ctl=$3 workload=$4
@@ -17,6 +19,11 @@ command -v setpriv >/dev/null || { echo "SKIP: no setpriv"; exit 77; }
 caps=$(sed -n 's/^CapabilityBoundingSet=//p' "$unit")
 [ -n "$caps" ] || { echo "FAIL: no CapabilityBoundingSet in $unit"; exit 1; }
 echo "unit keeps: $caps"
+# LimitNICE=-20 is RLIMIT_NICE 40 (20 - nice)
+nice_unit=$(sed -n 's/^LimitNICE=//p' "$unit")
+[ -n "$nice_unit" ] || { echo "FAIL: no LimitNICE in $unit"; exit 1; }
+nice_lim=$((20 - nice_unit))
+command -v prlimit >/dev/null || { echo "SKIP: no prlimit"; exit 77; }
 tmp=$(mktemp -d)
 chmod 755 "$tmp"
 fail=0
@@ -44,7 +51,8 @@ run_case() {
 	local log="$tmp/$name.log" sock="$tmp/$name/control.sock"
 	mkdir -p "$tmp/$name"
 	printf 'control_group = nogroup\n' > "$tmp/$name.conf"
-	setpriv --bounding-set "$(bset "$@")" "$daemon" --config "$tmp/$name.conf" \
+	prlimit --nice="$nice_lim" setpriv --bounding-set "$(bset "$@")" \
+		"$daemon" --config "$tmp/$name.conf" \
 		--control "$sock" --state-dir "$tmp/$name/state" > "$log" 2>&1 &
 	local d=$!
 	for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.02; done
@@ -75,6 +83,8 @@ check '! grep -q "cannot open backing file" $tmp/all.log' "backing file not open
 check '[ "$sock_gid" = 65534 ]' "socket not given to control_group"
 check '[ $daemon_rc -eq 0 ]' "daemon exit $daemon_rc"
 check '[ $(grep -c " uw" /proc/$wl/smaps) -eq 0 ]' "uw left after untrack"
+nice_refused="Freezes run at this daemon's priority"
+check '! grep -q "$nice_refused" $tmp/all.log' "the freezing thread may not take nice -20 under LimitNICE=$nice_unit"
 
 # what each capability guards: the symptom without it
 declare -A symptom=(
@@ -95,5 +105,13 @@ for c in "${all[@]}"; do
 	fi
 	check "${symptom[$c]}" "$c looks unneeded: nothing failed without it"
 done
+# without the limit (RLIMIT_NICE 0, the default) the priority is refused,
+# said once, and the checkpoint is still made
+all_lim=$nice_lim nice_lim=0
+run_case nonice "${all[@]}"
+nice_lim=$all_lim
+echo "without LimitNICE: checkpoint rc=$ckpt_rc"
+check '[ "$(grep -c "$nice_refused" $tmp/nonice.log)" = 1 ]' "no notice that the priority is refused without LimitNICE"
+check '[ $ckpt_rc -eq 0 ] && [ "$stopped" = T ]' "checkpoint without LimitNICE: $ckpt_err"
 echo quit >&9
 exit $fail

@@ -6,8 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include "basic/log.h"
 #include "basic/util.h"
 #include "track/inject.h"
 #include "track/target.h"
@@ -155,12 +158,52 @@ static bool threads_unheld(const struct freeze *f)
 	return n > f->n + zombie_leader(f->pid, f->pid);
 }
 
+/* The calling thread's nice value in *old, then FREEZE_NICE; -errno. */
+static int raise_priority(int *old)
+{
+	id_t self = (id_t)gettid();
+	int v;
+
+	errno = 0;
+	v = getpriority(PRIO_PROCESS, self);
+	if (v == -1 && errno)
+		return -errno;
+	if (v <= FREEZE_NICE) /* already there (or above): nothing to put back */
+		return -EALREADY;
+	if (setpriority(PRIO_PROCESS, self, FREEZE_NICE) < 0)
+		return -errno;
+	*old = v;
+	return 0;
+}
+
+static void restore_priority(struct freeze *f)
+{
+	if (!f->niced)
+		return;
+	/* Raising a nice value needs no privilege: this cannot fail. */
+	if (setpriority(PRIO_PROCESS, (id_t)gettid(), f->nice_before) < 0)
+		log_debug_errno(errno, "freeze: nice %d not put back: %m", f->nice_before);
+	f->niced = false;
+}
+
+bool freeze_priority_allowed(void)
+{
+	struct freeze f = { 0 };
+	int r = raise_priority(&f.nice_before);
+
+	f.niced = r == 0;
+	restore_priority(&f);
+	return r == 0 || r == -EALREADY;
+}
+
 int freeze_process(pid_t pid, struct freeze *f)
 {
 	bool settled = false;
 	int r = 0;
 
-	*f = (struct freeze){ .pid = pid, .t_start_ns = now_ns() };
+	*f = (struct freeze){ .pid = pid };
+	f->niced = raise_priority(&f->nice_before) == 0;
+	f->t_start_ns = now_ns();
 	/*
 	 * Walk again until a walk finds every thread held and stopped: a
 	 * thread may clone before it stops, and one that exits may have
@@ -206,5 +249,6 @@ int thaw_process(struct freeze *f, bool leave_stopped)
 	free(f->t);
 	f->t = NULL;
 	f->n = f->cap = 0;
+	restore_priority(f);
 	return r;
 }

@@ -32,10 +32,26 @@ struct freeze {
 	 * thaws, which then waits for a CPU while the target already runs.
 	 */
 	uint64_t t_released_ns;
+	int nice_before;         /* the freezing thread's, put back by the thaw */
+	bool niced;              /* it runs at FREEZE_NICE until the thaw */
 	unsigned walks;          /* of /proc/PID/task, until one found all held */
 	unsigned threads_exited; /* as they were seized or waited for (skipped) */
 	char why[160];           /* on failure, for the user */
 };
+
+/*
+ * The freezing thread runs at this nice value from the freeze to the end of
+ * the thaw: ahead of the target's released threads and of other processes
+ * on the CPUs, which would otherwise preempt it between one thread's stop
+ * (or release) and the next while the rest wait stopped.  Needs RLIMIT_NICE
+ * of 40 (the unit's LimitNICE=-20) or CAP_SYS_NICE; without either the
+ * freeze runs at the thread's own priority.
+ */
+#define FREEZE_NICE -20
+
+/* May the calling thread take FREEZE_NICE?  Tried and put back (at start-up,
+ * to say once in the log when it may not). */
+bool freeze_priority_allowed(void);
 
 /*
  * Stop every thread of pid.  A thread exiting under the freeze is skipped;
