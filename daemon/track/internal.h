@@ -47,6 +47,7 @@ struct tracker {
 	bool attaching;    /* layout_sync of the attach: a range another uffd
 			    * write-protects already fails it (wp_taken says which) */
 	struct range wp_taken;
+	struct scan_helper *helper; /* scan.c: splits the final scan */
 };
 
 /* events.c */
@@ -65,3 +66,13 @@ void layout_recheck_sharing(struct tracker *t, uint64_t now);
 int scan_written(struct tracker *t, uint64_t start, uint64_t end, struct pass *out);
 int scan_present(struct tracker *t, uint64_t start, uint64_t end, struct pass *out);
 int scan_file_extents(int fd, uint64_t off, uint64_t start, uint64_t end, struct pass *out);
+/* The final scan is split with a helper thread from this much memory on:
+ * below it the helper's wakeup costs about what it saves. */
+#define SCAN_SPLIT_MIN (64ULL << 20)
+int scan_helper_start(struct tracker *t);
+void scan_helper_stop(struct tracker *t);
+bool scan_split_worth(const struct tracker *t, const struct range_set *ranges);
+/* scan_written() of every range, split between this thread and the helper;
+ * a range a VMA of which is not ours any more goes into *failed. */
+int scan_written_split(struct tracker *t, const struct range_set *ranges, struct pass *out,
+		       struct range_set *failed);

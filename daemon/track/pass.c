@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "internal.h"
+#include "basic/log.h"
 #include "basic/util.h"
 #include "track/regions.h"
 
@@ -65,28 +66,34 @@ static int for_each_in_regions(struct tracker *t, const struct range_set *set, s
 	return 0;
 }
 
-static int scan_registered(struct tracker *t, struct pass *out, struct range_set *failed)
+static int scan_registered(struct tracker *t, struct pass *out, struct range_set *failed,
+			   bool final)
 {
-	for (size_t i = 0; i < out->n_regions; i++) {
-		const struct pass_region *pr = &out->regions[i];
-		struct range_set part = { 0 };
-		int r = range_set_clip(&t->registered, pr->start, pr->end, &part);
+	struct range_set parts = { 0 };
+	int r = 0;
 
-		for (size_t j = 0; r == 0 && j < part.n; j++) {
-			r = scan_written(t, part.r[j].start, part.r[j].end, out);
-			/* EPERM: a VMA in there is not ours any more (replaced
-			 * or moved while we looked): re-read the layout. */
-			if (r == -EPERM)
-				r = range_set_add(failed, part.r[j].start, part.r[j].end);
-		}
-		range_set_free(&part);
-		if (r < 0)
-			return r;
+	for (size_t i = 0; r == 0 && i < out->n_regions; i++)
+		r = range_set_clip(&t->registered, out->regions[i].start, out->regions[i].end,
+				   &parts);
+	/* Frozen, the target leaves its CPUs to us: split the walk. */
+	if (r == 0 && final && scan_split_worth(t, &parts)) {
+		r = scan_written_split(t, &parts, out, failed);
+		range_set_free(&parts);
+		return r;
 	}
-	return 0;
+	for (size_t j = 0; r == 0 && j < parts.n; j++) {
+		r = scan_written(t, parts.r[j].start, parts.r[j].end, out);
+		/* EPERM: a VMA in there is not ours any more (replaced
+		 * or moved while we looked): re-read the layout. */
+		if (r == -EPERM)
+			r = range_set_add(failed, parts.r[j].start, parts.r[j].end);
+	}
+	range_set_free(&parts);
+	return r;
 }
 
-static int sync_and_scan(struct tracker *t, struct pass *out, struct range_set *removed)
+static int sync_and_scan(struct tracker *t, struct pass *out, struct range_set *removed,
+			 bool final)
 {
 	struct range_set failed = { 0 };
 	struct vma_list maps;
@@ -105,7 +112,7 @@ static int sync_and_scan(struct tracker *t, struct pass *out, struct range_set *
 		uint64_t t1 = now_ns();
 		out->st.sync_ns += t1 - t0;
 		range_set_clear(&failed);
-		r = scan_registered(t, out, &failed);
+		r = scan_registered(t, out, &failed, final);
 		out->st.scan_ns += now_ns() - t1;
 		if (r < 0 || !failed.n)
 			break;
@@ -135,9 +142,14 @@ int tracker_pass(struct tracker *t, unsigned flags, struct pass *out)
 	pthread_mutex_lock(&t->pass_lock);
 	if (!(flags & PASS_FINAL))
 		layout_recheck_sharing(t, t0);
+	/* Started while the target runs, for the final scan to split; without
+	 * it that scan runs in this thread alone. */
+	if (!(flags & PASS_FINAL) && !t->helper &&
+	    range_set_bytes(&t->registered) >= SCAN_SPLIT_MIN && scan_helper_start(t) < 0)
+		log_debug("no scan helper for process %d: the final scan runs alone", (int)t->pid);
 	r = tracker_take_events(t, &removed);
 	if (r == 0)
-		r = sync_and_scan(t, out, &removed);
+		r = sync_and_scan(t, out, &removed, flags & PASS_FINAL);
 	/* Ranges removed since the last final pass are read again when the
 	 * target is frozen: the zap that follows the event may land after a
 	 * live pass read the range. */

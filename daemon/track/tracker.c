@@ -109,6 +109,7 @@ static struct tracker *tracker_new(pid_t pid, const struct tracker_opts *opts)
 
 static void tracker_free(struct tracker *t)
 {
+	scan_helper_stop(t);
 	if (t->ev_running) {
 		uint64_t one = 1;
 		if (write(t->stop_fd, &one, sizeof(one)) < 0)
