@@ -24,6 +24,14 @@ nice_unit=$(sed -n 's/^LimitNICE=//p' "$unit")
 [ -n "$nice_unit" ] || { echo "FAIL: no LimitNICE in $unit"; exit 1; }
 nice_lim=$((20 - nice_unit))
 command -v prlimit >/dev/null || { echo "SKIP: no prlimit"; exit 77; }
+# Raising the hard limit needs CAP_SYS_RESOURCE, which systemd has and a
+# container's root may not: then the daemons run with this shell's limit
+# and only the case without the limit is checked.
+unit_lim=$nice_lim
+if ! prlimit --nice="$nice_lim" true 2>/dev/null; then
+	nice_lim=
+	echo "LimitNICE not applied: cannot raise RLIMIT_NICE to $unit_lim here (no CAP_SYS_RESOURCE)"
+fi
 tmp=$(mktemp -d)
 chmod 755 "$tmp"
 fail=0
@@ -51,7 +59,9 @@ run_case() {
 	local log="$tmp/$name.log" sock="$tmp/$name/control.sock"
 	mkdir -p "$tmp/$name"
 	printf 'control_group = nogroup\n' > "$tmp/$name.conf"
-	prlimit --nice="$nice_lim" setpriv --bounding-set "$(bset "$@")" \
+	local lim=()
+	[ -z "$nice_lim" ] || lim=(prlimit --nice="$nice_lim")
+	"${lim[@]}" setpriv --bounding-set "$(bset "$@")" \
 		"$daemon" --config "$tmp/$name.conf" \
 		--control "$sock" --state-dir "$tmp/$name/state" > "$log" 2>&1 &
 	local d=$!
@@ -84,7 +94,8 @@ check '[ "$sock_gid" = 65534 ]' "socket not given to control_group"
 check '[ $daemon_rc -eq 0 ]' "daemon exit $daemon_rc"
 check '[ $(grep -c " uw" /proc/$wl/smaps) -eq 0 ]' "uw left after untrack"
 nice_refused="Freezes run at this daemon's priority"
-check '! grep -q "$nice_refused" $tmp/all.log' "the freezing thread may not take nice -20 under LimitNICE=$nice_unit"
+[ -z "$nice_lim" ] ||
+	check '! grep -q "$nice_refused" $tmp/all.log' "the freezing thread may not take nice -20 under LimitNICE=$nice_unit"
 
 # what each capability guards: the symptom without it
 declare -A symptom=(
@@ -107,9 +118,8 @@ for c in "${all[@]}"; do
 done
 # without the limit (RLIMIT_NICE 0, the default) the priority is refused,
 # said once, and the checkpoint is still made
-all_lim=$nice_lim nice_lim=0
+nice_lim=0
 run_case nonice "${all[@]}"
-nice_lim=$all_lim
 echo "without LimitNICE: checkpoint rc=$ckpt_rc"
 check '[ "$(grep -c "$nice_refused" $tmp/nonice.log)" = 1 ]' "no notice that the priority is refused without LimitNICE"
 check '[ $ckpt_rc -eq 0 ] && [ "$stopped" = T ]' "checkpoint without LimitNICE: $ckpt_err"

@@ -262,7 +262,12 @@ int main(int argc, char **argv)
 		require_thp(&c);
 	char *fds_before = proc_fds(c.wl.pid);
 
-	r = tracker_attach(c.wl.pid, NULL, &c.t, why, sizeof(why));
+	/* Every final pass below is split (pieces of 2 MiB, so several per
+	 * region) between this thread and the tracker's helper, and compared
+	 * byte for byte: the split must find what one walk finds. */
+	struct tracker_opts to = { .scan_split_min = 1 << 20 };
+
+	r = tracker_attach(c.wl.pid, &to, &c.t, why, sizeof(why));
 	CHECK(r == 0, "attach: %s", why);
 	if (r < 0) {
 		wl_stop(&c.wl);

@@ -66,9 +66,11 @@ void layout_recheck_sharing(struct tracker *t, uint64_t now);
 int scan_written(struct tracker *t, uint64_t start, uint64_t end, struct pass *out);
 int scan_present(struct tracker *t, uint64_t start, uint64_t end, struct pass *out);
 int scan_file_extents(int fd, uint64_t off, uint64_t start, uint64_t end, struct pass *out);
-/* The final scan is split with a helper thread from this much memory on:
- * below it the helper's wakeup costs about what it saves. */
+/* The final scan is split with a helper thread from this much memory on
+ * (opts.scan_split_min unless 0): below it the helper's wakeup costs about
+ * what it saves. */
 #define SCAN_SPLIT_MIN (64ULL << 20)
+uint64_t scan_split_min(const struct tracker *t);
 int scan_helper_start(struct tracker *t);
 void scan_helper_stop(struct tracker *t);
 bool scan_split_worth(const struct tracker *t, const struct range_set *ranges);

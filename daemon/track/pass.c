@@ -145,7 +145,7 @@ int tracker_pass(struct tracker *t, unsigned flags, struct pass *out)
 	/* Started while the target runs, for the final scan to split; without
 	 * it that scan runs in this thread alone. */
 	if (!(flags & PASS_FINAL) && !t->helper &&
-	    range_set_bytes(&t->registered) >= SCAN_SPLIT_MIN && scan_helper_start(t) < 0)
+	    range_set_bytes(&t->registered) >= scan_split_min(t) && scan_helper_start(t) < 0)
 		log_debug("no scan helper for process %d: the final scan runs alone", (int)t->pid);
 	r = tracker_take_events(t, &removed);
 	if (r == 0)

@@ -306,9 +306,14 @@ static int merge_piece(struct scan_piece *p, struct pass *out, struct range_set 
 	return r;
 }
 
+uint64_t scan_split_min(const struct tracker *t)
+{
+	return t->opts.scan_split_min ? t->opts.scan_split_min : SCAN_SPLIT_MIN;
+}
+
 bool scan_split_worth(const struct tracker *t, const struct range_set *ranges)
 {
-	return t->helper && range_set_bytes(ranges) >= SCAN_SPLIT_MIN;
+	return t->helper && range_set_bytes(ranges) >= scan_split_min(t);
 }
 
 int scan_written_split(struct tracker *t, const struct range_set *ranges, struct pass *out,
@@ -346,7 +351,8 @@ int scan_written_split(struct tracker *t, const struct range_set *ranges, struct
 
 		if (r == 0 && rp < 0)
 			r = rp;
-		pass_free(&p[i].out);
+		range_set_free(&p[i].out.data);
+		range_set_free(&p[i].out.zero);
 	}
 	free(p);
 	return r;

@@ -60,6 +60,9 @@ struct tracker_opts {
 	 * re-reads every page (the process is treated as always dirty). */
 	bool allow_pinned;
 	uint32_t scan_vec_len; /* page_region entries per PAGEMAP_SCAN call */
+	/* The final scan is split with a helper thread from this many bytes of
+	 * tracked ranges on (0: 64 MiB; tests lower it to reach the split). */
+	uint64_t scan_split_min;
 	/* Track only the mappings overlapping these ranges (copied; NULL or
 	 * empty: every writable mapping).  A QEMU guest's RAM backends. */
 	const struct range_set *only;
