@@ -20,6 +20,7 @@
 #include "internal.h"
 #include "basic/log.h"
 #include "basic/util.h"
+#include "track/freeze.h"
 
 /* Zero-pfn pages are zero; every other page returned is data. */
 static int scan_loop(struct tracker *t, struct page_region *vec, struct pm_scan_arg tmpl,
@@ -172,14 +173,15 @@ struct scan_helper {
 /* Pieces of about an eighth of the ranges, cut at 2 MiB (one page table). */
 #define SPLIT_PIECES 8
 #define SPLIT_ALIGN (2ULL << 20)
+
 static void *helper_main(void *arg)
 {
 	struct scan_helper *h = arg;
 
-	/* Asleep but for the final scans; no CPU from anyone otherwise.  Without
-	 * the privilege the pieces it takes are the ones the freezing thread
-	 * had no time for. */
-	if (setpriority(PRIO_PROCESS, (id_t)gettid(), -20) < 0)
+	/* At the freezing thread's priority; asleep but for the final scans,
+	 * so it takes no CPU from anyone otherwise.  Without the privilege the
+	 * pieces it takes are the ones the freezing thread had no time for. */
+	if (setpriority(PRIO_PROCESS, (id_t)gettid(), FREEZE_NICE) < 0)
 		log_debug_errno(errno, "scan helper keeps its priority: %m");
 	pthread_mutex_lock(&h->mu);
 	for (;;) {
