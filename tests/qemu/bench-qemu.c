@@ -64,32 +64,6 @@ struct outcome {
 
 static char dir[] = "/tmp/wpmig-bench-qemu-XXXXXX";
 
-static int64_t event_us(struct vm *vm, const char *name, int timeout_ms)
-{
-	struct qmp_event *e = NULL;
-	int64_t us = 0;
-
-	if (qmp_wait_event(vm->qmp, name, timeout_ms, &e) == 0)
-		us = e->qemu_us;
-	qmp_event_free(e);
-	return us;
-}
-
-static int set_caps(struct vm *vm, const char *const *caps)
-{
-	json_object *list = json_object_new_array();
-
-	for (; *caps; caps++) {
-		json_object *c = json_object_new_object();
-
-		json_object_object_add(c, "capability", json_object_new_string(*caps));
-		json_object_object_add(c, "state", json_object_new_boolean(true));
-		json_object_array_add(list, c);
-	}
-	return qmp_executev(vm->qmp, "migrate-set-capabilities", 10000, NULL, NULL,
-			    "capabilities", list, NULL);
-}
-
 static int set_param(struct vm *vm, const char *name, json_object *v)
 {
 	return qmp_executev(vm->qmp, "migrate-set-parameters", 10000, NULL, NULL, name, v, NULL);
@@ -185,23 +159,23 @@ static void configure(const char *cfg, struct vm *s, struct vm *d)
 	if (unlimited)
 		set_param(s, "max-bandwidth", json_object_new_int64(100ll << 30));
 	if (!strcmp(cfg, "xbzrle")) {
-		set_caps(s, (const char *const[]){ "xbzrle", NULL });
+		vm_set_caps(s, (const char *const[]){ "xbzrle", NULL }, true, NULL);
 		set_param(s, "xbzrle-cache-size", json_object_new_int64(256ll << 20));
 	} else if (!strcmp(cfg, "multifd")) {
 		for (struct vm *v = s; v; v = v == s ? d : NULL) {
-			set_caps(v, (const char *const[]){ "multifd", NULL });
+			vm_set_caps(v, (const char *const[]){ "multifd", NULL }, true, NULL);
 			set_param(v, "multifd-channels", json_object_new_int(2));
 			set_param(v, "multifd-compression", json_object_new_string("zstd"));
 			set_param(v, "multifd-zstd-level", json_object_new_int(1));
 		}
 	} else if (!strcmp(cfg, "autoconverge")) {
-		set_caps(s, (const char *const[]){ "auto-converge", NULL });
+		vm_set_caps(s, (const char *const[]){ "auto-converge", NULL }, true, NULL);
 	} else if (!strcmp(cfg, "postcopy")) {
-		set_caps(s, (const char *const[]){ "postcopy-ram", NULL });
-		set_caps(d, (const char *const[]){ "postcopy-ram", NULL });
+		vm_set_caps(s, (const char *const[]){ "postcopy-ram", NULL }, true, NULL);
+		vm_set_caps(d, (const char *const[]){ "postcopy-ram", NULL }, true, NULL);
 	} else if (!strcmp(cfg, "handcopy")) {
-		set_caps(s, (const char *const[]){ "x-ignore-shared", NULL });
-		set_caps(d, (const char *const[]){ "x-ignore-shared", NULL });
+		vm_set_caps(s, (const char *const[]){ "x-ignore-shared", NULL }, true, NULL);
+		vm_set_caps(d, (const char *const[]){ "x-ignore-shared", NULL }, true, NULL);
 	}
 }
 
@@ -234,7 +208,7 @@ static void run_qemu(const struct opts *o, const char *cfg, struct outcome *out)
 		usleep(1000000);
 		qmp_execute(s.qmp, "migrate-start-postcopy", NULL, 10000, NULL, NULL);
 	}
-	stop_us = event_us(&s, "STOP", o->timeout_s * 1000);
+	stop_us = vm_event_us(&s, "STOP", 0, o->timeout_s * 1000);
 	if (!strcmp(cfg, "handcopy") && stop_us) {
 		char st[32] = "";
 
@@ -243,7 +217,7 @@ static void run_qemu(const struct opts *o, const char *cfg, struct outcome *out)
 			usleep(1000);
 		vm_qmp(&d, "cont");
 	}
-	resume_us = stop_us ? event_us(&d, "RESUME", o->timeout_s * 1000) : 0;
+	resume_us = stop_us ? vm_event_us(&d, "RESUME", 0, o->timeout_s * 1000) : 0;
 	out->bytes = (double)cproxy_bytes(&px);
 	out->ok = stop_us && resume_us;
 	if (out->ok) {
@@ -319,8 +293,8 @@ static void run_wpmig(const struct opts *o, struct outcome *out)
 	t0 = realtime_us();
 	rc = CTL(&src.d, &stdout_text, &stderr_text, "--json", "migrate", "--qmp", s.qmp2_path,
 		 "--peer", peer, "--dest-qmp", d.qmp2_path, "--dest-uri", via);
-	stop_us = rc == 0 ? event_us(&s, "STOP", 10000) : 0;
-	resume_us = rc == 0 ? event_us(&d, "RESUME", 10000) : 0;
+	stop_us = rc == 0 ? vm_event_us(&s, "STOP", 0, 10000) : 0;
+	resume_us = rc == 0 ? vm_event_us(&d, "RESUME", 0, 10000) : 0;
 	out->bytes = (double)(cproxy_bytes(&pl) + cproxy_bytes(&pq));
 	out->ok = stop_us && resume_us;
 	if (out->ok) {

@@ -204,6 +204,10 @@ static int build_argv(struct vm *vm, struct argv *v)
 		    c->mc_hot, c->mc_delay);
 		add(v, "-no-reboot");
 	}
+	if (c->disk) {
+		add(v, "-drive");
+		add(v, "file=%s,format=qcow2,if=none,id=disk0", c->disk);
+	}
 	if (c->balloon) {
 		add(v, "-device");
 		add(v, "virtio-balloon-pci,id=balloon0");
@@ -462,4 +466,77 @@ double vm_jnum(json_object *o, const char *k)
 	json_object *v;
 
 	return o && json_object_object_get_ex(o, k, &v) ? json_object_get_double(v) : -1;
+}
+
+int64_t vm_event_us(struct vm *vm, const char *name, int64_t since_us, int timeout_ms)
+{
+	uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	int64_t us = 0;
+
+	while (!us) {
+		struct qmp_event *e = NULL;
+		uint64_t now = now_ns();
+
+		if (now >= deadline || qmp_wait_event(vm->qmp, name,
+						      (int)((deadline - now) / 1000000) + 1, &e) < 0)
+			break;
+		if (e->qemu_us >= since_us)
+			us = e->qemu_us;
+		qmp_event_free(e);
+	}
+	return us;
+}
+
+int vm_set_caps(struct vm *vm, const char *const *caps, bool on, struct qmp_error *err)
+{
+	json_object *list = json_object_new_array();
+
+	for (; *caps; caps++) {
+		json_object *c = json_object_new_object();
+
+		json_object_object_add(c, "capability", json_object_new_string(*caps));
+		json_object_object_add(c, "state", json_object_new_boolean(on));
+		json_object_array_add(list, c);
+	}
+	return qmp_executev(vm->qmp, "migrate-set-capabilities", 10000, NULL, err,
+			    "capabilities", list, NULL);
+}
+
+int vm_wait_migration(struct vm *vm, int timeout_ms, char *buf, size_t len, int64_t *at_us)
+{
+	uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000ull;
+
+	for (;;) {
+		struct qmp_event *e = NULL;
+		uint64_t now = now_ns();
+		int r = now < deadline ? qmp_wait_event(vm->qmp, "MIGRATION",
+							(int)((deadline - now) / 1000000) + 1, &e)
+				       : -ETIMEDOUT;
+		const char *s = r == 0 ? qmp_str(e->data, "status") : NULL;
+		bool end = s && (!strcmp(s, "completed") || !strcmp(s, "failed") ||
+				 !strcmp(s, "cancelled"));
+
+		if (end) {
+			snprintf(buf, len, "%s", s);
+			*at_us = e->qemu_us;
+		}
+		qmp_event_free(e);
+		if (r < 0 || end)
+			return r;
+	}
+}
+
+int vm_hmp(struct vm *vm, const char *line, int timeout_ms, char *out, size_t len)
+{
+	json_object *ret = NULL;
+	struct qmp_error e = { "", "" };
+	int r = qmp_executev(vm->qmp, "human-monitor-command", timeout_ms, &ret, &e,
+			     "command-line", json_object_new_string(line), NULL);
+
+	if (r == -EREMOTEIO)
+		snprintf(out, len, "%s", e.desc);
+	else
+		snprintf(out, len, "%s", r == 0 && ret ? json_object_get_string(ret) : "");
+	json_object_put(ret);
+	return r;
 }

@@ -55,6 +55,9 @@ struct vm_config {
 	/* VM_MEM_FILE: this file as the backend instead of a fresh one on
 	 * /dev/shm (an exported image; removed by vm_kill all the same). */
 	const char *ram_file;
+	/* A qcow2 image attached as a drive of its own (if=none), where
+	 * savevm keeps its snapshots; NULL for none. */
+	const char *disk;
 };
 
 struct vm {
@@ -103,6 +106,21 @@ int ramcheck_linux(const uint8_t *ram, size_t len, uint64_t run, uint32_t pages,
 /* The run id and page count the Linux guest printed ("RUN <hex> PAGES n");
  * 0 when not yet. */
 uint64_t vm_linux_run(const struct vm *vm, uint32_t *pages);
+
+/* QEMU's timestamp (realtime, us) of the oldest event `name` stamped at
+ * or after since_us (0: any), waiting at most timeout_ms; 0 when none came.
+ * Every QMP connection sees every event: older ones (another client's
+ * stop and cont) are skipped, not taken for this one. */
+int64_t vm_event_us(struct vm *vm, const char *name, int64_t since_us, int timeout_ms);
+/* Migration capabilities caps (NULL-terminated) all on or all off. */
+int vm_set_caps(struct vm *vm, const char *const *caps, bool on, struct qmp_error *err);
+/* MIGRATION events until "completed", "failed" or "cancelled": that status
+ * into buf and QEMU's timestamp of it into *at_us; -ETIMEDOUT or a QMP
+ * error otherwise. */
+int vm_wait_migration(struct vm *vm, int timeout_ms, char *buf, size_t len, int64_t *at_us);
+/* An HMP command through QMP's human-monitor-command: its output into
+ * out (HMP says errors there, so "" is success). */
+int vm_hmp(struct vm *vm, const char *line, int timeout_ms, char *out, size_t len);
 
 /* A shell command, formatted: system()'s status. */
 int vm_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
