@@ -2,14 +2,15 @@
 # Install what wpmig needs to build and test on Debian 12, as root.
 # Used by both set-up commands in README.md, by .ci/run and by
 # tests/perf-report.sh (gnuplot draws the report's plots; gdb's gcore is
-# one of its references).
+# one of its references; qemu-utils's qemu-img makes the qcow2 that QEMU
+# savevm writes into, a reference of bench-vm-checkpoint).
 set -eu
 pkgs="gcc libc6-dev pkg-config meson ninja-build
       libevent-dev libprotobuf-c-dev protobuf-c-compiler libzstd-dev libsystemd-dev
       libjson-c-dev libxxhash-dev libinih-dev libssl-dev
       systemd procps iproute2 util-linux
       clang libclang-rt-14-dev llvm
-      qemu-system-x86 busybox-static cpio gzip gnuplot-nox gdb
+      qemu-system-x86 qemu-utils busybox-static cpio gzip gnuplot-nox gdb
       valgrind cppcheck libseccomp-dev python3"
 missing=""
 for p in $pkgs; do
