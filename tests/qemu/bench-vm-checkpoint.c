@@ -22,7 +22,7 @@
  *   bench-vm-checkpoint [--quick] [--mib N] [--increments N] [--savevms N]
  *
  * Default 1 GiB, 4 increments, 2 savevms; --quick (the performance
- * report) 256 MiB, 3 increments, 2 savevms.
+ * report) 256 MiB, 3 increments, 2 savevms (options after it override it).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -111,6 +111,7 @@ static int guest_start(struct rig *g, enum vm_mem mem, const char *name, struct 
 		r = vm_wait_serial(vm, "OK 1\r\n", 0, 1200000);
 	if (r < 0) {
 		fprintf(stderr, "guest %s did not fill its RAM: %s\n", name, strerror(-r));
+		vm_kill(vm); /* and its RAM file */
 		return r;
 	}
 	printf("guest %s: booted, %u MiB filled, first cycle checked in %.1f s\n", name,
@@ -446,9 +447,13 @@ static int bench(struct opts *o)
 	snprintf(g.disk, sizeof(g.disk), "%s/disk.qcow2", g.dir);
 	if (vm_sh("qemu-img create -q -f qcow2 %s 64M", g.disk) != 0)
 		g.disk[0] = '\0';
-	if (pd_start(&g.pd, NULL, NULL, NULL, NULL) < 0 || guest_start(&g, VM_MEM_FILE, "guest",
-								       &g.vm) < 0)
+	if (pd_start(&g.pd, NULL, NULL, NULL, NULL) < 0)
 		return 1;
+	if (guest_start(&g, VM_MEM_FILE, "guest", &g.vm) < 0) {
+		pd_cleanup(&g.pd);
+		vm_sh("rm -rf %s", g.dir);
+		return 1;
+	}
 	printf("\nVM checkpoints: Linux guest, %u MiB (TCG, memory-backend-file share=on), %u MiB "
 	       "of mixed pages, hot tenth %u pages; %d increments, %d savevms\n", o->mib,
 	       o->mib * 3 / 4 - 48, o->mib * 256 / 10, o->increments, o->savevms);
