@@ -37,6 +37,8 @@ static int show_checkpoint(struct ctl *c, const Wpmig__Response *resp)
 		       fmt_bytes(r->device_state_bytes, b, sizeof(b)), r->pause_ms,
 		       r->device_state_ms, r->duration_ms, r->passes,
 		       r->parent ? "" : " (full generation)");
+		if (r->guest_stopped)
+			printf("the guest is left stopped: QMP cont runs it\n");
 		return EXIT_OK;
 	}
 	printf("paused %.2f ms (freeze %.2f, scan %.2f, copy %.2f, thaw %.2f), took %.1f ms, "
@@ -54,9 +56,8 @@ static int run_checkpoint(struct ctl *c, char **args, int n, const struct verb_o
 	Wpmig__CheckpointRequest cr = WPMIG__CHECKPOINT_REQUEST__INIT;
 
 	if (o->set[CK_QMP]) {
-		if (n != 0 || o->set[CK_PEER] || o->set[CK_LEAVE_STOPPED])
-			return usage_error(&verb_checkpoint, "--qmp SOCK takes no PID, --peer or "
-					   "--leave-stopped");
+		if (n != 0 || o->set[CK_PEER])
+			return usage_error(&verb_checkpoint, "--qmp SOCK takes no PID or --peer");
 		cr.qmp = (char *)o->val[CK_QMP];
 	} else if (n != 1) {
 		return usage_error(&verb_checkpoint, "PID or --qmp SOCK needed");
@@ -86,15 +87,16 @@ const struct verb_def verb_checkpoint = {
 	"checkpoint", 0, 1, checkpoint_opts,
 	"checkpoint PID [--set NAME] [--peer ADDR [--max-bandwidth RATE]] [--leave-stopped] "
 	"[--passes]\n"
-	"  checkpoint --qmp SOCK [--set NAME]",
+	"  checkpoint --qmp SOCK [--set NAME] [--leave-stopped]",
 	run_checkpoint,
 };
 
-enum { RS_MEMORY_ONLY, RS_QMP };
+enum { RS_MEMORY_ONLY, RS_QMP, RS_LEAVE_STOPPED };
 
 static const struct option restore_opts[] = {
 	{ "memory-only", no_argument, NULL, RS_MEMORY_ONLY },
 	{ "qmp", required_argument, NULL, RS_QMP },
+	{ "leave-stopped", no_argument, NULL, RS_LEAVE_STOPPED },
 	{ 0 },
 };
 
@@ -109,9 +111,10 @@ static int show_restore(struct ctl *c, const Wpmig__Response *resp)
 	}
 	if (r->qmp[0]) {
 		printf("restored %s/%" PRIu64 " into QEMU %d: %" PRIu64 " pages written (%s), %"
-		       PRIu64 " left as holes, device state %" PRIu64 " bytes; the guest runs "
+		       PRIu64 " left as holes, device state %" PRIu64 " bytes; the guest %s "
 		       "(took %.1f ms)\n", r->set, r->generation, r->qemu_pid, r->pages,
 		       fmt_bytes(r->bytes, b, sizeof(b)), r->pages_zero, r->device_state_bytes,
+		       r->guest_stopped ? "is left stopped: QMP cont runs it" : "runs",
 		       r->duration_ms);
 		return EXIT_OK;
 	}
@@ -141,6 +144,8 @@ static int run_restore(struct ctl *c, char **args, int n, const struct verb_opts
 		if (n != 1)
 			return usage_error(&verb_restore, "--qmp SOCK takes SET/GEN alone");
 		rr.qmp = (char *)o->val[RS_QMP];
+	} else if (o->set[RS_LEAVE_STOPPED]) {
+		return usage_error(&verb_restore, "--leave-stopped goes with --qmp SOCK");
 	} else if (n != 2) {
 		return usage_error(&verb_restore, "PID SET/GEN, or --qmp SOCK SET/GEN");
 	} else if (parse_pid_arg(args[0], &rr.pid) < 0) {
@@ -150,6 +155,7 @@ static int run_restore(struct ctl *c, char **args, int n, const struct verb_opts
 		return usage_error(&verb_restore, "invalid image '%s' (expected SET/GEN)", image);
 	rr.set = set;
 	rr.memory_only = o->set[RS_MEMORY_ONLY];
+	rr.leave_stopped = o->set[RS_LEAVE_STOPPED];
 	req.verb_case = WPMIG__REQUEST__VERB_RESTORE;
 	req.restore = &rr;
 	r = ctl_run_request(c, &req, show_restore);
@@ -159,5 +165,5 @@ static int run_restore(struct ctl *c, char **args, int n, const struct verb_opts
 
 const struct verb_def verb_restore = {
 	"restore", 1, 2, restore_opts, "restore PID SET/GEN [--memory-only]\n"
-	"  restore --qmp SOCK SET/GEN", run_restore,
+	"  restore --qmp SOCK SET/GEN [--leave-stopped]", run_restore,
 };

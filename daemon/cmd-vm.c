@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * checkpoint --qmp SOCK [--set NAME]: a generation of the QEMU guest behind
- * SOCK (qemu/checkpoint.c does the work).  A probe job asks QEMU for its PID
- * and RAM backends (QMP blocks: never on the loop); the session tracking
- * that PID is attached with only those mappings (or must already be), and
- * a checkpoint job takes the generation.  The session keeps tracking
- * between calls, so the next generation of the same set is incremental.
+ * checkpoint --qmp SOCK [--set NAME] [--leave-stopped]: a generation of the
+ * QEMU guest behind SOCK (qemu/checkpoint.c does the work).  A probe job
+ * asks QEMU for its PID and RAM backends (QMP blocks: never on the loop);
+ * the session tracking that PID is attached with only those mappings (or
+ * must already be), and a checkpoint job takes the generation.  The
+ * session keeps tracking between calls, so the next generation of the same
+ * set (in the same place) is incremental.
  *
  * restore --qmp SOCK SET/GEN: a VM generation into the QEMU behind SOCK,
  * started with -incoming defer (qemu/restore.c); no session: QEMU is not
@@ -37,7 +38,7 @@ struct vm_job {
 	pid_t pid;
 	struct qemu_ram ram;
 	struct range_set only; /* the backends' mappings */
-	bool full;
+	bool full, leave_stopped;
 	uint64_t parent;
 	uint64_t t0;
 	struct qemu_ckpt_result res;
@@ -134,7 +135,8 @@ static int begin_sink(struct vm_job *v, struct sink **sink)
 static int vm_ckpt_run(struct job *j, void *userdata)
 {
 	struct vm_job *v = userdata;
-	struct qemu_ckpt_opts o = { .progress = on_progress, .ud = v };
+	struct qemu_ckpt_opts o = { .progress = on_progress, .ud = v,
+				    .leave_stopped = v->leave_stopped };
 	_cleanup_(range_set_free) struct range_set before = { 0 };
 	_cleanup_(qmp_closep) struct qmp *q = NULL;
 	struct tracker_info info;
@@ -199,6 +201,7 @@ static void reply(struct vm_job *v)
 	cr.qemu_pid = v->pid;
 	cr.device_state_bytes = res->device_state_bytes;
 	cr.device_state_ms = res->device_state_ms;
+	cr.guest_stopped = res->left_stopped;
 	resp.result_case = WPMIG__RESPONSE__RESULT_CHECKPOINT;
 	resp.checkpoint = &cr;
 	request_reply(v->req, &resp);
@@ -329,9 +332,9 @@ void cmd_checkpoint_vm(struct daemon *d, struct request *req, const Wpmig__Reque
 	}
 	v->d = d;
 	v->req = req;
-	if (m->peer[0] || m->leave_stopped || m->pid) {
-		request_fail(req, -EINVAL, "checkpoint --qmp goes alone with --set: no PID, "
-			     "--peer or --leave-stopped");
+	v->leave_stopped = m->leave_stopped;
+	if (m->peer[0] || m->pid) {
+		request_fail(req, -EINVAL, "checkpoint --qmp takes no PID or --peer (yet)");
 		vm_free(v);
 		return;
 	}
@@ -355,6 +358,7 @@ struct vm_restore {
 	struct request *req;
 	char *qmp, *set;
 	uint64_t generation;
+	bool leave_stopped;
 	struct qemu_restore_result res;
 	char why[512];
 };
@@ -384,7 +388,7 @@ static int vm_restore_run(struct job *j, void *userdata)
 		return r;
 	}
 	v->generation = store_image_info(img)->generation;
-	r = qemu_restore_run(img, v->qmp, &v->res, v->why, sizeof(v->why));
+	r = qemu_restore_run(img, v->qmp, v->leave_stopped, &v->res, v->why, sizeof(v->why));
 	store_image_close(img);
 	return r;
 }
@@ -421,6 +425,7 @@ static void vm_restore_done(struct job *j, int r, void *userdata)
 	rr.qemu_pid = v->res.pid;
 	rr.device_state_bytes = v->res.device_state_bytes;
 	rr.pages_zero = v->res.zero_pages;
+	rr.guest_stopped = v->leave_stopped;
 	rr.warning = (char *)"";
 	resp.result_case = WPMIG__RESPONSE__RESULT_RESTORE;
 	resp.restore = &rr;
@@ -447,6 +452,7 @@ void cmd_restore_vm(struct daemon *d, struct request *req, const Wpmig__Request 
 	v->d = d;
 	v->req = req;
 	v->generation = m->generation;
+	v->leave_stopped = m->leave_stopped;
 	if (m->pid || m->memory_only || !store_set_name_valid(v->set)) {
 		request_fail(req, -EINVAL, "restore --qmp SOCK SET/GEN: no PID, no --memory-only, "
 			     "a valid set name");

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "basic/log.h"
 #include "basic/util.h"
@@ -104,12 +105,39 @@ static int live_passes(struct vmck *v, uint64_t *seq)
 	return 0;
 }
 
+/* Only a running guest: QEMU answers stop on a stopped one without a STOP
+ * event, and refuses to migrate one left "postmigrate" by --leave-stopped. */
+static int check_running(struct vmck *v)
+{
+	json_object *st = NULL;
+	int r = qmp_execute(v->q, "query-status", NULL, QMP_TIMEOUT_MS, &st, NULL);
+	const char *s = r == 0 ? qmp_str(st, "status") : NULL;
+
+	if (r == 0 && (!s || strcmp(s, "running")))
+		r = fail(v, "stop", -EBUSY, "the guest is %s, not running (a checkpoint with "
+			 "--leave-stopped leaves it postmigrate): QMP cont first", s ? s : "?");
+	else if (r < 0)
+		r = fail(v, "stop", r, "query-status: %s", strerror(-r));
+	json_object_put(st);
+	return r;
+}
+
+static int64_t realtime_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static int stop_guest(struct vmck *v)
 {
 	_cleanup_(qmp_event_freep) struct qmp_event *e = NULL;
 	struct qmp_error err = { "", "" };
-	int r;
+	int r = check_running(v);
 
+	if (r < 0)
+		return r;
 	qmp_drop_events(v->q);
 	r = qmp_execute(v->q, "stop", NULL, QMP_TIMEOUT_MS, NULL, &err);
 	if (r < 0)
@@ -169,8 +197,10 @@ static int paused(struct vmck *v, struct pass *final, struct capture **cap, void
 		if (r < 0)
 			snprintf(v->res->step, sizeof(v->res->step), "device-state");
 	}
-	if (r == 0)
+	if (r == 0 && !v->o->leave_stopped)
 		r = resume_guest(v);
+	else if (r == 0 && v->stop_us > 0)
+		v->res->pause_ms = (double)(realtime_us() - v->stop_us) / 1000.0;
 	return r;
 }
 
@@ -245,11 +275,13 @@ int qemu_checkpoint_run(struct tracker *t, struct pipeline *pl, struct sink *s, 
 	if (r < 0) {
 		if (cap)
 			capture_free(cap);
-		recover(&v);
 	} else {
 		res->device_state_bytes = vmstate_len;
 		r = finish(&v, &final, cap, seq, vmstate, vmstate_len);
 	}
+	if (r < 0)
+		recover(&v);
+	res->left_stopped = v.stopped;
 	qemu_caps_restore(q, QMP_TIMEOUT_MS, &v.caps);
 	pass_free(&final);
 	if (r < 0) {

@@ -7,7 +7,9 @@
  *   1. live passes while the guest runs, each encoded into the sink;
  *   2. QMP stop (QEMU keeps answering; no ptrace), the final pass copied
  *      out, QEMU's device state saved through a pipe (vmstate.h), cont:
- *      the pause, measured from QEMU's STOP event to its RESUME event;
+ *      the pause, measured from QEMU's STOP event to its RESUME event
+ *      (leave_stopped: no cont; QEMU stays "postmigrate" until the user's
+ *      QMP cont, and the pause is measured up to the device state saved);
  *   3. the final pass encoded, the sections "vmstate" (the device state)
  *      and "qemu-ram" (the backends, JSON) put, commit.
  *
@@ -33,6 +35,7 @@
 struct qemu_ckpt_opts {
 	unsigned max_live_passes; /* 0 = 4 */
 	uint64_t converge_pages;  /* stop live passes below this; 0 = 2048 */
+	bool leave_stopped;       /* no cont after a generation that succeeds */
 	void (*progress)(void *ud, const char *phase, uint64_t done, uint64_t total,
 			 uint64_t bytes_out);
 	void *ud;
@@ -42,10 +45,12 @@ struct qemu_ckpt_result {
 	struct gen_summary gen;
 	uint32_t passes, regions;
 	uint64_t data_pages, zero_pages, final_pages;
-	double pause_ms;           /* QEMU's STOP event to its RESUME event */
+	double pause_ms;           /* QEMU's STOP event to its RESUME event (leave_stopped:
+				    * to the device state saved) */
 	double device_state_ms;    /* the device state save, inside the pause */
 	uint64_t device_state_bytes;
 	uint64_t duration_ns;
+	bool left_stopped;         /* the guest is stopped: the user continues it */
 	char step[32];             /* where it failed */
 };
 

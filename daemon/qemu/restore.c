@@ -197,7 +197,7 @@ static int write_ram(struct rst *r)
 	return e;
 }
 
-static int load_and_run(struct rst *r)
+static int load_and_run(struct rst *r, bool leave_stopped)
 {
 	_cleanup_(qmp_event_freep) struct qmp_event *ev = NULL;
 	_cleanup_free_ void *vmstate = NULL;
@@ -222,6 +222,8 @@ static int load_and_run(struct rst *r)
 	r->res->device_state_ms = ns_to_ms(now_ns() - t0);
 	if (e < 0)
 		return fail_step(r, "device-state", e);
+	if (leave_stopped)
+		return 0;
 	e = qmp_execute(r->q, "cont", NULL, QMP_TIMEOUT_MS, NULL, &err);
 	if (e == 0)
 		e = qmp_wait_event(r->q, "RESUME", QMP_TIMEOUT_MS, &ev);
@@ -231,7 +233,7 @@ static int load_and_run(struct rst *r)
 	return 0;
 }
 
-int qemu_restore_run(struct store_image *img, const char *qmp_path,
+int qemu_restore_run(struct store_image *img, const char *qmp_path, bool leave_stopped,
 		     struct qemu_restore_result *res, char *why, size_t why_len)
 {
 	struct rst r = { .img = img, .res = res, .why = why, .why_len = why_len };
@@ -252,7 +254,7 @@ int qemu_restore_run(struct store_image *img, const char *qmp_path,
 	if (e == 0)
 		e = write_ram(&r);
 	if (e == 0)
-		e = load_and_run(&r);
+		e = load_and_run(&r, leave_stopped);
 	for (size_t i = 0; i < QEMU_MAX_BACKENDS; i++)
 		if (r.fds[i] >= 0)
 			close(r.fds[i]);

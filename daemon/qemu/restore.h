@@ -13,13 +13,16 @@
  *      holes; fdatasync;
  *   3. the device state ("vmstate" section) fed to migrate-incoming through
  *      a pipe (x-ignore-shared), then cont: the guest runs from the
- *      checkpoint.
+ *      checkpoint.  leave_stopped: no cont; QEMU is "paused" with the
+ *      generation's RAM and devices (its backends can be compared with a
+ *      dump taken at the checkpoint) until the user's QMP cont.
  *
  * A failure in 2 or 3 leaves that QEMU not resumed (it is the user's to
  * stop); the error names the step.
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "store/store.h"
@@ -33,5 +36,5 @@ struct qemu_restore_result {
 	char step[32];
 };
 
-int qemu_restore_run(struct store_image *img, const char *qmp_path,
+int qemu_restore_run(struct store_image *img, const char *qmp_path, bool leave_stopped,
 		     struct qemu_restore_result *res, char *why, size_t why_len);
