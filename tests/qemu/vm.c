@@ -132,6 +132,7 @@ static void add_memory(struct argv *v, const struct vm *vm, uint64_t mib)
 {
 	const struct vm_config *c = &vm->cfg;
 	const char *accel = c->kvm ? "kvm" : "tcg";
+	const char *id = c->ram_id ? c->ram_id : "ram0";
 
 	add(v, "-m");
 	add(v, "%" PRIu64 "M", mib);
@@ -140,12 +141,12 @@ static void add_memory(struct argv *v, const struct vm *vm, uint64_t mib)
 		add(v, "pc,accel=%s", accel);
 		return;
 	}
-	add(v, "pc,accel=%s,memory-backend=ram0", accel);
+	add(v, "pc,accel=%s,memory-backend=%s", accel, id);
 	add(v, "-object");
 	if (c->mem == VM_MEM_MEMFD)
-		add(v, "memory-backend-memfd,id=ram0,size=%" PRIu64 "M,share=on", mib);
+		add(v, "memory-backend-memfd,id=%s,size=%" PRIu64 "M,share=on", id, mib);
 	else
-		add(v, "memory-backend-file,id=ram0,size=%" PRIu64 "M,mem-path=%s,share=%s", mib,
+		add(v, "memory-backend-file,id=%s,size=%" PRIu64 "M,mem-path=%s,share=%s", id, mib,
 		    vm->ram_path, c->mem == VM_MEM_FILE ? "on" : "off");
 }
 

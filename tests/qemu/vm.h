@@ -58,6 +58,8 @@ struct vm_config {
 	/* A qcow2 image attached as a drive of its own (if=none), where
 	 * savevm keeps its snapshots; NULL for none. */
 	const char *disk;
+	/* The backend's id (default "ram0"). */
+	const char *ram_id;
 };
 
 struct vm {
