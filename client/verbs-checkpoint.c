@@ -56,8 +56,8 @@ static int run_checkpoint(struct ctl *c, char **args, int n, const struct verb_o
 	Wpmig__CheckpointRequest cr = WPMIG__CHECKPOINT_REQUEST__INIT;
 
 	if (o->set[CK_QMP]) {
-		if (n != 0 || o->set[CK_PEER])
-			return usage_error(&verb_checkpoint, "--qmp SOCK takes no PID or --peer");
+		if (n != 0)
+			return usage_error(&verb_checkpoint, "--qmp SOCK takes no PID");
 		cr.qmp = (char *)o->val[CK_QMP];
 	} else if (n != 1) {
 		return usage_error(&verb_checkpoint, "PID or --qmp SOCK needed");
@@ -87,7 +87,8 @@ const struct verb_def verb_checkpoint = {
 	"checkpoint", 0, 1, checkpoint_opts,
 	"checkpoint PID [--set NAME] [--peer ADDR [--max-bandwidth RATE]] [--leave-stopped] "
 	"[--passes]\n"
-	"  checkpoint --qmp SOCK [--set NAME] [--leave-stopped]",
+	"  checkpoint --qmp SOCK [--set NAME] [--peer ADDR [--max-bandwidth RATE]] "
+	"[--leave-stopped]",
 	run_checkpoint,
 };
 

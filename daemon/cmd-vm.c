@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * checkpoint --qmp SOCK [--set NAME] [--leave-stopped]: a generation of the
- * QEMU guest behind SOCK (qemu/checkpoint.c does the work).  A probe job
+ * checkpoint --qmp SOCK [--set NAME] [--peer ADDR] [--leave-stopped]: a
+ * generation of the QEMU guest behind SOCK (qemu/checkpoint.c does the
+ * work), into the local store or streamed to a peer daemon.  A probe job
  * asks QEMU for its PID and RAM backends (QMP blocks: never on the loop);
  * the session tracking that PID is attached with only those mappings (or
  * must already be), and a checkpoint job takes the generation.  The
@@ -19,6 +20,8 @@
 
 #include "basic/log.h"
 #include "basic/util.h"
+#include "peer/link.h"
+#include "peer/sink.h"
 #include "pipeline/pipeline.h"
 #include "qemu/backend.h"
 #include "qemu/checkpoint.h"
@@ -35,6 +38,9 @@ struct vm_job {
 	struct request *req;
 	struct job *job;
 	char *qmp, *set;
+	char *peer;             /* NULL: the local store */
+	uint64_t max_bandwidth; /* peer: bytes per second, 0: unlimited */
+	struct peer_link *link;
 	pid_t pid;
 	struct qemu_ram ram;
 	struct range_set only; /* the backends' mappings */
@@ -50,6 +56,7 @@ static void vm_free(struct vm_job *v)
 	range_set_free(&v->only);
 	free(v->qmp);
 	free(v->set);
+	free(v->peer);
 	free(v);
 }
 
@@ -132,6 +139,30 @@ static int begin_sink(struct vm_job *v, struct sink **sink)
 	return r;
 }
 
+/* The generation on the peer instead: full when the peer's newest is not
+ * our parent.  One attempt: a failed VM checkpoint is taken again by the
+ * user (the guest ran on, the tracker kept the pages). */
+static int begin_peer_sink(struct vm_job *v, struct sink **sink)
+{
+	uint64_t gen;
+	int level = v->d->cfg.peer_zstd_level;
+	int r;
+
+	peer_link_set_bandwidth(v->link, v->max_bandwidth);
+	r = peer_sink_begin(v->link, v->set, v->pid, v->full, level, sink, &gen, v->why,
+			    sizeof(v->why));
+	if (r == -ESTALE && !v->full) {
+		v->full = true;
+		r = tracker_invalidate(v->s->tracker);
+		if (r == 0)
+			r = peer_sink_begin(v->link, v->set, v->pid, true, level, sink, &gen, v->why,
+					    sizeof(v->why));
+	}
+	if (r < 0 && !v->why[0])
+		peer_link_why(v->link, v->why, sizeof(v->why));
+	return r;
+}
+
 static int vm_ckpt_run(struct job *j, void *userdata)
 {
 	struct vm_job *v = userdata;
@@ -165,11 +196,14 @@ static int vm_ckpt_run(struct job *j, void *userdata)
 	tracker_get_info(v->s->tracker, &info);
 	if (v->full && info.passes > 0 && (r = tracker_invalidate(v->s->tracker)) < 0)
 		return r;
-	r = begin_sink(v, &sink);
+	r = v->link ? begin_peer_sink(v, &sink) : begin_sink(v, &sink);
 	if (r < 0)
 		return r;
-	return qemu_checkpoint_run(v->s->tracker, pl, sink, q, &v->ram, &o, &v->res, v->why,
-				   sizeof(v->why));
+	r = qemu_checkpoint_run(v->s->tracker, pl, sink, q, &v->ram, &o, &v->res, v->why,
+				sizeof(v->why));
+	if (r < 0 && v->link && !strcmp(v->res.step, "store"))
+		peer_link_why(v->link, v->why, sizeof(v->why));
+	return r;
 }
 
 static void vm_ckpt_progress(struct job *j, const struct job_progress *p, void *userdata)
@@ -196,7 +230,7 @@ static void reply(struct vm_job *v)
 	cr.raw_bytes = res->data_pages * PAGE_SIZE_4K;
 	cr.regions = res->regions;
 	cr.final_pages = res->final_pages;
-	cr.peer = (char *)"";
+	cr.peer = v->peer ? v->peer : (char *)"";
 	cr.qmp = v->qmp;
 	cr.qemu_pid = v->pid;
 	cr.device_state_bytes = res->device_state_bytes;
@@ -219,7 +253,7 @@ static void vm_ckpt_done(struct job *j, int r, void *userdata)
 		s->set = strdup(v->set);
 		s->generation = v->res.gen.generation;
 		free(s->dest);
-		s->dest = NULL;
+		s->dest = v->peer ? strdup(v->peer) : NULL;
 		session_account_pass(s, v->res.data_pages + v->res.zero_pages, now_ns());
 		log_info("QEMU %d: generation %llu of %s: %llu pages, %llu bytes, device state "
 			 "%llu bytes, pause %.2f ms", (int)s->pid,
@@ -255,8 +289,20 @@ static void start(struct daemon *d, struct session *s, struct request *req, void
 
 	v->s = s;
 	v->req = req;
-	v->full = !s->set || strcmp(s->set, v->set) || !s->generation || s->dest;
+	/* Increments only over this session's last generation of the set, in
+	 * the same place (the local store, or the same peer). */
+	v->full = !s->set || strcmp(s->set, v->set) || !s->generation ||
+		  (s->dest == NULL) != (v->peer == NULL) || (v->peer && strcmp(s->dest, v->peer));
 	v->parent = v->full ? 0 : s->generation;
+	if (v->peer) {
+		r = daemon_peer_link(d, s, v->peer);
+		if (r < 0) {
+			request_fail(req, r, "cannot set up the link to %s: %s", v->peer, strerror(-r));
+			vm_free(v);
+			return;
+		}
+		v->link = s->peer_link;
+	}
 	session_enter_state(s, SESSION_CHECKPOINTING);
 	r = job_submit(d->jobs, &vm_ckpt_ops, v, &s->job);
 	if (r < 0) {
@@ -333,8 +379,20 @@ void cmd_checkpoint_vm(struct daemon *d, struct request *req, const Wpmig__Reque
 	v->d = d;
 	v->req = req;
 	v->leave_stopped = m->leave_stopped;
-	if (m->peer[0] || m->pid) {
-		request_fail(req, -EINVAL, "checkpoint --qmp takes no PID or --peer (yet)");
+	v->max_bandwidth = m->max_bandwidth ? m->max_bandwidth : d->cfg.max_bandwidth;
+	if (m->pid) {
+		request_fail(req, -EINVAL, "checkpoint --qmp takes no PID");
+		vm_free(v);
+		return;
+	}
+	if (m->peer[0] && !d->peer_key.bytes) {
+		request_fail(req, -ENOKEY, "checkpoint --peer needs peer_key_file in the daemon's "
+			     "configuration (the peer port authenticates with it)");
+		vm_free(v);
+		return;
+	}
+	if (m->peer[0] && !(v->peer = strdup(m->peer))) {
+		request_fail(req, -ENOMEM, "out of memory");
 		vm_free(v);
 		return;
 	}

@@ -10,8 +10,10 @@
  * QEMU), and the failures: QEMU killed mid-checkpoint, device state that
  * cannot be saved — the guest runs on and nothing is published.
  *
- *   test-qemu-checkpoint incremental | restore | linux | export | qemu-killed |
- *                        vmstate-fails
+ * Also checkpoint --qmp --peer to a receiving daemon, restored from there.
+ *
+ *   test-qemu-checkpoint incremental | restore | linux | peer | export |
+ *                        qemu-killed | vmstate-fails
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -41,6 +43,7 @@ struct rig {
 	enum vm_guest kind;
 	struct pd pd;
 	struct vm s;
+	const char *peer; /* checkpoints go to this peer daemon (NULL: the local store) */
 };
 
 /* The guest's RAM as it was at a checkpoint's stop (--leave-stopped). */
@@ -68,7 +71,8 @@ static struct vm_config guest(struct rig *g, const char *name, enum vm_mem mem)
 				   .qmp2_dir = g->dir };
 }
 
-static struct rig *rig_guest(enum vm_guest kind, enum vm_mem mem)
+/* A daemon (with a peer key when key is not NULL) and a running guest. */
+static struct rig *rig_guest(enum vm_guest kind, enum vm_mem mem, const char *key)
 {
 	static struct rig g;
 
@@ -78,7 +82,7 @@ static struct rig *rig_guest(enum vm_guest kind, enum vm_mem mem)
 		SKIP("mkdtemp");
 	if (kind == VM_LINUX && vm_build_initrd(g.dir, g.initrd, sizeof(g.initrd)) < 0)
 		SKIP("cannot build the initramfs");
-	if (pd_start(&g.pd, NULL, NULL, "log_level = debug\n", NULL) < 0)
+	if (pd_start(&g.pd, key, NULL, "log_level = debug\n", NULL) < 0)
 		SKIP("cannot start the daemon");
 	struct vm_config c = guest(&g, "src", mem);
 	if (vm_start(&c, &g.s) < 0) {
@@ -93,7 +97,7 @@ static struct rig *rig_guest(enum vm_guest kind, enum vm_mem mem)
 
 static struct rig *rig_new(enum vm_mem mem)
 {
-	return rig_guest(VM_BOOT, mem);
+	return rig_guest(VM_BOOT, mem, NULL);
 }
 
 static void rig_free(struct rig *g)
@@ -103,13 +107,20 @@ static void rig_free(struct rig *g)
 	vm_sh("rm -rf %s", g->dir);
 }
 
-/* checkpoint --qmp, with one more option when opt is not NULL. */
+/* checkpoint --qmp (--peer g->peer), with one more option when opt is not NULL. */
 static void checkpoint_opt(struct rig *g, struct ck *res, const char *set, const char *opt)
 {
+	const char *args[12] = { "--json", "checkpoint", "--qmp", g->s.qmp2_path, "--set", set };
 	char *out = NULL, *err = NULL;
+	int n = 6;
 
-	res->rc = CTL(&g->pd.d, &out, &err, "--json", "checkpoint", "--qmp", g->s.qmp2_path,
-		      "--set", set, opt);
+	if (g->peer) {
+		args[n++] = "--peer";
+		args[n++] = g->peer;
+	}
+	args[n++] = opt;
+	args[n] = NULL;
+	res->rc = ctl_run(g->pd.d.sock, &out, &err, args);
 	res->json = res->rc == 0 ? json_tokener_parse(out) : NULL;
 	snprintf(res->err, sizeof(res->err), "%s", err ? err : "");
 	free(out);
@@ -300,14 +311,14 @@ static size_t pages_differing(const uint8_t *a, const uint8_t *b, size_t len, si
  * whole line is the one after the last the original printed before the
  * stop (or the one after that: a line half printed at the stop).
  */
-static void restore_compare(struct rig *g, struct vm *d, const struct stop_dump *sd)
+static void restore_compare(struct pd *from, struct vm *d, const struct stop_dump *sd)
 {
 	char *out = NULL, *err = NULL, st[32] = "";
 	uint8_t *ram = NULL;
 	size_t len = 0, first = 0;
 	json_object *j;
 
-	int rc = CTL(&g->pd.d, &out, &err, "--json", "restore", "--qmp", d->qmp2_path, "vm/2",
+	int rc = CTL(&from->d, &out, &err, "--json", "restore", "--qmp", d->qmp2_path, "vm/2",
 		     "--leave-stopped");
 	CHECK(rc == 0, "restore: %s", err ? err : "");
 	j = rc == 0 ? json_tokener_parse(out) : NULL;
@@ -362,7 +373,7 @@ static void test_restore(void)
 	struct vm_config dc = guest(g, "dst", VM_MEM_MEMFD);
 	dc.incoming = "defer";
 	CHECK(vm_start(&dc, &d) == 0, "QEMU to restore into");
-	restore_compare(g, &d, &sd);
+	restore_compare(&g->pd, &d, &sd);
 	/* The original guest is not disturbed. */
 	check_runs_on(&g->s, vm_serial_progress(&g->s), 1, "original guest");
 	vm_kill(&d);
@@ -390,7 +401,7 @@ static void test_linux(void)
 	uint64_t checked = 0, run;
 
 	vm_require(VM_LINUX, false);
-	g = rig_guest(VM_LINUX, VM_MEM_FILE);
+	g = rig_guest(VM_LINUX, VM_MEM_FILE, NULL);
 	take_three_dump(g, res, &sd);
 	run = vm_linux_run(&g->s, &pages);
 	CHECK(sd.ram && ramcheck_linux(sd.ram, sd.len, run, pages, why, sizeof(why),
@@ -400,7 +411,7 @@ static void test_linux(void)
 	struct vm_config dc = guest(g, "dst", VM_MEM_FILE);
 	dc.incoming = "defer";
 	CHECK(vm_start(&dc, &d) == 0, "QEMU to restore into");
-	restore_compare(g, &d, &sd);
+	restore_compare(&g->pd, &d, &sd);
 	vm_kill(&d);
 	free(sd.ram);
 	for (int i = 0; i < 3; i++)
@@ -574,10 +585,74 @@ static void test_vmstate_fails(void)
 	rig_free(g);
 }
 
+/*
+ * checkpoint --qmp --peer: first to a peer that does not answer (fails,
+ * the guest runs on), then three generations of the boot guest streamed to
+ * a receiving daemon (the second with --leave-stopped, dumped then), none
+ * in the source's store; the receiver's generations hold the device state
+ * and backends (images show, verify), and its generation 2, restored into
+ * a fresh QEMU, equals the dump.  Then a checkpoint into the local store
+ * is a full generation 1 (another place).
+ */
+static void test_peer(void)
+{
+	struct pd rx = { 0 };
+	struct rig *g;
+	struct ck res[3] = { 0 }, local = { 0 };
+	struct stop_dump sd = { 0 };
+	struct vm d = { 0 };
+	char key[192], addr[64], *out = NULL;
+	uint64_t gens[4];
+
+	CHECK(pk_make(key, sizeof(key)) == 0, "key");
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", free_port());
+	if (pd_start(&rx, key, addr, "", NULL) < 0)
+		SKIP("cannot start the receiving daemon");
+	g = rig_guest(VM_BOOT, VM_MEM_MEMFD, key);
+	/* A peer that does not answer: refused, the guest runs on. */
+	char dead[64];
+	long p = vm_serial_progress(&g->s);
+	snprintf(dead, sizeof(dead), "127.0.0.1:%d", free_port());
+	g->peer = dead;
+	checkpoint(g, &local, "vm");
+	printf("wpmig-ctl said: %s", local.err);
+	CHECK(local.rc == 1 && strstr(local.err, "nothing was stored"), "no peer: failed");
+	check_runs_on(&g->s, p, 1, "guest after the failed checkpoint");
+	g->peer = addr;
+	take_three_dump(g, res, &sd);
+	for (int i = 0; i < 3; i++)
+		CHECK(res[i].json && !strcmp(qmp_str(res[i].json, "peer") ?: "", addr), "sent to %s",
+		      addr);
+	CHECK(pd_generations(&rx, "vm", gens, 4) == 3, "the receiver holds 3 generations");
+	CHECK(generations(g, "vm") <= 0, "nothing in the source's store");
+	CHECK(CTL(&rx.d, &out, NULL, "images", "show", "vm/2") == 0 && out &&
+	      strstr(out, "QEMU RAM backend ram0") && strstr(out, "QEMU device state"),
+	      "images show on the receiver: %s", out ? out : "");
+	free(out);
+	CHECK(pd_verify(&rx, "vm", 3) == 0, "verify on the receiver");
+	struct vm_config dc = guest(g, "dst", VM_MEM_MEMFD);
+	dc.incoming = "defer";
+	CHECK(vm_start(&dc, &d) == 0, "QEMU to restore into");
+	restore_compare(&rx, &d, &sd);
+	vm_kill(&d);
+	g->peer = NULL;
+	local = (struct ck){ 0 };
+	checkpoint(g, &local, "vm");
+	CHECK(local.rc == 0 && vm_jnum(local.json, "generation") == 1 &&
+	      vm_jnum(local.json, "parent") == 0, "then a full generation locally: %s", local.err);
+	json_object_put(local.json);
+	free(sd.ram);
+	for (int i = 0; i < 3; i++)
+		json_object_put(res[i].json);
+	rig_free(g);
+	pd_cleanup(&rx);
+}
+
 static const struct subtest tests[] = {
 	{ "incremental", test_incremental },
 	{ "restore", test_restore },
 	{ "linux", test_linux },
+	{ "peer", test_peer },
 	{ "export", test_export },
 	{ "qemu-killed", test_qemu_killed },
 	{ "vmstate-fails", test_vmstate_fails },
