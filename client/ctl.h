@@ -17,7 +17,7 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 struct ctl {
 	const char *socket;
 	bool json;
-	bool passes;       /* checkpoint: print the per-pass table */
+	bool passes;       /* checkpoint, images show: print the per-pass table */
 	bool tty;          /* stderr is a terminal: redraw a progress line */
 	int fd;
 	char last_phase[32];

@@ -22,6 +22,13 @@ static const struct {
 	{ "rm", WPMIG__IMAGES_OP__IMAGES_RM, 1, true, false },
 };
 
+enum { IM_PASSES };
+
+static const struct option images_opts[] = {
+	{ "passes", no_argument, NULL, IM_PASSES },
+	{ 0 },
+};
+
 static void print_thread(const Wpmig__ImageThread *t)
 {
 	printf("    thread %-7d rip %012" PRIx64 " rsp %012" PRIx64 " fs %012" PRIx64
@@ -35,7 +42,7 @@ static void print_thread(const Wpmig__ImageThread *t)
 	putchar('\n');
 }
 
-static void print_generation(const Wpmig__ImageGeneration *g)
+static void print_generation(const Wpmig__ImageGeneration *g, bool passes)
 {
 	char b[32], raw[32];
 
@@ -62,6 +69,11 @@ static void print_generation(const Wpmig__ImageGeneration *g)
 		       fmt_bytes(g->sections[i]->length, b, sizeof(b)));
 	for (size_t i = 0; i < g->n_threads; i++)
 		print_thread(g->threads[i]);
+	if (passes && g->n_passes)
+		print_passes(g->passes, g->n_passes);
+	else if (passes)
+		printf("    no pass table (not a process checkpoint, or written before they were "
+		       "stored)\n");
 }
 
 static int show_images(struct ctl *c, const Wpmig__Response *resp)
@@ -76,7 +88,9 @@ static int show_images(struct ctl *c, const Wpmig__Response *resp)
 		printf("%s (pid %d): %zu generations\n", r->sets[i]->name, r->sets[i]->pid,
 		       r->sets[i]->n_generations);
 		for (size_t k = 0; k < r->sets[i]->n_generations; k++)
-			print_generation(r->sets[i]->generations[k]);
+			print_generation(r->sets[i]->generations[k],
+					 c->passes && (r->sets[i]->generations[k]->n_regions ||
+						       r->sets[i]->generations[k]->n_passes));
 	}
 	for (size_t i = 0; i < r->n_errors; i++)
 		printf("BAD %s/%" PRIu64 " at %" PRIx64 ": %s\n", r->errors[i]->set,
@@ -125,6 +139,11 @@ static int run_images(struct ctl *c, char **args, int n, const struct verb_opts 
 		free(set);
 		return usage_error(&verb_images, "images %s: invalid image '%s'", args[0], args[1]);
 	}
+	if (o->set[IM_PASSES] && ir.op != WPMIG__IMAGES_OP__IMAGES_SHOW) {
+		free(set);
+		return usage_error(&verb_images, "--passes goes with images show");
+	}
+	c->passes = o->set[IM_PASSES];
 	if (n > 2 && !(dir = absolute_dir(args[2]))) {
 		free(set);
 		return usage_error(&verb_images, "images export: invalid directory '%s'", args[2]);
@@ -140,7 +159,8 @@ static int run_images(struct ctl *c, char **args, int n, const struct verb_opts 
 }
 
 const struct verb_def verb_images = {
-	"images", 1, 3, NULL,
-	"images list | show SET[/GEN] | verify SET[/GEN] | export SET/GEN DIR | rm SET[/GEN]",
+	"images", 1, 3, images_opts,
+	"images list | show SET[/GEN] [--passes] | verify SET[/GEN] | export SET/GEN DIR | "
+	"rm SET[/GEN]",
 	run_images,
 };

@@ -193,8 +193,7 @@ static void ckpt_progress(struct job *j, const struct job_progress *p, void *use
 	daemon_forward_progress(((struct ckpt_job *)userdata)->req, p);
 }
 
-/* A row of the per-pass table as the protocol carries it. */
-static void pass_info_fill(Wpmig__PassInfo *o, const struct pass_row *r)
+void pass_info_fill(Wpmig__PassInfo *o, const struct pass_row *r)
 {
 	wpmig__pass_info__init(o);
 	o->seq = r->seq;

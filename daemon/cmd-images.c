@@ -10,6 +10,7 @@
 #include "verbs.h"
 #include "basic/log.h"
 #include "basic/util.h"
+#include "pipeline/passes.h"
 #include "qemu/checkpoint.h"
 #include "store/store.h"
 #include "track/regions.h"
@@ -28,6 +29,8 @@ struct img_set {
 	struct thread_states threads; /* show: its "threads" section */
 	struct qemu_ram vm;           /* show: a QEMU guest's backends ("qemu-ram") */
 	uint64_t vmstate_bytes;       /* show: its device state ("vmstate") */
+	struct pass_row passes[PASSES_MAX]; /* show: its "passes" section */
+	uint32_t n_passes;
 };
 
 struct img_bad {
@@ -111,6 +114,17 @@ static int open_image(struct img_job *c, struct store_image **img)
 	return r;
 }
 
+/* r, and why when it failed: reading or decoding the shown generation's
+ * section holding what. */
+static int section_failed(struct img_job *c, const struct img_set *s, const char *what, int r)
+{
+	if (r < 0)
+		snprintf(c->why, sizeof(c->why), "%s/%llu: %s is %s", c->set,
+			 (unsigned long long)s->regions_of, what,
+			 r == -EBADMSG ? "damaged" : strerror(-r));
+	return r;
+}
+
 /* The generation's thread state, when it has one. */
 static int show_threads(struct img_job *c, struct store_image *img, struct img_set *s)
 {
@@ -122,11 +136,21 @@ static int show_threads(struct img_job *c, struct store_image *img, struct img_s
 		return 0;
 	if (r == 0)
 		r = threads_decode(buf, len, &s->threads);
-	if (r < 0)
-		snprintf(c->why, sizeof(c->why), "%s/%llu: its thread state is %s", c->set,
-			 (unsigned long long)s->regions_of,
-			 r == -EBADMSG ? "damaged" : strerror(-r));
-	return r;
+	return section_failed(c, s, "its thread state", r);
+}
+
+/* The checkpoint's per-pass table, when the generation has one. */
+static int show_passes(struct img_job *c, struct store_image *img, struct img_set *s)
+{
+	_cleanup_free_ void *buf = NULL;
+	size_t len = 0;
+	int r = store_image_read_section(img, PASSES_SECTION_NAME, SECTION_PASSES, &buf, &len);
+
+	if (r == -ENOENT)
+		return 0;
+	if (r == 0)
+		r = passes_decode(buf, len, s->passes, &s->n_passes);
+	return section_failed(c, s, "its pass table", r);
 }
 
 /* A QEMU guest's generation: its backends and device state size. */
@@ -143,11 +167,7 @@ static int show_vm(struct img_job *c, struct store_image *img, struct img_set *s
 	for (size_t i = 0; r == 0 && i < s->n_sections; i++)
 		if (!strcmp(s->sections[i].name, QEMU_VMSTATE_SECTION))
 			s->vmstate_bytes = s->sections[i].length;
-	if (r < 0)
-		snprintf(c->why, sizeof(c->why), "%s/%llu: its RAM backend table is %s", c->set,
-			 (unsigned long long)s->regions_of,
-			 r == -EBADMSG ? "damaged" : strerror(-r));
-	return r;
+	return section_failed(c, s, "its RAM backend table", r);
 }
 
 /*
@@ -207,6 +227,8 @@ static int do_show(struct img_job *c)
 	s->n_sections = MIN(store_image_sections(img, s->sections, SECTION_MAX_COUNT),
 			    (size_t)SECTION_MAX_COUNT);
 	r = show_threads(c, img, s);
+	if (r == 0)
+		r = show_passes(c, img, s);
 	if (r == 0)
 		r = show_vm(c, img, s);
 	store_image_close(img);
@@ -371,9 +393,10 @@ static void fill_thread(Wpmig__ImageThread *o, const struct thread_state *t)
 	o->stop_signal = t->stop_sig;
 }
 
-/* Sections and threads of the shown generation; arrays freed by the caller. */
+/* Sections, threads and passes of the shown generation; arrays freed by the caller. */
 static int fill_show(Wpmig__ImageGeneration *g, const struct img_set *s,
-		     Wpmig__ImageSection **sec, Wpmig__ImageThread **thr)
+		     Wpmig__ImageSection **sec, Wpmig__ImageThread **thr, Wpmig__PassInfo *pass,
+		     Wpmig__PassInfo **passp)
 {
 	*sec = calloc(s->n_sections + 1, sizeof(**sec));
 	*thr = calloc(s->threads.n + 1, sizeof(**thr));
@@ -392,6 +415,12 @@ static int fill_show(Wpmig__ImageGeneration *g, const struct img_set *s,
 		fill_thread(&(*thr)[i], &s->threads.t[i]);
 		g->threads[g->n_threads++] = &(*thr)[i];
 	}
+	for (uint32_t i = 0; i < s->n_passes; i++) {
+		pass_info_fill(&pass[i], &s->passes[i]);
+		passp[i] = &pass[i];
+	}
+	g->passes = passp;
+	g->n_passes = s->n_passes;
 	return 0;
 }
 
@@ -425,6 +454,7 @@ static void reply(struct img_job *c)
 	Wpmig__ImageThread *thrs = NULL;
 	Wpmig__ImageGeneration *shown = NULL;
 	Wpmig__ImageBackend bk[QEMU_MAX_BACKENDS], *bkp[QEMU_MAX_BACKENDS];
+	Wpmig__PassInfo pass[PASSES_MAX], *passp[PASSES_MAX];
 
 	for (size_t i = 0; i < c->n_sets; i++) {
 		ngen += c->sets[i].n_gens;
@@ -455,7 +485,7 @@ static void reply(struct img_job *c)
 			if (s->gens[k].generation != s->regions_of)
 				continue;
 			shown = &gens[g];
-			if (fill_show(shown, s, &secs, &thrs) < 0) {
+			if (fill_show(shown, s, &secs, &thrs, pass, passp) < 0) {
 				request_fail(c->req, -ENOMEM, "out of memory");
 				goto out;
 			}

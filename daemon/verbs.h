@@ -28,6 +28,10 @@ void cmd_sessions(struct daemon *d, struct request *req, const Wpmig__Request *m
 void cmd_checkpoint(struct daemon *d, struct request *req, const Wpmig__Request *msg);
 void cmd_images(struct daemon *d, struct request *req, const Wpmig__Request *msg);
 void cmd_restore(struct daemon *d, struct request *req, const Wpmig__Request *msg);
+/* cmd-checkpoint.c: a row of the per-pass table as the protocol carries it
+ * (a checkpoint's result, images show) */
+struct pass_row;
+void pass_info_fill(Wpmig__PassInfo *o, const struct pass_row *r);
 /* cmd-vm.c: checkpoint --qmp, restore --qmp (a QEMU guest) */
 void cmd_checkpoint_vm(struct daemon *d, struct request *req, const Wpmig__Request *msg);
 void cmd_restore_vm(struct daemon *d, struct request *req, const Wpmig__Request *msg);

@@ -227,6 +227,9 @@ int pd_checkpoint(struct pd *src, pid_t pid, const char *peer, const char *set,
 	json_object *v;
 	if (o && json_object_object_get_ex(o, "duration_ms", &v))
 		res->duration_ms = json_object_get_double(v);
+	if (o && json_object_object_get_ex(o, "pass_rows", &v))
+		snprintf(res->pass_rows, sizeof(res->pass_rows), "%s",
+			 json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
 	snprintf(res->err, sizeof(res->err), "%s%s", err ? err : "", res->rc ? out : "");
 	json_object_put(o);
 	free(out);

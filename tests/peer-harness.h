@@ -42,6 +42,7 @@ struct ckres {
 	uint64_t generation, parent, bytes, raw_bytes, data_pages, pages;
 	double duration_ms;
 	char err[1024];
+	char pass_rows[16384]; /* the result's pass_rows, as JSON text */
 };
 
 /* wpmig-ctl --json checkpoint PID --peer PEER --set SET [--leave-stopped]

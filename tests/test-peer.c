@@ -95,6 +95,35 @@ static void check_threads(struct pd *rx, const char *set, uint64_t gen, pid_t pi
 	      count_tasks(pid));
 }
 
+/* images show SET/GEN on p carries the checkpoint's pass table as it
+ * stored it (the "passes" section): the same rows as the result's. */
+static void check_passes(struct pd *p, const char *set, const struct ckres *res)
+{
+	char img[160], *out = NULL;
+	json_object *root, *gen = NULL, *v;
+	const char *shown = "";
+
+	snprintf(img, sizeof(img), "%s/%llu", set, (unsigned long long)res->generation);
+	CHECK(CTL(&p->d, &out, NULL, "--json", "images", "show", img) == 0, "show %s", img);
+	root = out ? json_tokener_parse(out) : NULL;
+	free(out);
+	if (root && json_object_object_get_ex(root, "sets", &v) &&
+	    json_object_object_get_ex(json_object_array_get_idx(v, 0), "generations", &v))
+		for (size_t i = 0; i < json_object_array_length(v); i++)
+			if (jint(json_object_array_get_idx(v, i), "number") == (int64_t)res->generation)
+				gen = json_object_array_get_idx(v, i);
+	json_object *rows = gen && json_object_object_get_ex(gen, "passes", &v) ? v : NULL;
+	if (rows)
+		shown = json_object_to_json_string_ext(rows, JSON_C_TO_STRING_PLAIN);
+	size_t n = rows ? json_object_array_length(rows) : 0;
+	json_object *last = n ? json_object_array_get_idx(rows, n - 1) : NULL;
+	CHECK(n > 0 && last && json_object_object_get_ex(last, "final", &v) &&
+	      json_object_get_boolean(v), "%s: %zu stored passes, the last one not frozen", img, n);
+	CHECK(!strcmp(shown, res->pass_rows), "%s: stored passes %s\nresult's pass_rows %s", img,
+	      shown, res->pass_rows);
+	json_object_put(root);
+}
+
 /* Stream a generation leaving the target stopped, compare, let it run. */
 static int stream(struct pd *tx, struct pd *rx, pid_t pid, const char *peer, const char *set,
 		  struct ckres *res)
@@ -109,6 +138,7 @@ static int stream(struct pd *tx, struct pd *rx, pid_t pid, const char *peer, con
 		CHECK(pd_verify(rx, set, res->generation) == 0, "verify %s/%llu", set,
 		      (unsigned long long)res->generation);
 		check_threads(rx, set, res->generation, pid);
+		check_passes(rx, set, res);
 	}
 	kill(pid, SIGCONT);
 	return rc;
@@ -204,6 +234,10 @@ static void full_and_incremental(struct pd *tx, struct pd *rx, const char *peer)
 		r4.duration_ms);
 	check_links(tx, rx, peer);
 	CHECK(pd_verify(rx, "s", 1) == 0, "generation 1 after the others");
+	/* The local store keeps the same pass table as a receiver. */
+	struct ckres rl;
+	CHECK(pd_checkpoint(tx, w.pid, NULL, "local", false, NULL, &rl) == 0, "local: %s", rl.err);
+	check_passes(tx, "local", &rl);
 	fprintf(stderr, "bytes on the wire: full %llu, increments %llu and %llu\n",
 		(unsigned long long)r1.bytes, (unsigned long long)r2.bytes,
 		(unsigned long long)r3.bytes);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "basic/util.h"
+#include "pipeline/passes.h"
 #include "track/freeze.h"
 #include "track/threads.h"
 
@@ -228,6 +229,19 @@ static int put_threads(struct run *run)
 	return r;
 }
 
+/* The per-pass table as the generation's "passes" section: every row is
+ * complete once the final pass is stored. */
+static int put_passes(struct run *run)
+{
+	_cleanup_free_ uint8_t *buf = NULL;
+	size_t len;
+	int r = passes_encode(run->res->pass_rows, run->res->n_pass_rows, &buf, &len);
+
+	if (r == 0)
+		r = run->s->ops->put_section(run->s, PASSES_SECTION_NAME, SECTION_PASSES, buf, len);
+	return r;
+}
+
 int checkpoint_run(struct tracker *t, struct pipeline *pl, struct sink *s,
 		   const struct checkpoint_opts *opts, struct checkpoint_result *res,
 		   char *why, size_t why_len)
@@ -273,6 +287,8 @@ int checkpoint_run(struct tracker *t, struct pipeline *pl, struct sink *s,
 	if (r == 0)
 		r = put_threads(&run);
 	threads_free(&run.threads);
+	if (r == 0)
+		r = put_passes(&run);
 	if (r == 0)
 		r = s->ops->commit(s, final.regions, final.n_regions, &res->gen);
 	res->regions = (uint32_t)final.n_regions;

@@ -32,6 +32,8 @@ enum section_type {
 				     migration stream with x-ignore-shared (qemu/vmstate.h) */
 	SECTION_QEMU_RAM = 3,     /* "qemu-ram": the guest's RAM backends, JSON
 				     (qemu/checkpoint.h) */
+	SECTION_PASSES = 4,       /* "passes": the checkpoint's per-pass table
+				     (pipeline/passes.h) */
 };
 #define SECTION_NAME_MAX 31
 /* Limits every sink keeps (a reader holds one section whole in memory). */
