@@ -41,7 +41,7 @@ void config_init(struct config *c)
 		.peer_cache = 64 << 20,
 		.peer_zstd_level = CODEC_DEFAULT_LEVEL,
 		.peer_timeout = 60,
-		.peer_max_connections = 8,
+		.peer_max_connections = 64, /* max_sessions: every session of one source */
 		.stop_timeout = 20,
 	};
 }

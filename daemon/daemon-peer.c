@@ -51,6 +51,7 @@ int daemon_peer_init(struct daemon *d)
 
 	if (r < 0)
 		return r;
+	pcache_budget_set(&d->peer_cache_budget, cache_slots(&d->cfg));
 	r = qemu_targets_new(d->cfg.incoming_qmp_dir, &d->targets);
 	if (r < 0)
 		return r;
@@ -72,6 +73,7 @@ void daemon_peer_reload(struct daemon *d)
 {
 	struct peer_key k = { 0 };
 
+	pcache_budget_set(&d->peer_cache_budget, cache_slots(&d->cfg));
 	if (d->peer)
 		peer_server_set_verify(d->peer, d->cfg.peer_verify_pages);
 	if (d->targets)
@@ -108,6 +110,7 @@ int daemon_peer_link(struct daemon *d, struct session *s, const char *addr)
 {
 	struct peer_link_opts o = {
 		.addr = addr, .key = &d->peer_key, .cache_slots = cache_slots(&d->cfg),
+		.cache_budget = &d->peer_cache_budget,
 		.window = PEER_WINDOW, .timeout_ms = d->cfg.peer_timeout * 1000,
 	};
 

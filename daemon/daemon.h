@@ -17,6 +17,7 @@
 #include "control/control.h"
 #include "control/session.h"
 #include "peer/auth.h"
+#include "peer/cache.h"
 #include "qemu/target.h"
 
 struct store;
@@ -53,6 +54,8 @@ struct daemon {
 	pthread_mutex_t pipeline_lock;
 	struct peer_key peer_key;   /* from peer_key_file; empty: no peer protocol */
 	struct peer_server *peer;   /* the peer port (listen), or NULL */
+	struct pcache_budget peer_cache_budget; /* peer_cache: the delta caches of the
+						   sessions' links, together */
 	struct qemu_targets *targets; /* migrations received (incoming_qmp_dir) */
 	struct migration *migrations; /* migrations sent (cmd-migrate.c), for status */
 	const struct verb *verbs;   /* what the control socket serves */

@@ -3,12 +3,16 @@
  * Many targets on one host: --targets processes of --mib each (32 of
  * 64 MiB) tracked by one daemon at once, each checkpointed every --period
  * seconds for --seconds (1 % of its pages written before each), first into
- * the local store, then streamed to a peer daemon on the same host (which
- * accepts a link per target: peer_max_connections = targets + 2):
+ * the local store, then streamed to a peer daemon on the same host, both
+ * daemons with their default configuration (a link per target: the
+ * receiver's default peer_max_connections is 64):
  *
  *   - every checkpoint's pause and duration, and the checkpoints that did
  *     not start on time (the daemon runs `workers` jobs at once);
- *   - the daemon's CPU (share of one core) and RSS, sampled every second;
+ *   - the daemon's CPU (share of one core) and RSS, sampled every second
+ *     (and the receiver's RSS); streaming, the source's RSS may exceed what
+ *     it took to the local store by the delta cache, peer_cache (64 MiB),
+ *     shared by all its links, and no more (docs/operations.md, Memory);
  *   - control-socket latency while it runs: a status request every 100 ms
  *     on a connection of its own;
  *   - every generation verifies (images verify of each set's newest reads
@@ -38,6 +42,7 @@
 #define SECTION "Many targets"
 #define MAX_TARGETS 64
 #define MAX_LAT 8192
+#define PEER_CACHE_MIB 64 /* the default peer_cache */
 
 struct opts {
 	unsigned targets, mib, seconds, period;
@@ -65,6 +70,8 @@ struct phase {
 	atomic_bool stop;
 	double lat[MAX_LAT];
 	unsigned n_lat, lat_fail;
+	double rss_max, rx_rss_max; /* MiB: the source's, the receiver's (a peer phase) */
+	double rss_limit;           /* MiB, 0: none */
 };
 
 struct worker_arg {
@@ -144,9 +151,11 @@ static double pct_of(double *v, unsigned n, double p)
 	return v[MIN((unsigned)(p * n), n - 1)];
 }
 
-static void phase_rows(struct phase *ph, double cpu, double rss_max, unsigned verified,
-		       unsigned gens, long bad_pages)
+static void phase_rows(struct phase *ph, double cpu, unsigned verified, unsigned gens,
+		       long bad_pages)
 {
+	double rss_max = ph->rss_max;
+	char limit[32] = "";
 	unsigned total = 0, late = 0, failed = 0;
 	char id[64], what[160];
 
@@ -176,6 +185,8 @@ static void phase_rows(struct phase *ph, double cpu, double rss_max, unsigned ve
 	printf("  daemon CPU %.1f %% of one core, RSS max %.1f MiB; %u of %u sets verify (%u "
 	       "generations), %ld pages differ from the live processes\n", cpu, rss_max, verified,
 	       ph->n_targets, gens, bad_pages);
+	if (ph->peer)
+		printf("  receiver RSS max %.1f MiB\n", ph->rx_rss_max);
 	if (ph->n_targets != ph->o->targets) { /* the smaller phase: only its cost */
 		free(pause);
 		free(dur);
@@ -203,8 +214,20 @@ static void phase_rows(struct phase *ph, double cpu, double rss_max, unsigned ve
 				     .unit = "% of a core", .v = &cpu, .n = 1 });
 	snprintf(id, sizeof(id), "many.%s.rss", ph->name);
 	snprintf(what, sizeof(what), "%u targets %s: daemon RSS, highest", ph->n_targets, where);
+	if (ph->rss_limit > 0)
+		snprintf(limit, sizeof(limit), "<= %.0f", ph->rss_limit);
 	brep_row(&(struct brep_row){ .id = id, .section = SECTION, .what = what, .unit = "MiB",
-				     .v = &rss_max, .n = 1 });
+				     .v = &rss_max, .n = 1, .target = limit[0] ? limit : NULL,
+				     .note = limit[0] ? "the same daemon's highest to the local store, "
+					 "plus peer_cache (64 MiB): every link's delta cache together"
+					 : NULL });
+	if (ph->peer) {
+		snprintf(id, sizeof(id), "many.%s.rx_rss", ph->name);
+		snprintf(what, sizeof(what), "%u targets %s: the receiver's RSS, highest",
+			 ph->n_targets, where);
+		brep_row(&(struct brep_row){ .id = id, .section = SECTION, .what = what,
+					     .unit = "MiB", .v = &ph->rx_rss_max, .n = 1 });
+	}
 	double bad = (double)(ph->n_targets - verified) + (double)failed + (double)(bad_pages != 0);
 	snprintf(id, sizeof(id), "many.%s.failures", ph->name);
 	snprintf(what, sizeof(what), "%u targets %s: sets that failed to verify, checkpoints "
@@ -256,8 +279,6 @@ static int run_phase(struct phase *ph, struct pd *holder)
 {
 	struct worker_arg args[MAX_TARGETS];
 	pthread_t lat;
-	double rss_max = 0;
-
 	ph->cap = ph->seconds / ph->o->period + 2;
 	for (unsigned i = 0; i < ph->n_targets; i++) {
 		struct target *t = &ph->t[i];
@@ -276,7 +297,9 @@ static int run_phase(struct phase *ph, struct pd *holder)
 	}
 	for (unsigned s = 0; s < ph->seconds; s++) {
 		sleep_until(ph->t0_ns + (s + 1) * 1000000000ULL);
-		rss_max = MAX(rss_max, (double)pd_rss(ph->src) / 1024);
+		ph->rss_max = MAX(ph->rss_max, (double)pd_rss(ph->src) / 1024);
+		if (ph->peer)
+			ph->rx_rss_max = MAX(ph->rx_rss_max, (double)pd_rss(holder) / 1024);
 	}
 	for (unsigned i = 0; i < ph->n_targets; i++)
 		pthread_join(ph->t[i].th, NULL);
@@ -287,7 +310,7 @@ static int run_phase(struct phase *ph, struct pd *holder)
 	unsigned verified, gens;
 	long bad;
 	check_sets(ph, holder, &verified, &gens, &bad);
-	phase_rows(ph, cpu, rss_max, verified, gens, bad);
+	phase_rows(ph, cpu, verified, gens, bad);
 	double x = ph->n_targets;
 	brep_point("many_cpu", ph->peer ? "streamed to a peer" : "local store", x, &cpu, 1);
 	for (unsigned i = 0; i < ph->n_targets; i++) {
@@ -352,7 +375,7 @@ int main(int argc, char **argv)
 	static struct target t[MAX_TARGETS];
 	static struct phase ph;
 	struct pd src = { 0 }, rx = { 0 };
-	char key[192], addr[64], rx_conf[64];
+	char key[192], addr[64];
 	struct opts o;
 	int r = -1;
 
@@ -366,11 +389,9 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	test_bin("WPMIG_CTL", "../client/wpmig-ctl"); /* resolved once, before the threads */
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", free_port());
-	/* The source keeps a link per target between generations, and a receiver
-	 * accepts peer_max_connections (default 8) at once: with more targets
-	 * than that, the links past it are closed and their checkpoints fail. */
-	snprintf(rx_conf, sizeof(rx_conf), "peer_max_connections = %u", o.targets + 2);
-	if (pk_make(key, sizeof(key)) < 0 || pd_start(&rx, key, addr, rx_conf, NULL) < 0 ||
+	/* The source keeps a link per target between generations: the
+	 * receiver's default peer_max_connections (64) takes every one. */
+	if (pk_make(key, sizeof(key)) < 0 || pd_start(&rx, key, addr, "", NULL) < 0 ||
 	    pd_start(&src, key, NULL, "", NULL) < 0)
 		goto out;
 	printf("bench-many: idle daemon RSS %.1f MiB\n", (double)pd_rss(&src) / 1024);
@@ -384,8 +405,10 @@ int main(int argc, char **argv)
 			     .seconds = o.seconds };
 	if (run_phase(&ph, &src) < 0)
 		goto out;
+	double local_rss = ph.rss_max;
 	ph = (struct phase){ .o = &o, .src = &src, .peer = addr, .name = "peer", .t = t,
-			     .n_targets = o.targets, .seconds = o.seconds };
+			     .n_targets = o.targets, .seconds = o.seconds,
+			     .rss_limit = local_rss + PEER_CACHE_MIB };
 	r = run_phase(&ph, &rx);
 out:
 	for (unsigned i = 0; i < o.targets; i++)

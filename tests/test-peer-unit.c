@@ -8,6 +8,7 @@
  *   test-peer-unit [cache|corrupt|regions|wire|auth]
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,7 +99,7 @@ static void change_pages(struct mirror *m, uint64_t *s, unsigned n)
 
 static void test_cache(void)
 {
-	struct mirror m = { .pc = pcache_new(SLOTS), .rc = rcache_new(SLOTS),
+	struct mirror m = { .pc = pcache_new(SLOTS, NULL), .rc = rcache_new(SLOTS),
 			    .enc = codec_new(1), .dec = codec_new(1),
 			    .mem = calloc(MEM_PAGES, PG), .out = malloc(32 * PG) };
 	struct enc_chunk e = { 0 };
@@ -132,10 +133,63 @@ static void test_cache(void)
 	mirror_free(&m);
 }
 
+/* Pages planned into c for addresses first.. (n of them): how many got a slot
+ * to be kept in, each below max_slot. */
+static uint32_t plan_kept(struct pcache *c, uint64_t first, uint32_t n, bool evict,
+			  uint32_t max_slot)
+{
+	uint64_t addrs[32];
+	uint32_t base[32], store[32], kept = 0;
+
+	for (uint32_t i = 0; i < n; i++)
+		addrs[i] = (first + i) * PG;
+	pcache_plan(c, 1, addrs, n, evict, base, store);
+	for (uint32_t i = 0; i < n; i++) {
+		CHECK(store[i] <= max_slot, "page %u kept in slot %u, beyond the %u touched",
+		      i, store[i], max_slot);
+		kept += store[i] != 0;
+	}
+	return kept;
+}
+
+/* Two links' caches share a budget of 10 slots: what one touched the other
+ * cannot have until it is freed; a full cache recycles its own copies. */
+static void test_budget(void)
+{
+	struct pcache_budget b = { 0 };
+	uint32_t k;
+
+	pcache_budget_set(&b, 10);
+	struct pcache *x = pcache_new(16, &b), *y = pcache_new(16, &b);
+	CHECK(x && y, "pcache_new");
+	CHECK((k = pcache_room(x)) == 10, "room %u before anything, want 10", k);
+	CHECK((k = plan_kept(x, 1, 16, false, 10)) == 10, "x kept %u of 16 pages, want 10", k);
+	pcache_commit(x);
+	CHECK((k = pcache_room(y)) == 0 && atomic_load(&b.free) == 0, "y has room for %u", k);
+	CHECK((k = plan_kept(y, 100, 4, true, 0)) == 0, "y kept %u pages without budget", k);
+	pcache_commit(y);
+	CHECK((k = plan_kept(x, 200, 4, true, 10)) == 4, "x recycled %u of its copies, want 4", k);
+	pcache_commit(x);
+	CHECK(atomic_load(&b.free) == 0, "the budget moved: %lld", (long long)atomic_load(&b.free));
+	pcache_free(x);
+	CHECK(atomic_load(&b.free) == 10, "x freed: budget %lld, want 10",
+	      (long long)atomic_load(&b.free));
+	CHECK((k = plan_kept(y, 100, 4, false, 4)) == 4, "y kept %u of 4 once x is gone", k);
+	pcache_commit(y);
+	pcache_budget_set(&b, 2); /* a reload lowers it below what y holds */
+	CHECK(atomic_load(&b.free) == -2 && pcache_room(y) == 4, "lowered: free %lld, room %u",
+	      (long long)atomic_load(&b.free), pcache_room(y));
+	CHECK((k = plan_kept(y, 300, 4, false, 4)) == 0, "y took %u new slots over budget", k);
+	pcache_abort(y);
+	CHECK(pcache_reset(y, 16) == 0 && atomic_load(&b.free) == 2, "reset: budget %lld, want 2",
+	      (long long)atomic_load(&b.free));
+	pcache_free(y);
+}
+
 /* A flipped payload byte, and a base that differs on the receiver. */
 static void test_corrupt(void)
 {
-	struct mirror m = { .pc = pcache_new(8), .rc = rcache_new(8), .enc = codec_new(1),
+	struct mirror m = { .pc = pcache_new(8, NULL), .rc = rcache_new(8), .enc = codec_new(1),
 			    .dec = codec_new(1), .mem = calloc(4, PG), .out = malloc(4 * PG) };
 	uint64_t addrs[4] = { 0x1000, 0x2000, 0x3000, 0x4000 };
 	struct enc_chunk e = { 0 };
@@ -330,7 +384,7 @@ int main(int argc, char **argv)
 		void (*fn)(void);
 	} tests[] = {
 		{ "cache", test_cache }, { "corrupt", test_corrupt }, { "regions", test_regions },
-		{ "wire", test_wire }, { "auth", test_auth },
+		{ "wire", test_wire }, { "auth", test_auth }, { "budget", test_budget },
 	};
 	const char *only = argc > 1 ? argv[1] : NULL;
 

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -26,7 +27,9 @@ struct pcache {
 	uint8_t *mem;
 	struct pslot *s;
 	uint32_t *bucket, bmask;
-	uint32_t free_head;
+	uint32_t free_head;          /* slots used before and free again */
+	uint32_t fresh;              /* slots [fresh, n) never written: not in the free list */
+	struct pcache_budget *budget; /* fresh slots come from it; NULL: no limit but n */
 	uint32_t lru_head, lru_tail; /* committed, not pinned; head = oldest */
 	bool no_store;               /* bases only (pcache_bases_only) */
 	uint32_t *staged, n_staged;
@@ -52,8 +55,33 @@ static uint32_t hash(const struct pcache *c, uint64_t addr)
 	return (uint32_t)(((addr >> 12) * 0x9E3779B97F4A7C15ULL) >> 32) & c->bmask;
 }
 
+void pcache_budget_set(struct pcache_budget *b, uint64_t slots)
+{
+	int64_t total = (int64_t)MIN(slots, (uint64_t)INT64_MAX / 2);
+
+	atomic_fetch_add(&b->free, total - b->total);
+	b->total = total;
+}
+
+/* One never-written slot's page from the budget. */
+static bool budget_take(struct pcache_budget *b)
+{
+	int64_t v;
+
+	if (!b)
+		return true;
+	v = atomic_load(&b->free);
+	while (v > 0)
+		if (atomic_compare_exchange_weak(&b->free, &v, v - 1))
+			return true;
+	return false;
+}
+
 static void pcache_release(struct pcache *c)
 {
+	if (c->budget)
+		atomic_fetch_add(&c->budget->free, (int64_t)c->fresh);
+	c->fresh = 0;
 	unmap_pages(c->mem, c->n);
 	free(c->s);
 	free(c->bucket);
@@ -84,14 +112,15 @@ static int pcache_alloc(struct pcache *c, uint32_t n)
 	}
 	memset(c->bucket, 0xff, (size_t)b * sizeof(*c->bucket));
 	for (uint32_t i = 0; i < n; i++)
-		c->s[i] = (struct pslot){ .next = i + 1 < n ? i + 1 : NIL, .prev = NIL, .hnext = NIL };
-	c->free_head = 0;
+		c->s[i] = (struct pslot){ .next = NIL, .prev = NIL, .hnext = NIL };
+	c->free_head = NIL;
+	c->fresh = 0;
 	c->lru_head = c->lru_tail = NIL;
 	c->n_staged = c->n_pinned = 0;
 	return 0;
 }
 
-struct pcache *pcache_new(uint32_t n_slots)
+struct pcache *pcache_new(uint32_t n_slots, struct pcache_budget *budget)
 {
 	struct pcache *c;
 
@@ -103,6 +132,7 @@ struct pcache *pcache_new(uint32_t n_slots)
 	if (!c)
 		return NULL;
 	pthread_mutex_init(&c->lock, NULL);
+	c->budget = budget;
 	if (pcache_alloc(c, n_slots) < 0) {
 		pcache_free(c);
 		errno = ENOMEM;
@@ -141,6 +171,16 @@ void pcache_bases_only(struct pcache *c, bool on)
 uint32_t pcache_slots(const struct pcache *c)
 {
 	return c ? c->n : 0;
+}
+
+uint32_t pcache_room(const struct pcache *c)
+{
+	int64_t left;
+
+	if (!c)
+		return 0;
+	left = c->budget ? MAX(atomic_load(&c->budget->free), (int64_t)0) : (int64_t)c->n;
+	return (uint32_t)MIN((int64_t)c->fresh + left, (int64_t)c->n);
 }
 
 uint8_t *pcache_page(const struct pcache *c, uint32_t slot)
@@ -210,7 +250,11 @@ static void free_push(struct pcache *c, uint32_t i)
 	c->free_head = i;
 }
 
-/* A slot to write a copy into: a free one, or the oldest unpinned copy. */
+/*
+ * A slot to write a copy into: a free one, a never-written one while the
+ * budget allows (so the pages touched are always [0, fresh)), or the
+ * oldest unpinned copy.
+ */
 static uint32_t take_slot(struct pcache *c, bool evict)
 {
 	uint32_t i = c->free_head;
@@ -219,6 +263,8 @@ static uint32_t take_slot(struct pcache *c, bool evict)
 		c->free_head = c->s[i].next;
 		return i;
 	}
+	if (c->fresh < c->n && budget_take(c->budget))
+		return c->fresh++;
 	if (!evict || c->lru_head == NIL)
 		return NIL;
 	i = c->lru_head;

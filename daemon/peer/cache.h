@@ -24,12 +24,28 @@
 
 struct pcache;
 
-/* n_slots pages; memory is reserved, not touched.  NULL with errno. */
-struct pcache *pcache_new(uint32_t n_slots);
+/*
+ * The memory the caches of a daemon's links may touch together, in slots:
+ * a slot a cache writes for the first time is taken from it, and given back
+ * when the cache is reset or freed (its pages unmapped).  A cache without
+ * budget room keeps what it has and recycles its own oldest copies.
+ */
+struct pcache_budget {
+	_Atomic int64_t free; /* may go below 0 after a reload lowered the total */
+	int64_t total;        /* set by pcache_budget_set, on one thread */
+};
+/* The total, in slots (at start and on a reload: the difference is applied). */
+void pcache_budget_set(struct pcache_budget *b, uint64_t slots);
+
+/* n_slots pages, drawing on budget (NULL: n_slots of its own); memory is
+ * reserved, not touched.  NULL with errno. */
+struct pcache *pcache_new(uint32_t n_slots, struct pcache_budget *budget);
 void pcache_free(struct pcache *c);
 /* Forget everything (a new connection) and take n_slots slots. */
 int pcache_reset(struct pcache *c, uint32_t n_slots);
 uint32_t pcache_slots(const struct pcache *c);
+/* Slots it could hold now: those it touched and what the budget has left. */
+uint32_t pcache_room(const struct pcache *c);
 
 /*
  * For the n data pages at addrs of a chunk of pass seq: base[i] = k when

@@ -354,7 +354,7 @@ int peer_link_new(struct event_base *base, const struct peer_link_opts *o,
 	l->key.bytes = malloc(o->key->len);
 	l->kick = event_new(base, -1, 0, on_kick, l);
 	if (o->cache_slots)
-		l->cache = pcache_new(o->cache_slots);
+		l->cache = pcache_new(o->cache_slots, o->cache_budget);
 	if (!l->addr || !l->key.bytes || !l->kick || (o->cache_slots && !l->cache)) {
 		peer_link_free(l);
 		return -ENOMEM;

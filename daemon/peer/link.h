@@ -26,6 +26,7 @@ struct peer_link_opts {
 	const char *addr;         /* HOST:PORT, [V6]:PORT, HOST or unix:/PATH */
 	const struct peer_key *key; /* copied */
 	uint32_t cache_slots;     /* delta cache pages wanted; 0: no delta */
+	struct pcache_budget *cache_budget; /* shared with other links; NULL: none */
 	uint64_t window;          /* most unacknowledged bytes; the receiver may lower it */
 	unsigned timeout_ms;      /* no progress for this long: the link fails */
 };

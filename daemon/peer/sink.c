@@ -420,7 +420,9 @@ static int open_generation(struct peer_link *l, const char *set, pid_t pid, bool
 
 /*
  * May the first pass of a full generation fill the delta cache?  When the
- * whole process fits, yes: the next increment finds every page it changed.
+ * whole process fits the room the cache has (the slots it holds and what
+ * the daemon's budget for all links has left), yes: the next increment
+ * finds every page it changed.
  * When it does not, which pages the first pass would keep is an accident
  * of their addresses, and filling costs both ends a decode and a copy of
  * each (the receiver decodes every chunk holding one): later passes of the
@@ -438,7 +440,7 @@ static bool fits_cache(pid_t pid, const struct pcache *cache)
 	snprintf(path, sizeof(path), "/proc/%d/statm", (int)pid);
 	return read_full_file(path, &text, NULL) == 0 &&
 	       sscanf(text, "%llu %llu", &size, &resident) == 2 &&
-	       resident <= pcache_slots(cache);
+	       resident <= pcache_room(cache);
 }
 
 static int begin(struct peer_link *l, const char *set, pid_t pid, bool full, int zstd_level,

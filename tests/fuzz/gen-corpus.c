@@ -42,7 +42,7 @@ static void put(const char *dir, const char *name, uint16_t type, const Protobuf
 /* A chunk of 6 pages: zero, text, random, and two deltas against slots. */
 static void chunk(const char *dir)
 {
-	struct pcache *pc = pcache_new(8);
+	struct pcache *pc = pcache_new(8, NULL);
 	struct codec *c = codec_new(1);
 	struct enc_chunk e = { 0 };
 	struct delta_buf db = { 0 };
