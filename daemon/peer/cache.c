@@ -17,7 +17,7 @@ enum { S_FREE, S_COMMITTED, S_PINNED, S_STAGED };
 struct pslot {
 	uint64_t addr, seq;
 	uint32_t prev, next; /* LRU list (committed) or free list (next only) */
-	uint32_t hnext;      /* hash chain of committed copies */
+	uint32_t hnext;      /* hash chain of committed copies: ~slot, 0 at the end */
 	uint8_t state;
 };
 
@@ -26,7 +26,7 @@ struct pcache {
 	uint32_t n;
 	uint8_t *mem;
 	struct pslot *s;
-	uint32_t *bucket, bmask;
+	uint32_t *bucket, bmask;     /* chains: ~slot, 0 when empty */
 	uint32_t free_head;          /* slots used before and free again */
 	uint32_t fresh;              /* slots [fresh, n) never written: not in the free list */
 	struct pcache_budget *budget; /* fresh slots come from it; NULL: no limit but n */
@@ -36,18 +36,34 @@ struct pcache {
 	uint32_t *pinned, n_pinned;
 };
 
-static uint8_t *map_pages(uint32_t n)
+/*
+ * Zeroed memory that costs nothing until written: a cache's pages and its
+ * bookkeeping (slots, hash buckets) are touched only as slots are used, so
+ * a link that keeps little costs little whatever its size (hence the hash
+ * chains hold ~slot: zero is an empty chain, with no initialising pass).
+ */
+static void *map_zero(size_t len)
 {
-	void *p = mmap(NULL, (size_t)n * PAGE_SIZE_4K, PROT_READ | PROT_WRITE,
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 
 	return p == MAP_FAILED ? NULL : p;
 }
 
-static void unmap_pages(uint8_t *p, uint32_t n)
+static void unmap_zero(void *p, size_t len)
 {
 	if (p)
-		munmap(p, (size_t)n * PAGE_SIZE_4K);
+		munmap(p, len);
+}
+
+static uint8_t *map_pages(uint32_t n)
+{
+	return map_zero((size_t)n * PAGE_SIZE_4K);
+}
+
+static void unmap_pages(uint8_t *p, uint32_t n)
+{
+	unmap_zero(p, (size_t)n * PAGE_SIZE_4K);
 }
 
 static uint32_t hash(const struct pcache *c, uint64_t addr)
@@ -83,14 +99,14 @@ static void pcache_release(struct pcache *c)
 		atomic_fetch_add(&c->budget->free, (int64_t)c->fresh);
 	c->fresh = 0;
 	unmap_pages(c->mem, c->n);
-	free(c->s);
-	free(c->bucket);
-	free(c->staged);
-	free(c->pinned);
+	unmap_zero(c->s, (size_t)c->n * sizeof(*c->s));
+	unmap_zero(c->bucket, ((size_t)c->bmask + 1) * sizeof(*c->bucket));
+	unmap_zero(c->staged, (size_t)c->n * sizeof(*c->staged));
+	unmap_zero(c->pinned, (size_t)c->n * sizeof(*c->pinned));
 	c->mem = NULL;
 	c->s = NULL;
 	c->bucket = c->staged = c->pinned = NULL;
-	c->n = 0;
+	c->n = c->bmask = 0;
 }
 
 static int pcache_alloc(struct pcache *c, uint32_t n)
@@ -102,17 +118,15 @@ static int pcache_alloc(struct pcache *c, uint32_t n)
 	c->n = n;
 	c->bmask = b - 1;
 	c->mem = map_pages(n);
-	c->s = calloc(n, sizeof(*c->s));
-	c->bucket = malloc((size_t)b * sizeof(*c->bucket));
-	c->staged = malloc((size_t)n * sizeof(*c->staged));
-	c->pinned = malloc((size_t)n * sizeof(*c->pinned));
+	c->s = map_zero((size_t)n * sizeof(*c->s));
+	c->bucket = map_zero((size_t)b * sizeof(*c->bucket));
+	c->staged = map_zero((size_t)n * sizeof(*c->staged));
+	c->pinned = map_zero((size_t)n * sizeof(*c->pinned));
 	if (!c->mem || !c->s || !c->bucket || !c->staged || !c->pinned) {
 		pcache_release(c);
 		return -ENOMEM;
 	}
-	memset(c->bucket, 0xff, (size_t)b * sizeof(*c->bucket));
-	for (uint32_t i = 0; i < n; i++)
-		c->s[i] = (struct pslot){ .next = NIL, .prev = NIL, .hnext = NIL };
+	/* Slots are set up when taken ([0, fresh) only). */
 	c->free_head = NIL;
 	c->fresh = 0;
 	c->lru_head = c->lru_tail = NIL;
@@ -217,11 +231,11 @@ static void lru_push(struct pcache *c, uint32_t i)
 
 static uint32_t hash_find(const struct pcache *c, uint64_t addr)
 {
-	uint32_t i = c->bucket[hash(c, addr)];
+	uint32_t e = c->bucket[hash(c, addr)];
 
-	while (i != NIL && c->s[i].addr != addr)
-		i = c->s[i].hnext;
-	return i;
+	while (e && c->s[~e].addr != addr)
+		e = c->s[~e].hnext;
+	return e ? ~e : NIL;
 }
 
 static void hash_insert(struct pcache *c, uint32_t i)
@@ -229,18 +243,18 @@ static void hash_insert(struct pcache *c, uint32_t i)
 	uint32_t *b = &c->bucket[hash(c, c->s[i].addr)];
 
 	c->s[i].hnext = *b;
-	*b = i;
+	*b = ~i;
 }
 
 static void hash_remove(struct pcache *c, uint32_t i)
 {
 	uint32_t *p = &c->bucket[hash(c, c->s[i].addr)];
 
-	while (*p != NIL && *p != i)
-		p = &c->s[*p].hnext;
-	if (*p == i)
+	while (*p && *p != ~i)
+		p = &c->s[~*p].hnext;
+	if (*p == ~i)
 		*p = c->s[i].hnext;
-	c->s[i].hnext = NIL;
+	c->s[i].hnext = 0;
 }
 
 static void free_push(struct pcache *c, uint32_t i)
@@ -296,7 +310,7 @@ uint32_t pcache_plan(struct pcache *c, uint64_t seq, const uint64_t *addrs, uint
 		if (i == NIL)
 			continue;
 		c->s[i] = (struct pslot){ .addr = addrs[p], .seq = seq, .prev = NIL, .next = NIL,
-					  .hnext = NIL, .state = S_STAGED };
+					  .state = S_STAGED };
 		c->staged[c->n_staged++] = i;
 		store[p] = i + 1;
 	}
