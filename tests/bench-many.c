@@ -12,7 +12,8 @@
  *   - the daemon's CPU (share of one core) and RSS, sampled every second
  *     (and the receiver's RSS); streaming, the source's RSS may exceed what
  *     it took to the local store by the delta cache, peer_cache (64 MiB),
- *     shared by all its links, and no more (docs/operations.md, Memory);
+ *     shared by all its links, and half a MiB per link (measured: 0.3;
+ *     docs/performance.md, Memory);
  *   - control-socket latency while it runs: a status request every 100 ms
  *     on a connection of its own;
  *   - every generation verifies (images verify of each set's newest reads
@@ -43,6 +44,7 @@
 #define MAX_TARGETS 64
 #define MAX_LAT 8192
 #define PEER_CACHE_MIB 64 /* the default peer_cache */
+#define LINK_MIB 0.5      /* a link's own memory, at most (docs/performance.md) */
 
 struct opts {
 	unsigned targets, mib, seconds, period;
@@ -219,8 +221,8 @@ static void phase_rows(struct phase *ph, double cpu, unsigned verified, unsigned
 	brep_row(&(struct brep_row){ .id = id, .section = SECTION, .what = what, .unit = "MiB",
 				     .v = &rss_max, .n = 1, .target = limit[0] ? limit : NULL,
 				     .note = limit[0] ? "the same daemon's highest to the local store, "
-					 "plus peer_cache (64 MiB): every link's delta cache together"
-					 : NULL });
+					 "plus peer_cache (64 MiB: every link's delta cache together) "
+					 "and 0.5 MiB a link" : NULL });
 	if (ph->peer) {
 		snprintf(id, sizeof(id), "many.%s.rx_rss", ph->name);
 		snprintf(what, sizeof(what), "%u targets %s: the receiver's RSS, highest",
@@ -408,7 +410,7 @@ int main(int argc, char **argv)
 	double local_rss = ph.rss_max;
 	ph = (struct phase){ .o = &o, .src = &src, .peer = addr, .name = "peer", .t = t,
 			     .n_targets = o.targets, .seconds = o.seconds,
-			     .rss_limit = local_rss + PEER_CACHE_MIB };
+			     .rss_limit = local_rss + PEER_CACHE_MIB + LINK_MIB * o.targets };
 	r = run_phase(&ph, &rx);
 out:
 	for (unsigned i = 0; i < o.targets; i++)
