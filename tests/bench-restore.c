@@ -13,7 +13,9 @@
  *    process rolled back one generation where 658 pages differ;
  *  - the write-back rate while frozen, against process_vm_writev of as
  *    many scattered pages into another process's populated memory, in
- *    batches of 1024 iovecs, in the same run.
+ *    batches of 1024 iovecs, in the same run, and of the same pages once
+ *    more (the kernel's first write to a page is what costs here), and
+ *    this machine's page fault.
  *
  *   bench-restore [--quick] [--reps N] [--baseline BUILD_DIR] [--only issue|demo|rollback]
  *
