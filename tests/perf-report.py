@@ -50,9 +50,9 @@ BENCHES = [
      "the pause step by step (issue 16)"),
     ("peer", "tests/bench-peer", ["--reps", "5"], ["--quick"], 1200,
      "streaming to a peer daemon on the same host"),
-    # 45 s a phase, not 75: 11 checkpoints of each target, 350 in all, enough
-    # for the medians and p99 (75 s: 2 more minutes of the report)
-    ("many", "tests/bench-many", ["--seconds", "45"], ["--quick"], 900,
+    # 30 s a phase, not 75: 7-8 checkpoints of each target, about 240 in all, enough
+    # for the medians and p99 (75 s: 2.5 more minutes of the report)
+    ("many", "tests/bench-many", ["--seconds", "30"], ["--quick"], 900,
      "32 processes tracked and checkpointed at once, locally and to a peer"),
     # --timeout 10: QEMU's default and xbzrle never converge on this guest; 60 s
     # each of their runs would be 6 of the report's 15 minutes (the others
