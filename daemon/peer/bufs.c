@@ -2,10 +2,11 @@
 #include "peer/bufs.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 
-#define HDR 64              /* the mapping's size, before the buffer (keeps it aligned) */
+#define HDR 64              /* the mapping's size and pool, before the buffer (keeps it aligned) */
 #define GRAIN (256u << 10)  /* mappings are multiples: frames of like sizes share buffers */
 #define MAX_FREE 64
 
@@ -14,21 +15,28 @@ struct peer_bufs {
 	size_t keep, kept; /* bytes of free mappings: at most, now */
 	uint8_t *free[MAX_FREE];
 	unsigned n;
+	size_t out;        /* buffers given out, not yet put back */
+	bool dying;        /* peer_bufs_free() called: the last put frees */
+};
+
+struct map_hdr {
+	size_t len;
+	struct peer_bufs *pool;
 };
 
 static size_t map_size(const uint8_t *m)
 {
-	return *(const size_t *)m;
+	return ((const struct map_hdr *)m)->len;
 }
 
-static uint8_t *map_buf(size_t size)
+static uint8_t *map_buf(struct peer_bufs *b, size_t size)
 {
 	size_t len = (size + HDR + GRAIN - 1) / GRAIN * GRAIN;
 	uint8_t *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
 	if (m == MAP_FAILED)
 		return NULL;
-	*(size_t *)m = len;
+	*(struct map_hdr *)m = (struct map_hdr){ len, b };
 	return m;
 }
 
@@ -61,13 +69,25 @@ void peer_bufs_drain(struct peer_bufs *b)
 		munmap(m[i], map_size(m[i]));
 }
 
+static void destroy(struct peer_bufs *b)
+{
+	pthread_mutex_destroy(&b->lock);
+	free(b);
+}
+
 void peer_bufs_free(struct peer_bufs *b)
 {
+	bool last;
+
 	if (!b)
 		return;
 	peer_bufs_drain(b);
-	pthread_mutex_destroy(&b->lock);
-	free(b);
+	pthread_mutex_lock(&b->lock);
+	b->dying = true;
+	last = b->out == 0;
+	pthread_mutex_unlock(&b->lock);
+	if (last)
+		destroy(b);
 }
 
 /* Under the lock: take the smallest free mapping that holds size, or NULL. */
@@ -94,28 +114,47 @@ uint8_t *peer_bufs_get(struct peer_bufs *b, size_t size)
 
 	pthread_mutex_lock(&b->lock);
 	m = take_fit(b, size);
+	if (m)
+		b->out++;
 	pthread_mutex_unlock(&b->lock);
+	if (m)
+		return m + HDR;
+	m = map_buf(b, size);
 	if (!m)
-		m = map_buf(size);
-	return m ? m + HDR : NULL;
+		return NULL;
+	pthread_mutex_lock(&b->lock);
+	b->out++;
+	pthread_mutex_unlock(&b->lock);
+	return m + HDR;
 }
 
 void peer_bufs_put(struct peer_bufs *b, uint8_t *buf)
 {
 	uint8_t *m;
 	size_t len;
+	bool last;
 
 	if (!buf)
 		return;
 	m = buf - HDR;
 	len = map_size(m);
 	pthread_mutex_lock(&b->lock);
-	if (b->n < MAX_FREE && b->kept + len <= b->keep) {
+	b->out--;
+	if (!b->dying && b->n < MAX_FREE && b->kept + len <= b->keep) {
 		b->free[b->n++] = m;
 		b->kept += len;
 		m = NULL;
 	}
+	last = b->dying && b->out == 0;
 	pthread_mutex_unlock(&b->lock);
 	if (m)
 		munmap(m, len);
+	if (last)
+		destroy(b);
+}
+
+void peer_bufs_release(uint8_t *buf)
+{
+	if (buf)
+		peer_bufs_put(((struct map_hdr *)(buf - HDR))->pool, buf);
 }

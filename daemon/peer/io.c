@@ -218,10 +218,17 @@ static void free_cleanup(const void *data, size_t len, void *extra)
 	free(extra);
 }
 
-int peer_evbuffer_add_in(struct evbuffer *out, uint8_t *mem, uint8_t *buf, size_t len)
+static void release_cleanup(const void *data, size_t len, void *extra)
 {
-	if (evbuffer_add_reference(out, buf, len, free_cleanup, mem) < 0) {
-		free(mem);
+	peer_bufs_release(extra);
+}
+
+int peer_evbuffer_add_in(struct evbuffer *out, uint8_t *mem, bool pooled, uint8_t *buf,
+			 size_t len)
+{
+	if (evbuffer_add_reference(out, buf, len, pooled ? release_cleanup : free_cleanup,
+				   mem) < 0) {
+		peer_frame_mem_free(mem, pooled);
 		return -ENOMEM;
 	}
 	return 0;
@@ -229,7 +236,15 @@ int peer_evbuffer_add_in(struct evbuffer *out, uint8_t *mem, uint8_t *buf, size_
 
 int peer_evbuffer_add(struct evbuffer *out, uint8_t *buf, size_t len)
 {
-	return peer_evbuffer_add_in(out, buf, buf, len);
+	return peer_evbuffer_add_in(out, buf, false, buf, len);
+}
+
+void peer_frame_mem_free(uint8_t *mem, bool pooled)
+{
+	if (pooled)
+		peer_bufs_release(mem);
+	else
+		free(mem);
 }
 
 static int resolve_unix(const char *path, struct sockaddr_storage *sa, socklen_t *len,

@@ -89,9 +89,12 @@ int peer_frame_around(uint16_t type, const ProtobufCMessage *m, uint8_t *mem, ui
 /* Write the tag over the frame's last FRAME_MAC_SIZE bytes (the next counter). */
 int peer_frame_seal(struct peer_mac *mac, uint8_t *buf, size_t len);
 /* Hand a built buffer to an evbuffer without copying; it is freed there
- * (mem, which holds buf). */
+ * (mem, which holds buf: malloc'ed, or from a struct peer_bufs when pooled). */
 int peer_evbuffer_add(struct evbuffer *out, uint8_t *buf, size_t len);
-int peer_evbuffer_add_in(struct evbuffer *out, uint8_t *mem, uint8_t *buf, size_t len);
+int peer_evbuffer_add_in(struct evbuffer *out, uint8_t *mem, bool pooled, uint8_t *buf,
+			 size_t len);
+/* free(mem), or back to its pool. */
+void peer_frame_mem_free(uint8_t *mem, bool pooled);
 
 /* "HOST:PORT", "[V6]:PORT", "HOST" (PEER_DEFAULT_PORT), or "unix:/PATH".
  * Resolves (blocking: not on the loop).  -EINVAL/-ENOENT with why. */

@@ -20,7 +20,8 @@ enum link_state {
 };
 
 struct qframe {
-	uint8_t *mem; /* malloc'ed: holds the frame */
+	uint8_t *mem; /* holds the frame: malloc'ed, or from the link's frames pool */
+	bool pooled;
 	uint8_t *buf; /* the frame */
 	size_t len;
 	struct qframe *next;
@@ -51,6 +52,7 @@ struct peer_link {
 	struct sockaddr_storage sa;
 	socklen_t sa_len;
 	struct qframe *q_head, *q_tail;
+	struct peer_bufs *frames; /* chunk frames, reused: a fresh ~1 MiB malloc faulted its pages in */
 	struct peer_mac tx_mac;
 	uint64_t sent, acked, window; /* this connection's authenticated bytes */
 	uint32_t slots;               /* delta cache slots granted */

@@ -161,16 +161,16 @@ static int reserve(struct peer_link *l, size_t size)
 	return r;
 }
 
-static int enqueue(struct peer_link *l, uint8_t *mem, uint8_t *buf, size_t len)
+static int enqueue(struct peer_link *l, uint8_t *mem, bool pooled, uint8_t *buf, size_t len)
 {
 	struct qframe *q = malloc(sizeof(*q));
 	int r;
 
 	if (!q) {
-		free(mem);
+		peer_frame_mem_free(mem, pooled);
 		return -ENOMEM;
 	}
-	*q = (struct qframe){ mem, buf, len, NULL };
+	*q = (struct qframe){ mem, pooled, buf, len, NULL };
 	pthread_mutex_lock(&l->lock);
 	r = l->state == LINK_READY ? peer_frame_seal(&l->tx_mac, buf, len) : link_error(l);
 	if (r == 0) {
@@ -183,7 +183,7 @@ static int enqueue(struct peer_link *l, uint8_t *mem, uint8_t *buf, size_t len)
 	}
 	pthread_mutex_unlock(&l->lock);
 	if (r < 0) {
-		free(mem);
+		peer_frame_mem_free(mem, pooled);
 		free(q);
 		return r;
 	}
@@ -205,7 +205,22 @@ int peer_link_send(struct peer_link *l, uint16_t type, const ProtobufCMessage *m
 		free(buf);
 		return r;
 	}
-	return enqueue(l, buf, buf, len);
+	return enqueue(l, buf, false, buf, len);
+}
+
+uint8_t *peer_link_frame_mem(struct peer_link *l, size_t size)
+{
+	return peer_bufs_get(l->frames, size);
+}
+
+void peer_link_frame_mem_free(struct peer_link *l, uint8_t *mem)
+{
+	peer_bufs_put(l->frames, mem);
+}
+
+void peer_link_frames_idle(struct peer_link *l)
+{
+	peer_bufs_drain(l->frames);
 }
 
 int peer_link_send_frame(struct peer_link *l, uint8_t *mem, uint8_t *buf, size_t len)
@@ -213,10 +228,10 @@ int peer_link_send_frame(struct peer_link *l, uint8_t *mem, uint8_t *buf, size_t
 	int r = reserve(l, len);
 
 	if (r < 0) {
-		free(mem);
+		peer_link_frame_mem_free(l, mem);
 		return r;
 	}
-	return enqueue(l, mem, buf, len);
+	return enqueue(l, mem, true, buf, len);
 }
 
 int peer_link_call(struct peer_link *l, uint16_t type, const ProtobufCMessage *m,

@@ -26,7 +26,7 @@ static void drop_queue(struct peer_link *l)
 
 	for (; q; q = next) {
 		next = q->next;
-		free(q->mem);
+		peer_frame_mem_free(q->mem, q->pooled);
 		free(q);
 	}
 	l->q_head = l->q_tail = NULL;
@@ -327,9 +327,10 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
 	for (; q; q = next) {
 		next = q->next;
 		if (l->bev)
-			peer_evbuffer_add_in(bufferevent_get_output(l->bev), q->mem, q->buf, q->len);
+			peer_evbuffer_add_in(bufferevent_get_output(l->bev), q->mem, q->pooled,
+					     q->buf, q->len);
 		else
-			free(q->mem);
+			peer_frame_mem_free(q->mem, q->pooled);
 		free(q);
 	}
 }
@@ -355,7 +356,9 @@ int peer_link_new(struct event_base *base, const struct peer_link_opts *o,
 	l->kick = event_new(base, -1, 0, on_kick, l);
 	if (o->cache_slots)
 		l->cache = pcache_new(o->cache_slots, o->cache_budget);
-	if (!l->addr || !l->key.bytes || !l->kick || (o->cache_slots && !l->cache)) {
+	/* the window's worth can be in flight, a little more queued */
+	l->frames = peer_bufs_new(o->window + (8u << 20));
+	if (!l->addr || !l->key.bytes || !l->kick || (o->cache_slots && !l->cache) || !l->frames) {
 		peer_link_free(l);
 		return -ENOMEM;
 	}
@@ -375,6 +378,7 @@ void peer_link_free(struct peer_link *l)
 	if (l->kick)
 		event_free(l->kick);
 	drop_queue(l);
+	peer_bufs_free(l->frames); /* the last frame libevent releases frees it */
 	peer_mac_free(&l->tx_mac);
 	peer_msg_free(l->reply);
 	pcache_free(l->cache);

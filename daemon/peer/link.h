@@ -54,8 +54,17 @@ int peer_link_up(struct peer_link *l, char *why, size_t why_len);
 int peer_link_send(struct peer_link *l, uint16_t type, const ProtobufCMessage *m,
 		   const uint8_t *tail, uint32_t tail_len);
 /* The same for a frame built in place (peer_frame_around): buf inside mem,
- * which is freed once sent.  The tag's room must be at the end. */
+ * from peer_link_frame_mem, which goes back to the link once sent.  The
+ * tag's room must be at the end. */
 int peer_link_send_frame(struct peer_link *l, uint8_t *mem, uint8_t *buf, size_t len);
+/* Room for a frame built in place, reused from earlier frames when one is
+ * free (a fresh mapping costs a page fault a page); NULL: out of memory.
+ * Give it back with peer_link_frame_mem_free when it is not sent.
+ * Thread-safe. */
+uint8_t *peer_link_frame_mem(struct peer_link *l, size_t size);
+void peer_link_frame_mem_free(struct peer_link *l, uint8_t *mem);
+/* No generation is being sent: unmap the free frames. */
+void peer_link_frames_idle(struct peer_link *l);
 /* Send and wait for the frame of reply_type (*reply: free with peer_msg_free). */
 int peer_link_call(struct peer_link *l, uint16_t type, const ProtobufCMessage *m,
 		   uint16_t reply_type, ProtobufCMessage **reply);

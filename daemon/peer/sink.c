@@ -147,7 +147,7 @@ static int encode_send(struct psink *s, struct pbuf *b, uint64_t seq, const uint
 {
 	Wpmig__Peer__Chunk m = WPMIG__PEER__CHUNK__INIT;
 	size_t room = codec_payload_bound((uint32_t)n);
-	uint8_t *mem = malloc(PEER_TAIL_OFF + room + FRAME_MAC_SIZE), *start;
+	uint8_t *mem = peer_link_frame_mem(s->l, PEER_TAIL_OFF + room + FRAME_MAC_SIZE), *start;
 	size_t len;
 	int r;
 
@@ -171,7 +171,7 @@ static int encode_send(struct psink *s, struct pbuf *b, uint64_t seq, const uint
 	if (r == 0)
 		r = peer_frame_around(PEER_CHUNK, &m.base, mem, b->enc.payload_len, true, &start, &len);
 	if (r < 0) {
-		free(mem);
+		peer_link_frame_mem_free(s->l, mem);
 		return r;
 	}
 	return peer_link_send_frame(s->l, mem, start, len);
@@ -363,6 +363,9 @@ static void psink_free(struct psink *s)
 		next = b->next;
 		pbuf_free(b);
 	}
+	/* the generation's frames are written: idle, the link holds no memory */
+	if (s->l)
+		peer_link_frames_idle(s->l);
 	pthread_mutex_destroy(&s->lock);
 	pthread_mutex_destroy(&s->section_lock);
 	free(s);
