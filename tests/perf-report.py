@@ -249,7 +249,7 @@ class Run:
             path = os.path.join(self.build, prog)
             if not os.access(path, os.X_OK):
                 self.ran.append((name, what, "not in this build", 0))
-                self.placeholders(name, f"to fill: {prog} is not in this build yet")
+                self.placeholders(name, f"to fill: {prog} is not in this build")
                 continue
             argv = [path] + (quick if self.args.quick else self.sizes(full))
             print(f"== {name}: {' '.join(argv)}", flush=True)
