@@ -43,18 +43,6 @@ struct rres {
 	uint64_t pages, differing, since;
 };
 
-static double jdbl(json_object *o, const char *k)
-{
-	json_object *v;
-	return o && json_object_object_get_ex(o, k, &v) ? json_object_get_double(v) : 0;
-}
-
-static uint64_t ju64(json_object *o, const char *k)
-{
-	json_object *v;
-	return o && json_object_object_get_ex(o, k, &v) ? json_object_get_uint64(v) : 0;
-}
-
 static int checkpoint(struct wpmigd *d, pid_t pid, const char *set, uint64_t *gen)
 {
 	char p[16], *out = NULL;

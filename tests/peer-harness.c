@@ -186,12 +186,6 @@ int free_port(void)
 	return port;
 }
 
-static uint64_t ju64(json_object *o, const char *k)
-{
-	json_object *v;
-	return o && json_object_object_get_ex(o, k, &v) ? json_object_get_uint64(v) : 0;
-}
-
 int pd_checkpoint(struct pd *src, pid_t pid, const char *peer, const char *set,
 		  bool leave_stopped, const char *more, struct ckres *res)
 {

@@ -44,18 +44,6 @@ struct ckpt {
 	char err[512];
 };
 
-static uint64_t ju64(json_object *o, const char *key)
-{
-	json_object *v;
-	return o && json_object_object_get_ex(o, key, &v) ? json_object_get_uint64(v) : 0;
-}
-
-static double jdbl(json_object *o, const char *key)
-{
-	json_object *v;
-	return o && json_object_object_get_ex(o, key, &v) ? json_object_get_double(v) : 0;
-}
-
 /* checkpoint PID --set SET [--leave-stopped], parsed from --json. */
 static struct ckpt checkpoint(struct wpmigd *d, pid_t pid, const char *set, bool stop)
 {

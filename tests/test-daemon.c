@@ -51,12 +51,6 @@ static const char *jstr(json_object *o, const char *key)
 	return o && json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : "";
 }
 
-static uint64_t ju64(json_object *o, const char *key)
-{
-	json_object *v;
-	return o && json_object_object_get_ex(o, key, &v) ? json_object_get_uint64(v) : 0;
-}
-
 static void start_wl(struct wl *w)
 {
 	int r = wl_start(w, wl_args);

@@ -41,11 +41,6 @@ static json_object *jget(json_object *o, const char *key)
 	return o && json_object_object_get_ex(o, key, &v) ? v : NULL;
 }
 
-static uint64_t ju64(json_object *o, const char *key)
-{
-	return json_object_get_uint64(jget(o, key));
-}
-
 /* Generation n (from 1) of the first set of an `images` --json answer. */
 static json_object *jgen(json_object *root, size_t n)
 {

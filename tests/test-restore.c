@@ -168,18 +168,6 @@ struct res {
 	char err[1024];
 };
 
-static uint64_t ju64(json_object *o, const char *key)
-{
-	json_object *v;
-	return o && json_object_object_get_ex(o, key, &v) ? json_object_get_uint64(v) : 0;
-}
-
-static double jdbl(json_object *o, const char *key)
-{
-	json_object *v;
-	return o && json_object_object_get_ex(o, key, &v) ? json_object_get_double(v) : 0;
-}
-
 static struct res ctl_json(struct wpmigd *d, const char *const *args)
 {
 	const char *argv[16] = { "--json" };

@@ -352,3 +352,17 @@ void require_tracking(void)
 		if (!res[i].ok)
 			SKIP("kernel feature %s missing: %s", res[i].name, res[i].detail);
 }
+
+uint64_t ju64(json_object *o, const char *key)
+{
+	json_object *v;
+
+	return o && json_object_object_get_ex(o, key, &v) ? json_object_get_uint64(v) : 0;
+}
+
+double jdbl(json_object *o, const char *key)
+{
+	json_object *v;
+
+	return o && json_object_object_get_ex(o, key, &v) ? json_object_get_double(v) : 0;
+}

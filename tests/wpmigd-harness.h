@@ -2,6 +2,7 @@
 /* A private wpmigd (own socket, state dir, config, log) and wpmig-ctl runs. */
 #pragma once
 
+#include <json-c/json.h>
 #include <stdbool.h>
 #include <sys/types.h>
 
@@ -77,3 +78,7 @@ int run_subtests(int argc, char **argv, const struct subtest *t, size_t n);
 /* Exit 77 when this kernel or user cannot track (probe table). */
 void require_tracking(void);
 char *xstrdup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* A member of a wpmig-ctl --json answer; 0 when o or the member is absent. */
+uint64_t ju64(json_object *o, const char *key);
+double jdbl(json_object *o, const char *key);
