@@ -1,8 +1,14 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
-/* The decoded image of a restore, shared by restore-image.c and restore.c. */
+/* The decoded image of a restore and restore.c's state, shared by restore.c,
+ * restore-image.c and restore-write.c. */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "basic/ranges.h"
 
 #include "track/restore.h"
 
@@ -29,3 +35,36 @@ size_t ri_find(const struct restore_image *ri, uint64_t addr);
 /* The image's page at addr: its bytes, or NULL for a zero page (or one no
  * piece covers).  *hint: a piece index to try first, updated. */
 const uint8_t *ri_page(const struct restore_image *ri, uint64_t addr, size_t *hint);
+
+/* ---- restore.c's state, shared with restore-write.c ---- */
+
+#define IOV_BATCH 1024
+#define STEP (4ULL << 20) /* bytes read per call while comparing */
+
+struct tracker;
+
+struct rst {
+	struct tracker *t;
+	pid_t pid;
+	const struct restore_image *ri;
+	const struct restore_opts *o;
+	struct restore_stats *st;
+	struct range_set taken;      /* what our passes took from the tracker */
+	struct range_set diff;       /* pages found different while it ran */
+	struct range_set unreadable; /* pages the comparison could not read */
+	uint8_t *buf;                /* STEP bytes */
+	struct iovec rv[IOV_BATCH];  /* remote side of a read */
+	size_t hint;                 /* ri_page's */
+	uint64_t done;               /* pages compared or skipped: progress */
+	bool touched;                /* the first write was issued */
+	int *wfd;                    /* per image region: its backing file for writing, or -1 */
+	char *why;
+	size_t why_len;
+};
+
+/* Before the freeze: the kernel reads the image's pages of set once
+ * (restore-write.c says why).  Best effort, changes nothing of the process. */
+void restore_warm(struct rst *x, const struct range_set *set);
+/* Frozen: every page of c from the image into the process; 0 or -errno
+ * (x->touched: something was written). */
+int restore_write(struct rst *x, const struct range_set *c);

@@ -22,11 +22,6 @@
 #include "basic/util.h"
 #include "track/freeze.h"
 
-#define IOV_BATCH 1024
-#define STEP (4ULL << 20) /* bytes read per call while comparing */
-#define ZEROS_LEN (64U << 10)
-
-static const uint8_t zeros[ZEROS_LEN];
 
 static bool page_zero(const uint8_t *p)
 {
@@ -38,24 +33,6 @@ static bool page_zero(const uint8_t *p)
 	return true;
 }
 
-struct rst {
-	struct tracker *t;
-	pid_t pid;
-	const struct restore_image *ri;
-	const struct restore_opts *o;
-	struct restore_stats *st;
-	struct range_set taken;      /* what our passes took from the tracker */
-	struct range_set diff;       /* pages found different while it ran */
-	struct range_set unreadable; /* pages the comparison could not read */
-	uint8_t *buf;                /* STEP bytes */
-	struct iovec rv[IOV_BATCH];  /* remote side of a read */
-	size_t hint;                 /* ri_page's */
-	uint64_t done;               /* pages compared or skipped: progress */
-	bool touched;                /* the first write was issued */
-	int *wfd;                    /* per image region: its backing file for writing, or -1 */
-	char *why;
-	size_t why_len;
-};
 
 static int note_pass(struct range_set *set, const struct pass *p)
 {
@@ -378,140 +355,6 @@ static int compare(struct rst *x, const struct pass *live)
 	return r;
 }
 
-/* ---- writing back, frozen ---- */
-
-/* A run of at most this many pages needs at most as many local iovecs:
- * it always fits an empty batch. */
-#define RUN_PAGES 256
-
-struct wbatch {
-	struct iovec l[IOV_BATCH], rv[IOV_BATCH];
-	size_t nl, nr;
-	uint64_t bytes;
-};
-
-/* Local iovecs for the image's content of [a, e): data runs and zeros. */
-static void add_content(struct rst *x, struct wbatch *b, uint64_t a, uint64_t e)
-{
-	while (a < e) {
-		const uint8_t *p = ri_page(x->ri, a, &x->hint);
-		uint64_t len = PAGE_SIZE_4K;
-
-		while (a + len < e && (p || len < ZEROS_LEN)) {
-			const uint8_t *q = ri_page(x->ri, a + len, &x->hint);
-
-			if (p ? q != p + len : q != NULL)
-				break;
-			len += PAGE_SIZE_4K;
-		}
-		b->l[b->nl++] = (struct iovec){ (void *)(p ? p : zeros), len };
-		b->bytes += len;
-		a += len;
-	}
-}
-
-static int vm_flush(struct rst *x, struct wbatch *b)
-{
-	ssize_t n;
-
-	if (!b->nr)
-		return 0;
-	x->touched = true;
-	n = process_vm_writev(x->pid, b->l, b->nl, b->rv, b->nr, 0);
-	x->st->write_calls++;
-	if (n < 0)
-		return -errno;
-	if ((uint64_t)n != b->bytes)
-		return -EFAULT;
-	b->nl = b->nr = 0;
-	b->bytes = 0;
-	return 0;
-}
-
-/* The pages of set in a private mapping: process_vm_writev, in batches of
- * up to 1024 remote and 1024 local iovecs. */
-static int write_vm(struct rst *x, struct wbatch *b, const struct range_set *set)
-{
-	int r = 0;
-
-	for (size_t i = 0; r == 0 && i < set->n; i++)
-		for (uint64_t a = set->r[i].start; r == 0 && a < set->r[i].end;) {
-			uint64_t e = MIN(set->r[i].end, a + RUN_PAGES * PAGE_SIZE_4K);
-
-			if (b->nr == IOV_BATCH || b->nl + (e - a) / PAGE_SIZE_4K > IOV_BATCH)
-				r = vm_flush(x, b);
-			if (r < 0)
-				break;
-			b->rv[b->nr++] = (struct iovec){ (void *)a, e - a };
-			add_content(x, b, a, e);
-			a = e;
-		}
-	return r;
-}
-
-/* The pages of set in a shared mapping: pwritev to its backing file.
- * -EINVAL before anything was written: the file takes no writes
- * (hugetlbfs); the caller goes through the process instead. */
-static int write_file(struct rst *x, struct wbatch *b, int fd, const struct pass_region *reg,
-		      const struct range_set *set)
-{
-	bool wrote = false;
-	int r = 0;
-
-	for (size_t i = 0; r == 0 && i < set->n; i++)
-		for (uint64_t a = set->r[i].start; r == 0 && a < set->r[i].end;) {
-			uint64_t e = MIN(set->r[i].end, a + RUN_PAGES * PAGE_SIZE_4K);
-			off_t off = (off_t)(reg->pgoff * PAGE_SIZE_4K + (a - reg->start));
-			ssize_t n;
-
-			b->nl = 0;
-			b->bytes = 0;
-			add_content(x, b, a, e);
-			n = pwritev(fd, b->l, (int)b->nl, off);
-			x->st->write_calls++;
-			if (n < 0 && !wrote && (errno == EINVAL || errno == EBADF || errno == EPERM))
-				return -EINVAL; /* not one byte of it written */
-			x->touched = wrote = true;
-			if (n < 0)
-				r = -errno;
-			else if ((uint64_t)n != b->bytes)
-				r = -EIO;
-			a = e;
-		}
-	b->nl = 0;
-	b->bytes = 0;
-	return r;
-}
-
-/* Every page of c, region by region. */
-static int write_back(struct rst *x, const struct range_set *c)
-{
-	struct wbatch *b = calloc(1, sizeof(*b));
-	int r = b ? 0 : -ENOMEM;
-
-	for (size_t i = 0; r == 0 && i < x->ri->n_regions; i++) {
-		const struct pass_region *reg = &x->ri->regions[i];
-		struct range_set part = { 0 };
-		int fd = x->wfd[i];
-
-		r = range_set_clip(c, reg->start, reg->end, &part);
-		if (r == 0 && fd >= 0 && part.n) {
-			r = vm_flush(x, b); /* keep the order of the writes simple */
-			if (r == 0)
-				r = write_file(x, b, fd, reg, &part);
-			if (r == -EINVAL)
-				r = write_vm(x, b, &part);
-		} else if (r == 0) {
-			r = write_vm(x, b, &part);
-		}
-		range_set_free(&part);
-	}
-	if (r == 0)
-		r = vm_flush(x, b);
-	free(b);
-	return r;
-}
-
 /* ---- the freeze ---- */
 
 /* From here a dying daemon must take the process with it rather than leave
@@ -578,7 +421,7 @@ static int frozen(struct rst *x, struct range_set *c)
 		r = exit_kill(&f);
 	t = now_ns();
 	if (r == 0) {
-		r = write_back(x, c);
+		r = restore_write(x, c);
 		if (r < 0)
 			snprintf(x->why, x->why_len, "writing back the memory of process %d failed "
 				 "part-way: %s", (int)x->pid, strerror(-r));
@@ -646,6 +489,8 @@ int restore_process(struct tracker *t, const struct restore_image *ri,
 		r = open_writers(&x, &live);
 	if (r == 0)
 		r = compare(&x, &live);
+	if (r == 0)
+		restore_warm(&x, &x.diff);
 	st->compare_ns = now_ns() - t0;
 	if (r == 0)
 		r = frozen(&x, &c);
