@@ -2,13 +2,14 @@
 /*
  * Restore's write-back (restore.c calls it frozen): the pages to put back
  * go by process_vm_writev to a private mapping and pwritev to a shared
- * one's file, straight from the decoded image; and, before the freeze, a
- * pass that makes the kernel read those image pages once so the frozen
- * copy does not pay for it.
+ * one's file, straight from the decoded image, split over two threads when
+ * there are many; and, before the freeze, a pass that makes the kernel
+ * read those image pages once so the frozen copy does not pay for it.
  */
 #include "restore-internal.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -159,7 +160,7 @@ void restore_warm(struct rst *x, const struct range_set *set)
 }
 
 /* Every page of c, region by region. */
-int restore_write(struct rst *x, const struct range_set *c)
+static int write_back(struct rst *x, const struct range_set *c)
 {
 	struct wbatch *b = calloc(1, sizeof(*b));
 	int r = b ? 0 : -ENOMEM;
@@ -184,5 +185,78 @@ int restore_write(struct rst *x, const struct range_set *c)
 	if (r == 0)
 		r = vm_flush(x, b);
 	free(b);
+	return r;
+}
+
+/* Below this many pages one thread writes everything: a second one costs
+ * more to start than it saves. */
+#define SPLIT_PAGES 512
+
+struct half {
+	struct rst x; /* a copy of the caller's, with its own hint and stats */
+	struct restore_stats st;
+	struct range_set c;
+	int r;
+};
+
+static void *write_half(void *p)
+{
+	struct half *h = p;
+
+	h->r = write_back(&h->x, &h->c);
+	return NULL;
+}
+
+/* The address below which lie half of c's pages. */
+static uint64_t middle(const struct range_set *c)
+{
+	uint64_t left = range_set_bytes(c) / PAGE_SIZE_4K / 2 * PAGE_SIZE_4K;
+
+	for (size_t i = 0; i < c->n; i++) {
+		uint64_t len = c->r[i].end - c->r[i].start;
+
+		if (left < len)
+			return c->r[i].start + left;
+		left -= len;
+	}
+	return UINT64_MAX;
+}
+
+/* write_back, the upper half of the pages by a second thread: while the
+ * process is frozen it uses no CPU, and the kernel's copies into it run
+ * on both (docs/restore.md).  One thread when there is one CPU, few pages,
+ * or no thread can be started. */
+int restore_write(struct rst *x, const struct range_set *c)
+{
+	struct range_set lo = { 0 };
+	struct half *h;
+	pthread_t th;
+	uint64_t mid;
+	int r;
+
+	if (range_set_bytes(c) / PAGE_SIZE_4K < SPLIT_PAGES || sysconf(_SC_NPROCESSORS_ONLN) < 2)
+		return write_back(x, c);
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return write_back(x, c);
+	h->x = *x;
+	h->x.st = &h->st;
+	mid = middle(c);
+	r = range_set_clip(c, mid, UINT64_MAX, &h->c);
+	if (r == 0)
+		r = range_set_clip(c, 0, mid, &lo);
+	if (r == 0 && pthread_create(&th, NULL, write_half, h) == 0) {
+		r = write_back(x, &lo);
+		pthread_join(th, NULL);
+		x->touched |= h->x.touched;
+		x->st->write_calls += h->st.write_calls;
+		if (r == 0)
+			r = h->r;
+	} else {
+		r = write_back(x, c); /* no memory or no thread: all here */
+	}
+	range_set_free(&lo);
+	range_set_free(&h->c);
+	free(h);
 	return r;
 }
