@@ -13,9 +13,11 @@
  *    process rolled back one generation where 658 pages differ;
  *  - the write-back rate while frozen, against process_vm_writev of as
  *    many scattered pages into another process's populated memory, in
- *    batches of 1024 iovecs, in the same run, and of the same pages once
- *    more (the kernel's first write to a page is what costs here), and
- *    this machine's page fault.
+ *    batches of 1024 iovecs, in the same run, of the same pages once more,
+ *    and of the same source into as many other pages of that process
+ *    (what costs is the kernel's first read of the daemon's source pages,
+ *    not the target's: restore-write.c reads them once before the
+ *    freeze), and this machine's page fault.
  *
  *   bench-restore [--quick] [--reps N] [--baseline BUILD_DIR] [--only issue|demo|rollback]
  *
@@ -40,6 +42,7 @@
 
 struct rres {
 	double pause_ms, duration_ms, write_ms, prepare_ms;
+	double freeze_ms, scan_ms, threads_ms, thaw_ms; /* the rest of the pause */
 	uint64_t pages, differing, since;
 };
 
@@ -76,9 +79,12 @@ static int restore(struct wpmigd *d, pid_t pid, const char *set, uint64_t gen, s
 		return -EIO;
 	}
 	o = json_tokener_parse(out);
-	*r = (struct rres){ jdbl(o, "pause_ms"), jdbl(o, "duration_ms"), jdbl(o, "write_ms"),
-			    jdbl(o, "prepare_ms"), ju64(o, "pages"), ju64(o, "pages_differing"),
-			    ju64(o, "pages_written_since") };
+	*r = (struct rres){ .pause_ms = jdbl(o, "pause_ms"), .duration_ms = jdbl(o, "duration_ms"),
+			    .write_ms = jdbl(o, "write_ms"), .prepare_ms = jdbl(o, "prepare_ms"),
+			    .freeze_ms = jdbl(o, "freeze_ms"), .scan_ms = jdbl(o, "scan_ms"),
+			    .threads_ms = jdbl(o, "threads_ms"), .thaw_ms = jdbl(o, "thaw_ms"),
+			    .pages = ju64(o, "pages"), .differing = ju64(o, "pages_differing"),
+			    .since = ju64(o, "pages_written_since") };
 	json_object_put(o);
 	free(out);
 	free(err);
@@ -93,7 +99,7 @@ static int restore(struct wpmigd *d, pid_t pid, const char *set, uint64_t gen, s
  * less: how much less is the machine's, see docs/restore.md).  GB/s.
  */
 struct ref {
-	double first_gbs, again_gbs;
+	double first_gbs, again_gbs, other_gbs;
 };
 
 static double writev_pages(pid_t pid, uint8_t *src, uint8_t *base, uint64_t n, uint64_t stride,
@@ -116,7 +122,9 @@ static double writev_pages(pid_t pid, uint8_t *src, uint8_t *base, uint64_t n, u
 
 static struct ref writev_reference(uint64_t n, uint64_t stride)
 {
-	uint64_t len = n * stride * 4096;
+	/* Two sets of pages: the second between the first's, or after them. */
+	uint64_t other = stride > 1 ? 4096 : n * 4096;
+	uint64_t len = n * stride * 4096 + (stride > 1 ? 0 : other);
 	uint8_t *src = malloc(n * 4096), *base = NULL;
 	struct iovec *l = calloc(1024, sizeof(*l)), *r = calloc(1024, sizeof(*r));
 	struct ref res = { 0 };
@@ -140,6 +148,7 @@ static struct ref writev_reference(uint64_t n, uint64_t stride)
 	if (read(fds[0], &base, sizeof(base)) == sizeof(base) && base != MAP_FAILED) {
 		res.first_gbs = writev_pages(pid, src, base, n, stride, l, r);
 		res.again_gbs = writev_pages(pid, src, base, n, stride, l, r);
+		res.other_gbs = writev_pages(pid, src, base + other, n, stride, l, r);
 	}
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
@@ -173,7 +182,7 @@ static double fault_us(void)
 struct scen {
 	const char *name;
 	double goal_ms;
-	double pause[32], write_gbs[32], ref_gbs[32], again_gbs[32], duration[32];
+	double pause[32], write_gbs[32], ref_gbs[32], again_gbs[32], other_gbs[32], duration[32];
 	uint64_t pages;
 	int n;
 };
@@ -184,7 +193,7 @@ static void report(struct scen *s, bool judge)
 		return;
 	double p = median(s->pause, s->n), lo = s->pause[0], hi = s->pause[s->n - 1];
 	double w = median(s->write_gbs, s->n), ref = median(s->ref_gbs, s->n);
-	double again = median(s->again_gbs, s->n);
+	double again = median(s->again_gbs, s->n), other = median(s->other_gbs, s->n);
 	double dur = median(s->duration, s->n);
 
 	printf("  %-34s pause %7.2f ms (min %.2f, max %.2f)", s->name, p, lo, hi);
@@ -194,9 +203,11 @@ static void report(struct scen *s, bool judge)
 	       dur);
 	if (s->pages >= 64)
 		printf("; write-back %.2f GB/s = %.2f us/page, ref process_vm_writev %.2f GB/s "
-		       "= %.2f us/page (%.2fx), the same pages again %.2f us/page",
+		       "= %.2f us/page (%.2fx), the same pages again %.2f us/page, "
+		       "other pages from the same source %.2f us/page",
 		       w, w > 0 ? 4.096 / w : 0, ref, ref > 0 ? 4.096 / ref : 0,
-		       ref > 0 ? w / ref : 0, again > 0 ? 4.096 / again : 0);
+		       ref > 0 ? w / ref : 0, again > 0 ? 4.096 / again : 0,
+		       other > 0 ? 4.096 / other : 0);
 	printf("\n");
 }
 
@@ -209,12 +220,14 @@ static void add(struct scen *s, const struct rres *r, uint64_t stride)
 
 	s->ref_gbs[s->n] = ref.first_gbs;
 	s->again_gbs[s->n] = ref.again_gbs;
+	s->other_gbs[s->n] = ref.other_gbs;
 	s->pages = r->pages;
 	s->n++;
 	printf("    run %d: pause %.2f ms, %llu pages (%llu differed, %llu written since), "
-	       "write %.2f ms, prepare %.0f ms\n", s->n, r->pause_ms, (unsigned long long)r->pages,
-	       (unsigned long long)r->differing, (unsigned long long)r->since, r->write_ms,
-	       r->prepare_ms);
+	       "write %.2f ms (freeze %.2f, scan %.2f, threads %.2f, thaw %.2f), prepare %.0f ms\n",
+	       s->n, r->pause_ms, (unsigned long long)r->pages, (unsigned long long)r->differing,
+	       (unsigned long long)r->since, r->write_ms, r->freeze_ms, r->scan_ms, r->threads_ms,
+	       r->thaw_ms, r->prepare_ms);
 }
 
 static int start(struct wpmigd *d, struct wl *w, const char *const *args)
