@@ -45,6 +45,10 @@ static int show_checkpoint(struct ctl *c, const Wpmig__Response *resp)
 	       "%" PRIu64 " passes, %u threads%s\n", r->pause_ms, r->freeze_ms, r->scan_ms,
 	       r->copy_ms, r->thaw_ms, r->duration_ms, r->passes, r->threads,
 	       r->parent ? "" : " (full generation)");
+	if (r->settle_threads)
+		printf("waited %.2f ms before the freeze for %u thread(s) that had just woken up "
+		       "(their first run may stall; not in the pause)\n", r->settle_ms,
+		       r->settle_threads);
 	if (c->passes)
 		print_passes(r->pass_rows, r->n_pass_rows);
 	return EXIT_OK;

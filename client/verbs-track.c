@@ -91,10 +91,10 @@ static void print_session(const Wpmig__SessionInfo *s)
 	if (s->set[0])
 		printf("  image set %s, generation %" PRIu64 "\n", s->set, s->generation);
 	if (s->last_pause && s->last_pause->pause_ms > 0)
-		printf("  last pause %.2f ms (freeze %.2f, scan %.2f, copy %.2f, thaw %.2f), "
-		       "longest %.2f ms\n", s->last_pause->pause_ms, s->last_pause->freeze_ms,
-		       s->last_pause->scan_ms, s->last_pause->copy_ms, s->last_pause->thaw_ms,
-		       s->max_pause_ms);
+		printf("  last pause %.2f ms (freeze %.2f, scan %.2f, copy %.2f, thaw %.2f; "
+		       "settle before it %.2f), longest %.2f ms\n", s->last_pause->pause_ms,
+		       s->last_pause->freeze_ms, s->last_pause->scan_ms, s->last_pause->copy_ms,
+		       s->last_pause->thaw_ms, s->last_pause->settle_ms, s->max_pause_ms);
 	if (s->link && s->link->peer[0])
 		printf("  peer %s: %s, sent %" PRIu64 ", acked %" PRIu64 ", %.1f MB/s, ratio %.2f\n",
 		       s->link->peer, s->link->state, s->link->bytes_sent, s->link->bytes_acked,

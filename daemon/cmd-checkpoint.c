@@ -162,7 +162,7 @@ static int ckpt_run(struct job *j, void *userdata)
 {
 	struct ckpt_job *c = userdata;
 	struct checkpoint_opts o = { .leave_stopped = c->leave_stopped, .progress = on_progress,
-				     .ud = c };
+				     .ud = c, .settle_max_ms = c->d->cfg.freeze_settle_ms };
 	struct pipeline *pl;
 	struct sink *sink;
 	uint64_t gen;
@@ -239,6 +239,8 @@ static void reply(struct ckpt_job *c)
 	cr.copy_ms = cr.final_copy_ms;
 	cr.thaw_ms = ns_to_ms(res->thaw_ns);
 	cr.release_wait_ms = ns_to_ms(res->release_wait_ns);
+	cr.settle_ms = ns_to_ms(res->settle_ns);
+	cr.settle_threads = res->settle_threads;
 	cr.threads = res->threads;
 	cr.peer = c->peer ? c->peer : (char *)"";
 	for (uint32_t i = 0; i < res->n_pass_rows; i++) {
@@ -262,6 +264,7 @@ static void note_pause(struct session *s, const struct checkpoint_result *res)
 	p->scan_ms = ns_to_ms(res->final_scan_ns);
 	p->copy_ms = ns_to_ms(res->final_copy_ns);
 	p->thaw_ms = ns_to_ms(res->thaw_ns);
+	p->settle_ms = ns_to_ms(res->settle_ns);
 	s->max_pause_ms = MAX(s->max_pause_ms, p->pause_ms);
 }
 
@@ -286,6 +289,11 @@ static void ckpt_done(struct job *j, int r, void *userdata)
 			 (unsigned long long)c->res.pages, (unsigned long long)c->res.bytes,
 			 s->last_pause.pause_ms, s->last_pause.freeze_ms, s->last_pause.scan_ms,
 			 s->last_pause.copy_ms, s->last_pause.thaw_ms);
+		if (c->res.settle_threads)
+			log_debug("pid %d: waited %.2f ms before the freeze for %u thread(s) that woke "
+				  "since the last live pass to sleep again%s", (int)s->pid,
+				  ns_to_ms(c->res.settle_ns), c->res.settle_threads,
+				  c->res.settle_timed_out ? " (freeze_settle_ms reached)" : "");
 		if (c->res.freeze_threads_exited)
 			log_debug("pid %d: frozen in %u walks of its threads; %u threads exited "
 				  "meanwhile", (int)s->pid, c->res.freeze_walks,

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 #include "config.h"
 
+#include "pipeline/checkpoint.h"
 #include "pipeline/codec.h"
 
 #include <errno.h>
@@ -43,6 +44,7 @@ void config_init(struct config *c)
 		.peer_timeout = 60,
 		.peer_max_connections = 64, /* max_sessions: every session of one source */
 		.stop_timeout = 20,
+		.freeze_settle_ms = FREEZE_SETTLE_MS_DEFAULT,
 	};
 }
 
@@ -111,6 +113,7 @@ static const struct key_def keys[] = {
 	  .off = offsetof(struct config, peer_verify_pages) },
 	KEY(max_bandwidth, K_SIZE, .lo = 0, .hi = UINT64_MAX),
 	KEY(stop_timeout, K_UINT, .lo = 1, .hi = 3600),
+	KEY(freeze_settle_ms, K_UINT, .lo = 0, .hi = 1000),
 };
 #undef KEY
 _Static_assert(ARRAY_SIZE(keys) <= 24, "load_ctx.seen is too small");
@@ -389,6 +392,7 @@ void config_reload_apply(struct config *cur, struct config *n)
 	cur->peer_verify_pages = n->peer_verify_pages;
 	cur->max_bandwidth = n->max_bandwidth;
 	cur->stop_timeout = n->stop_timeout;
+	cur->freeze_settle_ms = n->freeze_settle_ms;
 	cur->from_file |= n->from_file;
 	if (cur->peer_max_connections != n->peer_max_connections)
 		log_warning("peer_max_connections changes only on restart");

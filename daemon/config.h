@@ -42,6 +42,7 @@ struct config {
 	bool peer_verify_pages;   /* receiver: decode every page on arrival */
 	uint64_t max_bandwidth;   /* bytes per second a source sends; 0: unlimited */
 	unsigned stop_timeout;    /* seconds a stop may take before we exit anyway */
+	unsigned freeze_settle_ms; /* checkpoint: wait for woken threads before a freeze; 0: no */
 	bool from_file;           /* a config file was read (not only defaults) */
 };
 

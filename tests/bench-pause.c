@@ -9,7 +9,8 @@
  * thaw); the final scan, the part of the pause that must be there, is the
  * same-run reference.  Beside them, not part of the pause: how long the
  * daemon's thread waited for a CPU after releasing the last thread (the
- * released target may run on it first).  Goal (design brief, issue 16): p99 <= 2 ms and max
+ * released target may run on it first), and the wait before the freeze for
+ * threads that had just woken up (track/settle.h).  Goal (design brief, issue 16): p99 <= 2 ms and max
  * <= 5 ms on a quiet 2-core machine.
  *
  * Scenarios (all by default, or name some):
@@ -65,13 +66,14 @@ static const struct scenario scenarios[] = {
 	  "process", 3, 4, true },
 };
 
-/* The steps of the pause, then what follows it: the daemon's thread waiting
- * for a CPU after the release (a daemon without release_wait_ms: NAN). */
-enum { ST_PAUSE, ST_FREEZE, ST_SCAN, ST_COPY, ST_THAW, ST_WAIT, ST_N };
+/* The steps of the pause, then what is around it: the daemon's thread waiting
+ * for a CPU after the release, and the wait before the freeze for threads
+ * that had just woken up (a daemon without those fields: NAN). */
+enum { ST_PAUSE, ST_FREEZE, ST_SCAN, ST_COPY, ST_THAW, ST_WAIT, ST_SETTLE, ST_N };
 static const char *const step_key[ST_N] = { "pause_ms", "freeze_ms", "scan_ms", "copy_ms",
-					    "thaw_ms", "release_wait_ms" };
+					    "thaw_ms", "release_wait_ms", "settle_ms" };
 static const char *const step_name[ST_N] = { "pause", "  freeze", "  final scan", "  copy-out",
-					     "  thaw", "(after: wait)" };
+					     "  thaw", "(after: wait)", "(before: settle)" };
 
 struct target {
 	pid_t pid;
@@ -198,7 +200,7 @@ static double pct(const double *v, int n, int p)
 static void print_dist(const char *name, double *v, int n)
 {
 	qsort(v, (size_t)n, sizeof(*v), bench_cmp_double);
-	printf("  %-14s median %7.2f  p90 %7.2f  p99 %7.2f  max %7.2f ms\n", name,
+	printf("  %-16s median %7.2f  p90 %7.2f  p99 %7.2f  max %7.2f ms\n", name,
 	       pct(v, n, 50), pct(v, n, 90), pct(v, n, 99), v[n - 1]);
 }
 
@@ -240,8 +242,9 @@ static int run_scenario(const struct opts *o, const struct scenario *sc, struct 
 		final_pages_max = MAX(final_pages_max, pages);
 		if (r == 0 && o->verbose)
 			printf("    %3d: pause %6.2f  freeze %6.2f  scan %6.2f  copy %6.2f  thaw %6.2f"
-			       "  (wait %6.2f)  final pages %llu\n", i + 1, one[0], one[1], one[2],
-			       one[3], one[4], one[5], (unsigned long long)pages);
+			       "  (wait %6.2f, settle %6.2f)  final pages %llu\n", i + 1, one[0],
+			       one[1], one[2], one[3], one[4], one[5], one[6],
+			       (unsigned long long)pages);
 	}
 	load_stop(load);
 	if (t.in && fputs("quit\n", t.in) >= 0)

@@ -8,6 +8,7 @@
 #include "basic/util.h"
 #include "pipeline/passes.h"
 #include "track/freeze.h"
+#include "track/settle.h"
 #include "track/threads.h"
 
 struct run {
@@ -19,6 +20,7 @@ struct run {
 	struct range_set taken; /* everything this generation collected */
 	struct pass_row spare_row; /* rows past PASSES_MAX land here */
 	struct thread_states threads; /* at the frozen pass */
+	struct settle settle; /* the threads' states before the last live pass */
 	char phase[32];
 	char *why;
 	size_t why_len;
@@ -115,7 +117,10 @@ static int live_passes(struct run *run, uint64_t *seq, struct held *held)
 	for (unsigned i = 0; i < max; i++) {
 		struct pipeline_stats st = { 0 };
 		struct pass p;
-		int r = tracker_pass(run->t, 0, &p);
+		int r;
+
+		settle_mark(tracker_pid(run->t), &run->settle);
+		r = tracker_pass(run->t, 0, &p);
 
 		if (r < 0)
 			return r;
@@ -160,6 +165,22 @@ static int flush(struct run *run, struct capture *cap, uint64_t seq, uint64_t da
 }
 
 /*
+ * Before the freeze: let a thread that woke up since the last live pass
+ * re-protected pages go back to sleep first (track/settle.h: its first run
+ * may stall in the host, and a stop request would wait the stall out inside
+ * the pause).  The checkpoint takes longer by the wait; the pause does not.
+ */
+static void settle(struct run *run)
+{
+	struct settle_result sr;
+
+	settle_wait(&run->settle, run->o->settle_max_ms * 1000000ULL, &sr);
+	run->res->settle_ns = sr.ns;
+	run->res->settle_threads = sr.threads;
+	run->res->settle_timed_out = sr.timed_out;
+}
+
+/*
  * Freeze, final pass, copy out, thaw: the only time the target waits.  The
  * copy goes into memory populated before the freeze (*arena, mapped before
  * the live passes), grown when a later live pass still found pages: a
@@ -178,6 +199,7 @@ static int frozen_pass(struct run *run, struct pass *p, struct capture **cap,
 		if (capture_arena_new(want, arena) < 0)
 			*arena = (struct capture_arena){ 0 }; /* the capture maps its own */
 	}
+	settle(run);
 	r = freeze_process(tracker_pid(run->t), &f);
 	run->res->freeze_walks = f.walks;
 	run->res->freeze_threads_exited = f.threads_exited;

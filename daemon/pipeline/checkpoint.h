@@ -17,11 +17,20 @@ struct checkpoint_opts {
 	bool leave_stopped;
 	unsigned max_live_passes;  /* 0 = 4 */
 	uint64_t converge_pages;   /* stop live passes below this; 0 = 8192 */
+	/* Before the freeze, wait at most this long for threads that woke
+	 * since the last live pass to sleep again (track/settle.h); 0: no wait. */
+	unsigned settle_max_ms;
 	/* Progress: phase ("live-pass N", "frozen", "store"), pages. */
 	void (*progress)(void *ud, const char *phase, uint64_t done, uint64_t total,
 			 uint64_t bytes_out);
 	void *ud;
 };
+
+/*
+ * The daemon's default settle_max_ms (config freeze_settle_ms): the host
+ * stalls measured here lasted 1-27 ms (issue 16).
+ */
+#define FREEZE_SETTLE_MS_DEFAULT 30
 
 /* At most this many rows in a result's pass table: live passes are bounded far below it. */
 #define PASSES_MAX 32
@@ -58,6 +67,12 @@ struct checkpoint_result {
 	/* Not in the pause: from the last thread's release until the thread
 	 * that thawed ran again (a released thread may take its CPU). */
 	uint64_t release_wait_ns;
+	/* Not in the pause either: before the freeze, waiting for threads that
+	 * woke since the last live pass to sleep again (settle_threads of
+	 * them; settle_timed_out: one still ran at settle_max_ms). */
+	uint64_t settle_ns;
+	uint32_t settle_threads;
+	bool settle_timed_out;
 	uint64_t final_pages;
 	uint32_t regions;
 	/* The freeze: walks of the thread list, threads that exited under it. */
