@@ -264,9 +264,13 @@ int daemon_init(struct daemon *d, const struct config_overrides *ovr, const stru
 	if (r < 0)
 		return r;
 	apply_limits(d);
-	if (!freeze_priority_allowed())
+	bool realtime;
+	if (!freeze_priority_allowed(&realtime))
 		log_notice("Freezes run at this daemon's priority: raising it needs RLIMIT_NICE 40 "
 			   "(LimitNICE=-20) or CAP_SYS_NICE; pauses get longer on busy CPUs");
+	log_debug("Freezes run %s", realtime ? "at SCHED_FIFO 1" : "without a realtime policy "
+		  "(RLIMIT_RTPRIO 1 and no RestrictRealtime= allow it; pauses of processes with "
+		  "busy threads get longer)");
 	return setup_watchdog(d);
 }
 

@@ -9,9 +9,11 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,6 +22,26 @@
 #include "track/freeze.h"
 
 /* ---- freeze ---- */
+
+/* The calling thread's policy and nice value: raised for a freeze, put back
+ * by its thaw (also a failed freeze's). */
+struct prio {
+	int policy, nice;
+};
+
+static struct prio my_prio(void)
+{
+	return (struct prio){ sched_getscheduler(0), getpriority(PRIO_PROCESS, (id_t)gettid()) };
+}
+
+static void check_prio(struct prio before, const char *when)
+{
+	struct prio now = my_prio();
+
+	CHECK(now.policy == before.policy && now.nice == before.nice,
+	      "%s: policy %d nice %d, want %d and %d as before the freeze", when, now.policy,
+	      now.nice, before.policy, before.nice);
+}
 
 static pid_t last_tid(pid_t pid)
 {
@@ -48,6 +70,7 @@ static void freeze_fails_cleanly(struct wl *w)
 	int release;
 	pid_t tid = last_tid(w->pid); /* listed last: the others are seized first */
 	pid_t other = start_other_tracer(tid, &release);
+	struct prio before = my_prio();
 	int r = freeze_process(w->pid, &f);
 
 	CHECK(r == -EPERM, "freeze with thread %d traced elsewhere: %d (%s), want EPERM", (int)tid,
@@ -57,6 +80,7 @@ static void freeze_fails_cleanly(struct wl *w)
 	      (int)other);
 	if (r == 0)
 		thaw_process(&f, false);
+	check_prio(before, "after a failed freeze");
 	CHECK(wait_states(w->pid, RUNNING_STATES, 1000, states, sizeof(states)),
 	      "after a failed freeze: %s", states);
 	close(release);
@@ -76,12 +100,17 @@ static void case_freeze(void)
 	if (start_selfcheck_target(&w, "2") < 0)
 		return;
 	size_t n_tasks = task_states(w.pid, states, sizeof(states));
+	struct prio before = my_prio();
 	int r = freeze_process(w.pid, &f);
 	CHECK(r == 0, "freeze: %s", strerror(-r));
 	if (r < 0) {
 		wl_stop(&w);
 		return;
 	}
+	CHECK(sched_getscheduler(0) == (f.realtime ? SCHED_FIFO : before.policy),
+	      "policy while frozen: %d (realtime %d)", sched_getscheduler(0), f.realtime);
+	fprintf(stderr, "  freezing thread: nice -20 %s, SCHED_FIFO %s\n", f.niced ? "yes" : "no",
+		f.realtime ? "yes" : "no");
 	CHECK(f.n == n_tasks, "froze %zu threads of %zu", f.n, n_tasks);
 	task_states(w.pid, states, sizeof(states));
 	CHECK(strspn(states, "t") == n_tasks, "states while frozen: %s (want all t)", states);
@@ -93,6 +122,7 @@ static void case_freeze(void)
 	task_states(w.pid, states, sizeof(states));
 	CHECK(strspn(states, "t") == n_tasks, "states while frozen, after a signal: %s", states);
 	thaw_process(&f, false);
+	check_prio(before, "after the thaw");
 	CHECK(wait_states(w.pid, RUNNING_STATES, 1000, states, sizeof(states)),
 	      "states after thaw: %s", states);
 	unsigned long b0 = busy_loops(&w);

@@ -2,6 +2,7 @@
 #include "track/freeze.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -176,8 +177,24 @@ static int raise_priority(int *old)
 	return 0;
 }
 
+/*
+ * Then SCHED_FIFO when allowed (RLIMIT_RTPRIO >= FREEZE_RT_PRIO or
+ * CAP_SYS_NICE, and no RestrictRealtime=): nice -20 alone does not keep
+ * the target's runnable threads off our CPU (see freeze.h).
+ */
+static bool raise_realtime(void)
+{
+	struct sched_param sp = { .sched_priority = FREEZE_RT_PRIO };
+
+	return sched_getscheduler(0) == SCHED_OTHER && sched_setscheduler(0, SCHED_FIFO, &sp) == 0;
+}
+
 static void restore_priority(struct freeze *f)
 {
+	/* Back to SCHED_OTHER is always allowed (the nice value stays). */
+	if (f->realtime && sched_setscheduler(0, SCHED_OTHER, &(struct sched_param){ 0 }) < 0)
+		log_debug_errno(errno, "freeze: SCHED_OTHER not put back: %m");
+	f->realtime = false;
 	if (!f->niced)
 		return;
 	/* Raising a nice value needs no privilege: this cannot fail. */
@@ -186,12 +203,14 @@ static void restore_priority(struct freeze *f)
 	f->niced = false;
 }
 
-bool freeze_priority_allowed(void)
+bool freeze_priority_allowed(bool *realtime)
 {
 	struct freeze f = { 0 };
 	int r = raise_priority(&f.nice_before);
 
 	f.niced = r == 0;
+	f.realtime = raise_realtime();
+	*realtime = f.realtime;
 	restore_priority(&f);
 	return r == 0 || r == -EALREADY;
 }
@@ -203,6 +222,7 @@ int freeze_process(pid_t pid, struct freeze *f)
 
 	*f = (struct freeze){ .pid = pid };
 	f->niced = raise_priority(&f->nice_before) == 0;
+	f->realtime = raise_realtime();
 	f->t_start_ns = now_ns();
 	/*
 	 * Walk again until a walk finds every thread held and stopped: a

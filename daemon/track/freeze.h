@@ -34,6 +34,7 @@ struct freeze {
 	uint64_t t_released_ns;
 	int nice_before;         /* the freezing thread's, put back by the thaw */
 	bool niced;              /* it runs at FREEZE_NICE until the thaw */
+	bool realtime;           /* and SCHED_FIFO FREEZE_RT_PRIO until the thaw */
 	unsigned walks;          /* of /proc/PID/task, until one found all held */
 	unsigned threads_exited; /* as they were seized or waited for (skipped) */
 	char why[160];           /* on failure, for the user */
@@ -49,9 +50,21 @@ struct freeze {
  */
 #define FREEZE_NICE -20
 
-/* May the calling thread take FREEZE_NICE?  Tried and put back (at start-up,
- * to say once in the log when it may not). */
-bool freeze_priority_allowed(void);
+/*
+ * And, when allowed (RLIMIT_RTPRIO of at least this, i.e. LimitRTPRIO=1
+ * without RestrictRealtime=yes, or CAP_SYS_NICE), SCHED_FIFO at this
+ * priority over the same span.  nice -20 is not enough against the
+ * target's own threads: under EEVDF a thread woken by our stop request or
+ * release, or a spinner waiting on our CPU, is picked before the freezing
+ * thread whenever it is owed more time, whatever the weights, and then runs
+ * its slice (2-3 ms) while the other threads wait stopped (traced, issue
+ * 16: the freeze and thaw tails of a target with spinning threads).
+ */
+#define FREEZE_RT_PRIO 1
+
+/* May the calling thread take FREEZE_NICE (*realtime: and FREEZE_RT_PRIO)?
+ * Tried and put back (at start-up, to say once in the log when it may not). */
+bool freeze_priority_allowed(bool *realtime);
 
 /*
  * Stop every thread of pid.  A thread exiting under the freeze is skipped;
