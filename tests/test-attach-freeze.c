@@ -107,9 +107,8 @@ static void case_freeze(void)
 		wl_stop(&w);
 		return;
 	}
-	/* SCHED_FIFO (when allowed) only while stopping and releasing threads. */
-	CHECK(sched_getscheduler(0) == before.policy, "policy while frozen: %d, want %d",
-	      sched_getscheduler(0), before.policy);
+	CHECK(sched_getscheduler(0) == (f.realtime ? SCHED_FIFO : before.policy),
+	      "policy while frozen: %d (realtime %d)", sched_getscheduler(0), f.realtime);
 	fprintf(stderr, "  freezing thread: nice -20 %s, SCHED_FIFO %s\n", f.niced ? "yes" : "no",
 		f.realtime ? "yes" : "no");
 	CHECK(f.n == n_tasks, "froze %zu threads of %zu", f.n, n_tasks);

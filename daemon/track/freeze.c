@@ -178,29 +178,23 @@ static int raise_priority(int *old)
 }
 
 /*
- * SCHED_FIFO when allowed (RLIMIT_RTPRIO >= FREEZE_RT_PRIO or
- * CAP_SYS_NICE, and no RestrictRealtime=), for the loops that stop and
- * release threads only: nice -20 alone does not keep the target's runnable
- * threads off our CPU there (see freeze.h).  What runs in between (the
- * final pass, a restore's write-back) may take long and stays at nice -20.
+ * Then SCHED_FIFO when allowed (RLIMIT_RTPRIO >= FREEZE_RT_PRIO or
+ * CAP_SYS_NICE, and no RestrictRealtime=): nice -20 alone does not keep
+ * the target's runnable threads off our CPU (see freeze.h).
  */
-static bool realtime_begin(void)
+static bool raise_realtime(void)
 {
 	struct sched_param sp = { .sched_priority = FREEZE_RT_PRIO };
 
 	return sched_getscheduler(0) == SCHED_OTHER && sched_setscheduler(0, SCHED_FIFO, &sp) == 0;
 }
 
-static void realtime_end(bool *on)
-{
-	/* Back to SCHED_OTHER is always allowed (the nice value stays). */
-	if (*on && sched_setscheduler(0, SCHED_OTHER, &(struct sched_param){ 0 }) < 0)
-		log_debug_errno(errno, "freeze: SCHED_OTHER not put back: %m");
-	*on = false;
-}
-
 static void restore_priority(struct freeze *f)
 {
+	/* Back to SCHED_OTHER is always allowed (the nice value stays). */
+	if (f->realtime && sched_setscheduler(0, SCHED_OTHER, &(struct sched_param){ 0 }) < 0)
+		log_debug_errno(errno, "freeze: SCHED_OTHER not put back: %m");
+	f->realtime = false;
 	if (!f->niced)
 		return;
 	/* Raising a nice value needs no privilege: this cannot fail. */
@@ -215,8 +209,8 @@ bool freeze_priority_allowed(bool *realtime)
 	int r = raise_priority(&f.nice_before);
 
 	f.niced = r == 0;
-	*realtime = f.realtime = realtime_begin();
-	realtime_end(&f.realtime);
+	f.realtime = raise_realtime();
+	*realtime = f.realtime;
 	restore_priority(&f);
 	return r == 0 || r == -EALREADY;
 }
@@ -228,7 +222,7 @@ int freeze_process(pid_t pid, struct freeze *f)
 
 	*f = (struct freeze){ .pid = pid };
 	f->niced = raise_priority(&f->nice_before) == 0;
-	bool rt = f->realtime = realtime_begin();
+	f->realtime = raise_realtime();
 	f->t_start_ns = now_ns();
 	/*
 	 * Walk again until a walk finds every thread held and stopped: a
@@ -251,7 +245,6 @@ int freeze_process(pid_t pid, struct freeze *f)
 		r = -ESRCH;
 	if (r == -ESRCH)
 		snprintf(f->why, sizeof(f->why), "process %d exited", (int)pid);
-	realtime_end(&rt);
 	if (r < 0) {
 		thaw_process(f, false);
 		return r;
@@ -262,7 +255,6 @@ int freeze_process(pid_t pid, struct freeze *f)
 
 int thaw_process(struct freeze *f, bool leave_stopped)
 {
-	bool rt = f->realtime && realtime_begin();
 	int r = 0;
 
 	if (leave_stopped && f->n && kill(f->pid, SIGSTOP) < 0)
@@ -274,7 +266,6 @@ int thaw_process(struct freeze *f, bool leave_stopped)
 			f->t_released_ns = now_ns();
 		ptrace_let_go(f->t[i].tid, f->t[i].sig);
 	}
-	realtime_end(&rt);
 	free(f->t);
 	f->t = NULL;
 	f->n = f->cap = 0;

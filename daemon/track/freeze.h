@@ -34,7 +34,7 @@ struct freeze {
 	uint64_t t_released_ns;
 	int nice_before;         /* the freezing thread's, put back by the thaw */
 	bool niced;              /* it runs at FREEZE_NICE until the thaw */
-	bool realtime;           /* SCHED_FIFO allowed: taken while stopping and releasing */
+	bool realtime;           /* and SCHED_FIFO FREEZE_RT_PRIO until the thaw */
 	unsigned walks;          /* of /proc/PID/task, until one found all held */
 	unsigned threads_exited; /* as they were seized or waited for (skipped) */
 	char why[160];           /* on failure, for the user */
@@ -53,8 +53,7 @@ struct freeze {
 /*
  * And, when allowed (RLIMIT_RTPRIO of at least this, i.e. LimitRTPRIO=1
  * without RestrictRealtime=yes, or CAP_SYS_NICE), SCHED_FIFO at this
- * priority while it stops the threads and while it releases them (not in
- * between: the final pass, or a restore's write-back, may be long).  nice -20 is not enough against the
+ * priority over the same span.  nice -20 is not enough against the
  * target's own threads: under EEVDF a thread woken by our stop request or
  * release, or a spinner waiting on our CPU, is picked before the freezing
  * thread whenever it is owed more time, whatever the weights, and then runs
