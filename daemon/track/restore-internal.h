@@ -58,6 +58,7 @@ struct rst {
 	uint64_t done;               /* pages compared or skipped: progress */
 	bool touched;                /* the first write was issued */
 	int *wfd;                    /* per image region: its backing file for writing, or -1 */
+	struct writer *w;            /* the second writer thread, once started */
 	char *why;
 	size_t why_len;
 };
@@ -65,6 +66,14 @@ struct rst {
 /* Before the freeze: the kernel reads the image's pages of set once
  * (restore-write.c says why).  Best effort, changes nothing of the process. */
 void restore_warm(struct rst *x, const struct range_set *set);
+/* From this many pages to write back on, a second thread writes half of
+ * them: fewer, and it costs more to start than it saves. */
+#define RESTORE_SPLIT_PAGES 512
+/* Before the freeze: start the second writer thread (best effort: without
+ * it restore_write writes everything itself). */
+void restore_writer_start(struct rst *x);
+/* Tell a started writer that there is nothing for it, and join it. */
+void restore_writer_stop(struct rst *x);
 /* Frozen: every page of c from the image into the process; 0 or -errno
  * (x->touched: something was written). */
 int restore_write(struct rst *x, const struct range_set *c);

@@ -11,10 +11,14 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "basic/log.h"
 #include "basic/util.h"
+#include "track/freeze.h"
 
 #define ZEROS_LEN (64U << 10)
 
@@ -159,11 +163,10 @@ void restore_warm(struct rst *x, const struct range_set *set)
 	free(b);
 }
 
-/* Every page of c, region by region. */
-static int write_back(struct rst *x, const struct range_set *c)
+/* Every page of c, region by region, batched in b. */
+static int write_back_in(struct rst *x, struct wbatch *b, const struct range_set *c)
 {
-	struct wbatch *b = calloc(1, sizeof(*b));
-	int r = b ? 0 : -ENOMEM;
+	int r = 0;
 
 	for (size_t i = 0; r == 0 && i < x->ri->n_regions; i++) {
 		const struct pass_region *reg = &x->ri->regions[i];
@@ -184,27 +187,108 @@ static int write_back(struct rst *x, const struct range_set *c)
 	}
 	if (r == 0)
 		r = vm_flush(x, b);
+	return r;
+}
+
+static int write_back(struct rst *x, const struct range_set *c)
+{
+	struct wbatch *b = calloc(1, sizeof(*b));
+	int r = b ? write_back_in(x, b, c) : -ENOMEM;
+
 	free(b);
 	return r;
 }
 
-/* Below this many pages one thread writes everything: a second one costs
- * more to start than it saves. */
-#define SPLIT_PAGES 512
-
-struct half {
+/* The second writer: started before the freeze (restore_writer_start),
+ * so that neither the thread nor its memory is made while the process is
+ * frozen (here a new thread and the first touch of its batch cost
+ * 0.1-0.4 ms); given the upper half of the pages by restore_write, or
+ * told to quit. */
+struct writer {
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool go, job, done;
 	struct rst x; /* a copy of the caller's, with its own hint and stats */
 	struct restore_stats st;
 	struct range_set c;
 	int r;
+	struct wbatch b; /* touched before the freeze */
 };
 
-static void *write_half(void *p)
+static void *writer_main(void *p)
 {
-	struct half *h = p;
+	struct writer *w = p;
 
-	h->r = write_back(&h->x, &h->c);
+	/* As the freezing thread (freeze.h); without the privilege it keeps
+	 * its own: the process is frozen, a CPU is likely free anyway. */
+	if (setpriority(PRIO_PROCESS, (id_t)gettid(), FREEZE_NICE) < 0)
+		log_debug_errno(errno, "restore writer keeps its priority: %m");
+	pthread_mutex_lock(&w->mu);
+	while (!w->go)
+		pthread_cond_wait(&w->cv, &w->mu);
+	bool job = w->job;
+
+	pthread_mutex_unlock(&w->mu);
+	if (!job)
+		return NULL;
+	w->r = write_back_in(&w->x, &w->b, &w->c);
+	pthread_mutex_lock(&w->mu);
+	w->done = true;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
 	return NULL;
+}
+
+void restore_writer_start(struct rst *x)
+{
+	struct writer *w;
+
+	if (x->w || sysconf(_SC_NPROCESSORS_ONLN) < 2)
+		return;
+	w = malloc(sizeof(*w));
+	if (!w)
+		return;
+	memset(w, 0, sizeof(*w)); /* touches it: no first-touch fault frozen */
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
+	if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
+		log_debug("restore: no second writer thread: one writes everything");
+		pthread_cond_destroy(&w->cv);
+		pthread_mutex_destroy(&w->mu);
+		free(w);
+		return;
+	}
+	x->w = w;
+}
+
+/* Gives the writer its job (job: w->c and w->x set) or tells it to quit. */
+static void writer_finish(struct writer *w, bool job)
+{
+	pthread_mutex_lock(&w->mu);
+	if (job)
+		w->job = true;
+	w->go = true;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+static void writer_free(struct writer *w)
+{
+	pthread_join(w->thread, NULL);
+	pthread_cond_destroy(&w->cv);
+	pthread_mutex_destroy(&w->mu);
+	range_set_free(&w->c);
+	free(w);
+}
+
+void restore_writer_stop(struct rst *x)
+{
+	if (!x->w)
+		return;
+	writer_finish(x->w, false);
+	writer_free(x->w);
+	x->w = NULL;
 }
 
 /* The address below which lie half of c's pages. */
@@ -222,41 +306,50 @@ static uint64_t middle(const struct range_set *c)
 	return UINT64_MAX;
 }
 
-/* write_back, the upper half of the pages by a second thread: while the
+/* write_back, the upper half of the pages by the second writer: while the
  * process is frozen it uses no CPU, and the kernel's copies into it run
  * on both (docs/restore.md).  One thread when there is one CPU, few pages,
- * or no thread can be started. */
+ * or no thread could be started. */
 int restore_write(struct rst *x, const struct range_set *c)
 {
 	struct range_set lo = { 0 };
-	struct half *h;
-	pthread_t th;
+	struct writer *w;
 	uint64_t mid;
 	int r;
 
-	if (range_set_bytes(c) / PAGE_SIZE_4K < SPLIT_PAGES || sysconf(_SC_NPROCESSORS_ONLN) < 2)
+	if (range_set_bytes(c) / PAGE_SIZE_4K < RESTORE_SPLIT_PAGES) {
+		restore_writer_stop(x);
 		return write_back(x, c);
-	h = calloc(1, sizeof(*h));
-	if (!h)
+	}
+	restore_writer_start(x); /* when more were written since than expected */
+	w = x->w;
+	if (!w)
 		return write_back(x, c);
-	h->x = *x;
-	h->x.st = &h->st;
+	w->x = *x;
+	w->x.st = &w->st;
+	w->x.w = NULL;
 	mid = middle(c);
-	r = range_set_clip(c, mid, UINT64_MAX, &h->c);
+	r = range_set_clip(c, mid, UINT64_MAX, &w->c);
 	if (r == 0)
 		r = range_set_clip(c, 0, mid, &lo);
-	if (r == 0 && pthread_create(&th, NULL, write_half, h) == 0) {
-		r = write_back(x, &lo);
-		pthread_join(th, NULL);
-		x->touched |= h->x.touched;
-		x->st->write_calls += h->st.write_calls;
-		if (r == 0)
-			r = h->r;
-	} else {
-		r = write_back(x, c); /* no memory or no thread: all here */
+	if (r < 0) {
+		restore_writer_stop(x);
+		r = write_back(x, c); /* no memory: all here */
+		range_set_free(&lo);
+		return r;
 	}
+	writer_finish(w, true);
+	r = write_back(x, &lo);
+	pthread_mutex_lock(&w->mu);
+	while (!w->done)
+		pthread_cond_wait(&w->cv, &w->mu);
+	pthread_mutex_unlock(&w->mu);
+	x->touched |= w->x.touched;
+	x->st->write_calls += w->st.write_calls;
+	if (r == 0)
+		r = w->r;
+	writer_free(w);
+	x->w = NULL;
 	range_set_free(&lo);
-	range_set_free(&h->c);
-	free(h);
 	return r;
 }

@@ -489,6 +489,9 @@ int restore_process(struct tracker *t, const struct restore_image *ri,
 		r = open_writers(&x, &live);
 	if (r == 0)
 		r = compare(&x, &live);
+	/* The writer first: it has settled by the freeze. */
+	if (r == 0 && range_set_bytes(&x.diff) / PAGE_SIZE_4K >= RESTORE_SPLIT_PAGES)
+		restore_writer_start(&x);
 	if (r == 0)
 		restore_warm(&x, &x.diff);
 	st->compare_ns = now_ns() - t0;
@@ -500,6 +503,7 @@ int restore_process(struct tracker *t, const struct restore_image *ri,
 		range_set_add(&x.taken, c.r[i].start, c.r[i].end);
 	tracker_resync(t, &x.taken);
 out:
+	restore_writer_stop(&x);
 	close_writers(&x);
 	pass_free(&live);
 	range_set_free(&c);
