@@ -325,10 +325,7 @@ static void start(struct daemon *d, struct session *s, struct request *req, void
 
 	c->s = s;
 	c->req = req;
-	/* Continuity: increments only over what this session wrote to this
-	 * set in the same place. */
-	c->full = !s->set || strcmp(s->set, c->set) || !s->generation ||
-		  (s->dest == NULL) != (c->peer == NULL) || (c->peer && strcmp(s->dest, c->peer));
+	c->full = !daemon_session_continues(s, c->set, c->peer);
 	c->parent = c->full ? 0 : s->generation;
 	if (c->peer) {
 		r = daemon_peer_link(d, s, c->peer);

@@ -289,10 +289,7 @@ static void start(struct daemon *d, struct session *s, struct request *req, void
 
 	v->s = s;
 	v->req = req;
-	/* Increments only over this session's last generation of the set, in
-	 * the same place (the local store, or the same peer). */
-	v->full = !s->set || strcmp(s->set, v->set) || !s->generation ||
-		  (s->dest == NULL) != (v->peer == NULL) || (v->peer && strcmp(s->dest, v->peer));
+	v->full = !daemon_session_continues(s, v->set, v->peer);
 	v->parent = v->full ? 0 : s->generation;
 	if (v->peer) {
 		r = daemon_peer_link(d, s, v->peer);

@@ -91,6 +91,12 @@ static void release_idle_memory(struct daemon *d)
 	malloc_trim(0);
 }
 
+bool daemon_session_continues(const struct session *s, const char *set, const char *peer)
+{
+	return s->set && !strcmp(s->set, set) && s->generation &&
+	       (s->dest == NULL) == (peer == NULL) && (!peer || !strcmp(s->dest, peer));
+}
+
 void daemon_session_end(struct daemon *d, struct session *s)
 {
 	session_free(s);

@@ -115,6 +115,10 @@ void daemon_session_detach(struct daemon *d, struct session *s, struct request *
 bool daemon_session_execd(struct daemon *d, struct session *s);
 /* Free s (no tracker, no job) and see whether a shutdown is complete. */
 void daemon_session_end(struct daemon *d, struct session *s);
+/* Whether a checkpoint of s into set, at peer (NULL: the local store), may
+ * be an increment over s's last generation: only over what this session
+ * wrote to the same set in the same place.  Process and VM checkpoints. */
+bool daemon_session_continues(const struct session *s, const char *set, const char *peer);
 /* A job's progress() callback hands its report to the client this way. */
 void daemon_forward_progress(struct request *req, const struct job_progress *p);
 /* Worker side, at the start of a job's run(): the test-only delay. */
