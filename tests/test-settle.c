@@ -88,6 +88,17 @@ static bool wait_state(pid_t pid, bool running)
 	return false;
 }
 
+/* A one-thread child marked asleep, then woken to run spin_ms. */
+static void child_woken(struct child *c, unsigned spin_ms, struct settle *s)
+{
+	CHECK(child_start(c, spin_ms, false) == 0, "fork");
+	CHECK(wait_state(c->pid, false), "child never slept");
+	settle_mark(c->pid, s);
+	CHECK(s->n == 1 && !s->ran[0], "mark: %u threads, ran %d", s->n, s->ran[0]);
+	CHECK(write(c->cmd, "x", 1) == 1, "write");
+	CHECK(wait_state(c->pid, true), "child never ran");
+}
+
 /* Asleep at the mark, then woken to run 300 ms: waited for until it sleeps. */
 static void woken_thread_is_waited_for(void)
 {
@@ -95,12 +106,7 @@ static void woken_thread_is_waited_for(void)
 	struct child c;
 	struct settle s;
 
-	CHECK(child_start(&c, 300, false) == 0, "fork");
-	CHECK(wait_state(c.pid, false), "child never slept");
-	settle_mark(c.pid, &s);
-	CHECK(s.n == 1 && !s.ran[0], "mark: %u threads, ran %d", s.n, s.ran[0]);
-	CHECK(write(c.cmd, "x", 1) == 1, "write");
-	CHECK(wait_state(c.pid, true), "child never ran");
+	child_woken(&c, 300, &s);
 	settle_wait(&s, 5000 * MS, &res);
 	CHECK(res.threads == 1 && !res.timed_out, "threads %u, timed out %d", res.threads,
 	      res.timed_out);
@@ -139,11 +145,7 @@ static void bound(void)
 	struct child c;
 	struct settle s;
 
-	CHECK(child_start(&c, 5000, false) == 0, "fork");
-	CHECK(wait_state(c.pid, false), "child never slept");
-	settle_mark(c.pid, &s);
-	CHECK(write(c.cmd, "x", 1) == 1, "write");
-	CHECK(wait_state(c.pid, true), "child never ran");
+	child_woken(&c, 5000, &s);
 	settle_wait(&s, 0, &res);
 	CHECK(res.ns == 0 && res.threads == 0 && !res.timed_out, "bound 0: waited %.2f ms",
 	      res.ns / 1e6);
