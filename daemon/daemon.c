@@ -172,7 +172,12 @@ static int setup_watchdog(struct daemon *d)
 
 static int setup_signals(struct daemon *d)
 {
+	int r;
+
 	signal(SIGPIPE, SIG_IGN);
+	r = freeze_quiet_stops();
+	if (r < 0)
+		log_warning_errno(-r, "every stop of a frozen process will wake the main thread: %m");
 	d->sig_term = evsignal_new(d->base, SIGTERM, on_stop_signal, d);
 	d->sig_int = evsignal_new(d->base, SIGINT, on_stop_signal, d);
 	d->sig_hup = evsignal_new(d->base, SIGHUP, on_reload_signal, d);

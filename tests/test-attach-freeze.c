@@ -6,6 +6,8 @@
  *                group-stopped ('T') after a leave_stopped thaw until SIGCONT
  *   stopped      a target already group-stopped: attach and freeze work and
  *                leave it stopped
+ *   quiet        each stop of a freeze signals us (SIGCHLD) until
+ *                freeze_quiet_stops, then none does; an exit still does
  */
 #include <dirent.h>
 #include <errno.h>
@@ -198,9 +200,70 @@ static void case_stopped(void)
 	wl_stop(&w);
 }
 
+/* ---- quiet ---- */
+
+static volatile sig_atomic_t n_chld;
+
+static void on_chld(int sig)
+{
+	(void)sig;
+	n_chld++;
+}
+
+/* Freeze and thaw w rounds times; the threads frozen each time. */
+static size_t freeze_rounds(struct wl *w, int rounds)
+{
+	size_t n = 0;
+
+	for (int i = 0; i < rounds; i++) {
+		struct freeze f;
+		int r = freeze_process(w->pid, &f);
+
+		CHECK(r == 0, "freeze %d: %s", i, strerror(-r));
+		if (r < 0)
+			return 0;
+		n = f.n;
+		thaw_process(&f, false);
+	}
+	return n;
+}
+
+static void case_quiet(void)
+{
+	struct sigaction sa = { .sa_handler = on_chld, .sa_flags = SA_RESTART };
+	struct wl w;
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGCHLD, &sa, NULL);
+	if (start_selfcheck_target(&w, "2") < 0)
+		return;
+	/* Without it every stop signals us: this test can tell. */
+	n_chld = 0;
+	size_t n = freeze_rounds(&w, 5);
+	int loud = n_chld;
+
+	CHECK(loud >= 5, "%d SIGCHLD in 5 freezes of %zu threads without SA_NOCLDSTOP "
+	      "(want one per stop at least)", loud, n);
+	int r = freeze_quiet_stops();
+
+	CHECK(r == 0, "freeze_quiet_stops: %s", strerror(-r));
+	sigaction(SIGCHLD, NULL, &sa);
+	CHECK(sa.sa_handler == on_chld && (sa.sa_flags & SA_NOCLDSTOP) &&
+	      (sa.sa_flags & SA_RESTART), "the handler and its flags kept, SA_NOCLDSTOP added");
+	n_chld = 0;
+	n = freeze_rounds(&w, 20);
+	CHECK(n >= 3 && n_chld == 0, "%d SIGCHLD in 20 freezes of %zu threads (want 0)",
+	      (int)n_chld, n);
+	fprintf(stderr, "  SIGCHLD: %d in 5 freezes before, %d in 20 after; %zu threads\n", loud,
+		(int)n_chld, n);
+	wl_stop(&w);
+	CHECK(n_chld >= 1, "the target's exit did not signal us");
+}
+
 static const struct attach_case cases[] = {
 	{ "freeze", case_freeze },
 	{ "stopped", case_stopped },
+	{ "quiet", case_quiet },
 };
 
 int main(int argc, char **argv)

@@ -203,6 +203,16 @@ static void restore_priority(struct freeze *f)
 	f->niced = false;
 }
 
+int freeze_quiet_stops(void)
+{
+	struct sigaction sa;
+
+	if (sigaction(SIGCHLD, NULL, &sa) < 0)
+		return -errno;
+	sa.sa_flags |= SA_NOCLDSTOP;
+	return sigaction(SIGCHLD, &sa, NULL) < 0 ? -errno : 0;
+}
+
 bool freeze_priority_allowed(bool *realtime)
 {
 	struct freeze f = { 0 };

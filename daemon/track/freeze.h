@@ -67,6 +67,20 @@ struct freeze {
 bool freeze_priority_allowed(bool *realtime);
 
 /*
+ * Keep the target's stops from signalling us (start-up, once; the SIGCHLD
+ * handler stays what it is, SA_NOCLDSTOP is added).  Each ptrace stop
+ * otherwise sends SIGCHLD to the daemon: the freezing thread blocks it, so
+ * it is not ignored, and it wakes the daemon's main thread on the CPU the
+ * stopping thread leaves.  Switching to the daemon's address space there
+ * took up to 1 ms on the test machine (shadow paging), and until that
+ * switch is done the stopped thread still counts as on its CPU: the
+ * freezing thread's first ptrace request after the freeze waited for it
+ * (0.6-0.95 ms in 2 of 11 restores, issue 13; docs/tracking.md).  The
+ * freezing thread's waitpid is woken without the signal.  -errno.
+ */
+int freeze_quiet_stops(void);
+
+/*
  * Stop every thread of pid.  A thread exiting under the freeze is skipped;
  * a thread traced by another fails it (-EPERM), as does a process exiting
  * (-ESRCH) or one whose threads never hold still (-EAGAIN); f->why says
