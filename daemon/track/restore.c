@@ -357,6 +357,10 @@ static int compare(struct rst *x, const struct pass *live)
 
 /* ---- the freeze ---- */
 
+/* How long the scan helper is held on a CPU (tracker_helper_hold) before
+ * the kernel-read pass and again before the freeze: both take less. */
+#define HOLD_NS (20ULL * 1000 * 1000)
+
 /* From here a dying daemon must take the process with it rather than leave
  * it running half restored (as in the injection window: tracking.md). */
 static int exit_kill(const struct freeze *f)
@@ -393,7 +397,10 @@ static int frozen(struct rst *x, struct range_set *c)
 	struct freeze f;
 	pid_t bad_tid = 0;
 	uint64_t t;
-	int r = freeze_process(x->pid, &f);
+	int r;
+
+	tracker_helper_hold(x->t, HOLD_NS);
+	r = freeze_process(x->pid, &f);
 
 	if (r < 0) {
 		snprintf(x->why, x->why_len, "cannot stop process %d: %s", (int)x->pid,
@@ -427,6 +434,7 @@ static int frozen(struct rst *x, struct range_set *c)
 				 "part-way: %s", (int)x->pid, strerror(-r));
 	}
 	st->write_ns = now_ns() - t;
+	tracker_helper_release(x->t);
 	t = now_ns();
 	if (r == 0 && !x->o->memory_only) {
 		r = threads_apply(x->o->threads, &f, &bad_tid);
@@ -492,6 +500,9 @@ int restore_process(struct tracker *t, const struct restore_image *ri,
 	/* The writer first: it has settled by the freeze. */
 	if (r == 0 && range_set_bytes(&x.diff) / PAGE_SIZE_4K >= RESTORE_SPLIT_PAGES)
 		restore_writer_start(&x);
+	/* From here to the write-back the CPUs should not doze off. */
+	if (r == 0)
+		tracker_helper_hold(t, HOLD_NS);
 	if (r == 0)
 		restore_warm(&x, &x.diff);
 	st->compare_ns = now_ns() - t0;
@@ -503,6 +514,7 @@ int restore_process(struct tracker *t, const struct restore_image *ri,
 		range_set_add(&x.taken, c.r[i].start, c.r[i].end);
 	tracker_resync(t, &x.taken);
 out:
+	tracker_helper_release(t);
 	restore_writer_stop(&x);
 	close_writers(&x);
 	pass_free(&live);

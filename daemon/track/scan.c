@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -168,11 +169,40 @@ struct scan_helper {
 	struct scan_piece *pieces;
 	size_t n, next, finished;
 	bool stop;
+	_Atomic bool can_idle; /* at FREEZE_NICE: allowed back out of SCHED_IDLE */
+	/* tracker_helper_hold: spin until then (now_ns), or until pieces are
+	 * posted (posts changes) */
+	_Atomic uint64_t hold_until;
+	_Atomic unsigned posts;
 };
 
 /* Pieces of about an eighth of the ranges, cut at 2 MiB (one page table). */
 #define SPLIT_PIECES 8
 #define SPLIT_ALIGN (2ULL << 20)
+
+/* Held: on this CPU at SCHED_IDLE until pieces come, the hold ends or the
+ * helper is stopped; then back to SCHED_OTHER (at FREEZE_NICE still). */
+static void helper_spin(struct scan_helper *h)
+{
+	struct sched_param sp = { 0 };
+	unsigned posts = h->posts;
+
+	if (sched_setscheduler(0, SCHED_IDLE, &sp) < 0) {
+		h->hold_until = 0;
+		return;
+	}
+	for (unsigned i = 1; h->posts == posts; i++) {
+		__builtin_ia32_pause();
+		if (!(i % 256) && now_ns() >= h->hold_until)
+			break;
+	}
+	if (sched_setscheduler(0, SCHED_OTHER, &sp) < 0) {
+		/* Not expected (can_idle); at SCHED_IDLE it must not hold again. */
+		log_warning_errno(errno, "scan helper left at SCHED_IDLE: %m");
+		h->can_idle = false;
+		h->hold_until = 0;
+	}
+}
 
 static void *helper_main(void *arg)
 {
@@ -183,10 +213,19 @@ static void *helper_main(void *arg)
 	 * pieces it takes are the ones the freezing thread had no time for. */
 	if (setpriority(PRIO_PROCESS, (id_t)gettid(), FREEZE_NICE) < 0)
 		log_debug_errno(errno, "scan helper keeps its priority: %m");
+	else
+		h->can_idle = true; /* leaving SCHED_IDLE needs what nice -20 needs */
 	pthread_mutex_lock(&h->mu);
 	for (;;) {
-		while (!h->stop && h->next >= h->n)
+		while (!h->stop && h->next >= h->n) {
+			if (now_ns() < h->hold_until) {
+				pthread_mutex_unlock(&h->mu);
+				helper_spin(h);
+				pthread_mutex_lock(&h->mu);
+				continue;
+			}
 			pthread_cond_wait(&h->work, &h->mu);
+		}
 		if (h->stop)
 			break;
 		struct scan_piece *p = &h->pieces[h->next++];
@@ -241,6 +280,8 @@ void scan_helper_stop(struct tracker *t)
 		return;
 	pthread_mutex_lock(&h->mu);
 	h->stop = true;
+	h->hold_until = 0;
+	h->posts++;
 	pthread_cond_signal(&h->work);
 	pthread_mutex_unlock(&h->mu);
 	pthread_join(h->thread, NULL);
@@ -250,6 +291,24 @@ void scan_helper_stop(struct tracker *t)
 	free(h->vec);
 	free(h);
 	t->helper = NULL;
+}
+
+void tracker_helper_hold(struct tracker *t, uint64_t ns)
+{
+	struct scan_helper *h = t->helper;
+
+	if (!h || !h->can_idle)
+		return;
+	pthread_mutex_lock(&h->mu);
+	h->hold_until = now_ns() + ns;
+	pthread_cond_signal(&h->work);
+	pthread_mutex_unlock(&h->mu);
+}
+
+void tracker_helper_release(struct tracker *t)
+{
+	if (t->helper)
+		t->helper->hold_until = 0;
 }
 
 /* Cut ranges into pieces of at most size bytes (size a multiple of 2 MiB). */
@@ -334,6 +393,7 @@ int scan_written_split(struct tracker *t, const struct range_set *ranges, struct
 	h->pieces = p;
 	h->n = n;
 	h->next = h->finished = 0;
+	h->posts++;
 	pthread_cond_signal(&h->work);
 	while (h->next < n) {
 		struct scan_piece *mine = &p[h->next++];

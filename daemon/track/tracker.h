@@ -95,6 +95,17 @@ int tracker_resync(struct tracker *t, const struct range_set *ranges);
  * anonymous mapping every other page reads as zero.
  */
 int tracker_populated(struct tracker *t, uint64_t start, uint64_t end, struct range_set *out);
+/*
+ * A freeze is near: for up to ns (or until tracker_helper_release), the
+ * thread that splits the final scan with the freezing thread waits on a
+ * CPU, spinning at SCHED_IDLE (any other thread there runs first), rather
+ * than asleep.  Woken from sleep it started 0.1-1 ms late in most frozen
+ * scans on the test machine, the freezing thread scanning alone meanwhile
+ * (an idle CPU of a VM wakes slowly; docs/tracking.md).  Nothing happens
+ * without a helper, or when it could not take SCHED_IDLE and leave it.
+ */
+void tracker_helper_hold(struct tracker *t, uint64_t ns);
+void tracker_helper_release(struct tracker *t);
 /* The next pass covers every page of every region: a full generation. */
 int tracker_invalidate(struct tracker *t);
 /* Unregister everything, close the uffd; the target keeps no trace of us. */
