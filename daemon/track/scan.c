@@ -192,7 +192,9 @@ static void helper_spin(struct scan_helper *h)
 		return;
 	}
 	for (unsigned i = 1; h->posts == posts; i++) {
-		__builtin_ia32_pause();
+#if defined(__x86_64__) || defined(__i386__)
+		__builtin_ia32_pause(); /* a spin-wait hint: the sibling thread runs on */
+#endif
 		if (!(i % 256) && now_ns() >= h->hold_until)
 			break;
 	}
