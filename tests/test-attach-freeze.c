@@ -243,7 +243,7 @@ static void case_quiet(void)
 	int loud = n_chld;
 
 	CHECK(loud >= 5, "%d SIGCHLD in 5 freezes of %zu threads without SA_NOCLDSTOP "
-	      "(want one per stop at least)", loud, n);
+	      "(want at least one a freeze)", loud, n);
 	int r = freeze_quiet_stops();
 
 	CHECK(r == 0, "freeze_quiet_stops: %s", strerror(-r));

@@ -101,8 +101,9 @@ int tracker_populated(struct tracker *t, uint64_t start, uint64_t end, struct ra
  * CPU, spinning at SCHED_IDLE (any other thread there runs first), rather
  * than asleep.  Woken from sleep it started 0.1-1 ms late in most frozen
  * scans on the test machine, the freezing thread scanning alone meanwhile
- * (an idle CPU of a VM wakes slowly; docs/tracking.md).  Nothing happens
- * without a helper, or when it could not take SCHED_IDLE and leave it.
+ * (an idle vCPU wakes slowly, and entering our address space there is
+ * slow under shadow paging; docs/tracking.md).  Nothing happens without a
+ * helper, or when it could not take SCHED_IDLE and leave it.
  */
 void tracker_helper_hold(struct tracker *t, uint64_t ns);
 void tracker_helper_release(struct tracker *t);
