@@ -66,13 +66,14 @@ struct rst {
 /* Before the freeze: the kernel reads the image's pages of set once
  * (restore-write.c says why).  Best effort, changes nothing of the process. */
 void restore_warm(struct rst *x, const struct range_set *set);
-/* From this many pages to write back on, a second thread writes half of
- * them: fewer, and it costs more to start than it saves. */
+/* From this many pages to write back on, a second thread shares them
+ * (restore_write): fewer, and it costs more to start than it saves. */
 #define RESTORE_SPLIT_PAGES 512
 /* Before the freeze: start the second writer thread (best effort: without
  * it restore_write writes everything itself). */
 void restore_writer_start(struct rst *x);
-/* Tell a started writer that there is nothing for it, and join it. */
+/* Tell a started writer there is nothing (more) for it, join it, and add
+ * its write calls to x->st; after restore_write too. */
 void restore_writer_stop(struct rst *x);
 /* Frozen: every page of c from the image into the process; 0 or -errno
  * (x->touched: something was written). */

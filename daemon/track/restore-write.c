@@ -127,6 +127,17 @@ static int write_file(struct rst *x, struct wbatch *b, int fd, const struct pass
 	return r;
 }
 
+/* restore_warm's batch, read by the kernel into x->buf; emptied. */
+static void warm_flush(struct rst *x, struct wbatch *b, pid_t self)
+{
+	struct iovec to = { x->buf, b->bytes };
+
+	if (b->nl)
+		(void)process_vm_writev(self, b->l, b->nl, &to, 1, 0);
+	b->nl = 0;
+	b->bytes = 0;
+}
+
 /* Makes the kernel read once, through our own address space, every image
  * page of set that the frozen write-back will copy: process_vm_writev from
  * them to x->buf, in this process.  On the project's test machine (a VM
@@ -145,21 +156,13 @@ void restore_warm(struct rst *x, const struct range_set *set)
 			uint64_t e = MIN(set->r[i].end, a + RUN_PAGES * PAGE_SIZE_4K);
 
 			if (b->nl + (e - a) / PAGE_SIZE_4K > IOV_BATCH ||
-			    b->bytes + (e - a) > STEP) {
-				struct iovec to = { x->buf, b->bytes };
-
-				(void)process_vm_writev(self, b->l, b->nl, &to, 1, 0);
-				b->nl = 0;
-				b->bytes = 0;
-			}
+			    b->bytes + (e - a) > STEP)
+				warm_flush(x, b, self);
 			add_content(x, b, a, e);
 			a = e;
 		}
-	if (b && b->nl) {
-		struct iovec to = { x->buf, b->bytes };
-
-		(void)process_vm_writev(self, b->l, b->nl, &to, 1, 0);
-	}
+	if (b)
+		warm_flush(x, b, self);
 	free(b);
 }
 
@@ -217,12 +220,13 @@ struct chunks {
 /* The second writer: started before the freeze (restore_writer_start),
  * so that neither the thread nor its memory is made while the process is
  * frozen (here a new thread and the first touch of its batch cost
- * 0.1-0.4 ms); given chunks to share by restore_write, or told to quit. */
+ * 0.1-0.4 ms); let go to the chunks restore_write cut, or to a closed
+ * list (nothing for it: it quits). */
 struct writer {
 	pthread_t thread;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	bool go, job;
+	bool go;
 	struct rst x; /* a copy of the caller's, with its own hint and stats */
 	struct restore_stats st;
 	struct chunks ch;
@@ -267,11 +271,8 @@ static void *writer_main(void *p)
 	pthread_mutex_lock(&w->mu);
 	while (!w->go)
 		pthread_cond_wait(&w->cv, &w->mu);
-	bool job = w->job;
-
 	pthread_mutex_unlock(&w->mu);
-	if (job)
-		write_chunks(w, &w->x, &w->b);
+	write_chunks(w, &w->x, &w->b);
 	return NULL;
 }
 
@@ -297,34 +298,30 @@ void restore_writer_start(struct rst *x)
 	x->w = w;
 }
 
-/* Gives the writer its job (job: w->c and w->x set) or tells it to quit. */
-static void writer_finish(struct writer *w, bool job)
+/* Lets the writer go (w->x and w->ch set); close: with nothing to take. */
+static void writer_go(struct writer *w, bool close)
 {
 	pthread_mutex_lock(&w->mu);
-	if (job)
-		w->job = true;
+	if (close)
+		w->ch.closed = true;
 	w->go = true;
 	pthread_cond_signal(&w->cv);
 	pthread_mutex_unlock(&w->mu);
 }
 
-/* Joined already. */
-static void writer_free(struct writer *w)
+void restore_writer_stop(struct rst *x)
 {
+	struct writer *w = x->w;
+
+	if (!w)
+		return;
+	writer_go(w, true);
+	pthread_join(w->thread, NULL);
+	x->st->write_calls += w->st.write_calls;
 	pthread_cond_destroy(&w->cv);
 	pthread_mutex_destroy(&w->mu);
 	free(w->ch.cut);
 	free(w);
-}
-
-void restore_writer_stop(struct rst *x)
-{
-	if (!x->w)
-		return;
-	writer_finish(x->w, false);
-	pthread_join(x->w->thread, NULL);
-	x->st->write_calls += x->w->st.write_calls;
-	writer_free(x->w);
 	x->w = NULL;
 }
 
@@ -378,7 +375,7 @@ int restore_write(struct rst *x, const struct range_set *c)
 	w->x = *x;
 	w->x.st = &w->st;
 	w->x.w = NULL;
-	writer_finish(w, true);
+	writer_go(w, false);
 	write_chunks(w, x, &w->mb);
 	/* Close the list, wait for the writer's chunk in flight if any; one
 	 * that has not started yet takes nothing now (restore_process joins

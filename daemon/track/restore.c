@@ -22,7 +22,6 @@
 #include "basic/util.h"
 #include "track/freeze.h"
 
-
 static bool page_zero(const uint8_t *p)
 {
 	const uint64_t *w = (const uint64_t *)p;
@@ -32,7 +31,6 @@ static bool page_zero(const uint8_t *p)
 			return false;
 	return true;
 }
-
 
 static int note_pass(struct range_set *set, const struct pass *p)
 {
